@@ -1,0 +1,84 @@
+/*
+ * ec_kv: etcd's KV semantics over the MVCC keyspace. Validates requests before
+ * they are proposed, applies committed internal requests (Put, DeleteRange, Txn,
+ * Compaction) deterministically, and serves Range. Network-free and
+ * deterministic: two members applying the same log produce the same keyspace and
+ * the same responses.
+ *
+ * Response messages are protobuf-c messages whose every pointer field is a
+ * separate malloc allocation, so ec_msg_free() (protobuf_c_message_free_unpacked
+ * with the default allocator) releases them. Headers are filled completely:
+ * revision from the keyspace, cluster_id/member_id/raft_term from ec_hdr.
+ */
+#ifndef METASTORE_EC_KV_H
+#define METASTORE_EC_KV_H
+
+#include <stdint.h>
+
+#include "internal.pb-c.h"
+#include "rpc.pb-c.h"
+#include "storage/st_db.h"
+
+typedef struct ec_kv ec_kv;
+
+/* Identity placed into every response header. */
+typedef struct ec_hdr {
+	uint64_t cluster_id;
+	uint64_t member_id;
+	uint64_t raft_term;
+} ec_hdr;
+
+typedef struct ec_kv_config {
+	int64_t max_txn_ops; /* etcd --max-txn-ops, default 128 */
+} ec_kv_config;
+
+/*
+ * ec_kv_open - bind the KV state machine to an open database (reads the applied
+ * index, current and compacted revision; O(1), no scan). @db stays owned by the
+ * caller and must outlive the ec_kv. Returns 0, or an ST_* code on storage error.
+ */
+int ec_kv_open(st_db *db, const ec_kv_config *cfg, ec_kv **out);
+void ec_kv_close(ec_kv *kv);
+
+/* Last applied log index; current revision; compacted revision (0 if never). */
+uint64_t ec_kv_applied_index(ec_kv *kv);
+int64_t ec_kv_revision(ec_kv *kv);
+int64_t ec_kv_compact_revision(ec_kv *kv);
+
+/*
+ * Stateless checks done before proposing, as etcd's v3rpc layer does them
+ * (empty key, ignore_value with a value, ignore_lease with a lease, too many txn
+ * ops, duplicate keys in a txn branch, ...). Return EC_OK or the ec_err to send.
+ */
+int ec_check_range(const Etcdserverpb__RangeRequest *r);
+int ec_check_put(const Etcdserverpb__PutRequest *r);
+int ec_check_delete(const Etcdserverpb__DeleteRangeRequest *r);
+int ec_check_txn(const Etcdserverpb__TxnRequest *r, const ec_kv_config *cfg);
+int ec_check_compact(const Etcdserverpb__CompactionRequest *r);
+
+/*
+ * ec_kv_apply - apply one committed internal request that sits at log @index.
+ * State change and applied index = @index are written in one atomic batch; an
+ * @index at or below the applied index is skipped (replay after a crash), with
+ * *@resp NULL and *@err EC_OK. A request that fails in etcd's apply (compacted or
+ * future revision, unknown lease, ...) changes nothing but the applied index and
+ * sets *@err. On success *@resp is the response (PutResponse, DeleteRangeResponse,
+ * TxnResponse or CompactionResponse), owned by the caller (ec_msg_free).
+ * Returns 0, or an ST_* storage error (fatal for the member: state is unknown).
+ */
+int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req, const ec_hdr *hdr,
+		ProtobufCMessage **resp, int *err);
+
+/*
+ * ec_kv_range - serve a Range against the current applied state (or r->revision),
+ * from a consistent snapshot; safe to call from any thread concurrently with
+ * ec_kv_apply. Returns EC_OK and sets *@out (caller frees with ec_msg_free), or
+ * EC_COMPACTED / EC_FUTURE_REV / EC_INTERNAL.
+ */
+int ec_kv_range(ec_kv *kv, const Etcdserverpb__RangeRequest *r, const ec_hdr *hdr,
+		Etcdserverpb__RangeResponse **out);
+
+/* ec_msg_free - free a response built by this module (NULL is ok). */
+void ec_msg_free(void *msg);
+
+#endif
