@@ -13,6 +13,8 @@
 #ifndef METASTORE_EC_KV_H
 #define METASTORE_EC_KV_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "internal.pb-c.h"
@@ -80,5 +82,45 @@ int ec_kv_range(ec_kv *kv, const Etcdserverpb__RangeRequest *r, const ec_hdr *hd
 
 /* ec_msg_free - free a response built by this module (NULL is ok). */
 void ec_msg_free(void *msg);
+
+/*
+ * ec_txn_is_readonly - etcd's isTxnReadonly: every op of both branches is a
+ * Range (a nested Txn counts as a write). Such a txn is served by
+ * ec_kv_txn_read without a log entry, as etcd does.
+ */
+bool ec_txn_is_readonly(const Etcdserverpb__TxnRequest *r);
+
+/*
+ * ec_kv_txn_read - evaluate a read-only Txn (ec_txn_is_readonly) against one
+ * consistent snapshot; any thread. Returns EC_OK and *@out (ec_msg_free),
+ * EC_BAD_REQUEST if the txn writes, EC_COMPACTED / EC_FUTURE_REV from a Range op,
+ * or EC_INTERNAL.
+ */
+int ec_kv_txn_read(ec_kv *kv, const Etcdserverpb__TxnRequest *r, const ec_hdr *hdr,
+		   Etcdserverpb__TxnResponse **out);
+
+/*
+ * ec_kv_set_applied - record that log @index was applied without a KV request
+ * (no-op or conf-change entries), keeping replay idempotent. An @index at or below
+ * the applied index is ignored. Returns 0 or an ST_* storage error.
+ */
+int ec_kv_set_applied(ec_kv *kv, uint64_t index);
+
+/*
+ * The lessor hook. Until a lessor is attached every non-zero lease is unknown
+ * (Put with a lease fails with EC_LEASE_NOT_FOUND, as etcd without that lease).
+ * @exists answers "is lease @id granted"; @attach/@detach (may be NULL) are told,
+ * on the node thread during apply, when a key gains or loses a lease.
+ */
+typedef struct ec_lease_hooks {
+	void *arg;
+	bool (*exists)(void *arg, int64_t id);
+	void (*attach)(void *arg, int64_t id, const uint8_t *key, size_t klen);
+	void (*detach)(void *arg, int64_t id, const uint8_t *key, size_t klen);
+} ec_lease_hooks;
+
+/* ec_kv_set_lease_hooks - install (or with NULL remove) the lessor hooks. Call
+ * before applying; not thread-safe against a concurrent ec_kv_apply. */
+void ec_kv_set_lease_hooks(ec_kv *kv, const ec_lease_hooks *hooks);
 
 #endif

@@ -62,6 +62,11 @@ void st_db_close(st_db *db);
  * estimate of the bytes holding live data; either pointer may be NULL. */
 void st_db_size(st_db *db, int64_t *total_bytes, int64_t *in_use_bytes);
 
+/* st_db_compact_files - flush memtables and run a full RocksDB compaction of
+ * every column family (etcd's "defragment"); blocks until done. Returns 0 or
+ * ST_EIO. */
+int st_db_compact_files(st_db *db);
+
 /* One log entry as persisted. @data is borrowed by st_log_append and owned (malloc)
  * by the caller of st_log_entries, freed with st_entries_free(). */
 typedef struct st_entry {
@@ -109,6 +114,11 @@ uint64_t st_log_last_index(st_db *db);
 /* st_log_compact - drop entries up to and including @index (keeping its term as
  * the compaction point). Returns 0 or ST_EIO. */
 int st_log_compact(st_db *db, uint64_t index);
+
+/* st_log_reset - discard the whole log and restart it after (@index, @term), as
+ * after installing a snapshot: first index becomes @index + 1, st_log_term(@index)
+ * answers @term. One synced batch. Returns 0, ST_EIO or ST_ENOMEM. */
+int st_log_reset(st_db *db, uint64_t index, uint64_t term);
 
 /* st_hardstate_load - the last persisted hard state (all zero on a fresh db). */
 int st_hardstate_load(st_db *db, st_hardstate *hs);

@@ -1,0 +1,29 @@
+/*
+ * srv_app: what the etcd service handlers share — the open database, the KV
+ * state machine, the node loop and this member's identity. One instance lives
+ * in main() and is handed to the gRPC runtime as its app pointer.
+ */
+#ifndef METASTORE_SRV_APP_H
+#define METASTORE_SRV_APP_H
+
+#include <stdint.h>
+
+#include "etcdcompat/ec_kv.h"
+#include "server/srv_config.h"
+#include "server/srv_node.h"
+#include "storage/st_db.h"
+
+typedef struct srv_app {
+	const srv_config *cfg;
+	st_db *db;
+	ec_kv *kv;
+	ec_kv_config kv_cfg;
+	srv_node *node;
+	uint64_t member_id;
+	uint64_t cluster_id;
+	const char *name;
+	srv_urls peer_urls;          /* this member's advertised peer URLs */
+	const srv_urls *client_urls; /* this member's advertised client URLs */
+} srv_app;
+
+#endif

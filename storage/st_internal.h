@@ -1,0 +1,76 @@
+/*
+ * st_internal: what st_db.c and st_mvcc.c share and nobody outside storage/ sees.
+ *
+ * The struct behind the opaque st_db handle, the column family numbering, the
+ * meta key names and the big-endian helpers used by every on-disk encoding
+ * (docs/disk-format.md is the prose version of this file).
+ */
+#ifndef METASTORE_ST_INTERNAL_H
+#define METASTORE_ST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <rocksdb/c.h>
+
+#include "storage/st_db.h"
+#include "storage/st_mvcc.h"
+
+/* On-disk format version written under ST_META_FORMAT at creation. */
+#define ST_FORMAT_VERSION 1u
+
+/* Column families, in the order they are opened. */
+enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF__COUNT };
+
+/* Keys in the default column family. Internal names start with "ms."; names
+ * given to st_meta_put are stored under "m." + name so they can never collide. */
+#define ST_META_FORMAT "ms.format"
+#define ST_META_KVSTATE "ms.kvstate"
+#define ST_META_HARDSTATE "ms.hardstate"
+#define ST_META_LOGBASE "ms.logbase"
+#define ST_META_USER_PREFIX "m."
+
+struct st_db {
+	rocksdb_t *rdb;
+	rocksdb_options_t *db_opts;
+	rocksdb_options_t *cf_opts;
+	rocksdb_block_based_table_options_t *table_opts;
+	rocksdb_cache_t *cache;
+	rocksdb_column_family_handle_t *cf[ST_CF__COUNT];
+	rocksdb_writeoptions_t *wo;      /* no sync */
+	rocksdb_writeoptions_t *wo_sync; /* fsync'd */
+	rocksdb_readoptions_t *ro;       /* plain reads of the latest state */
+	char *dir;
+
+	/* Guards everything below; held only for short in-memory updates and around
+	 * the apply batch write so that readers see state and data change together. */
+	pthread_mutex_t mu;
+	uint64_t log_base_index; /* last compacted entry (0 on a fresh log) */
+	uint64_t log_base_term;
+	uint64_t log_last_index; /* = log_base_index when the log is empty */
+	st_kv_state kv;
+};
+
+static inline void st_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t st_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* st__rocks_err - classify a RocksDB error string into an ST_* code. */
+int st__rocks_err(const char *msg);
+
+/* st__kvstate_encode - the 32-byte value stored under ST_META_KVSTATE. */
+void st__kvstate_encode(const st_kv_state *s, uint8_t out[32]);
+
+#endif

@@ -1,0 +1,975 @@
+/*
+ * st_mvcc: etcd's MVCC keyspace over two RocksDB column families (st_mvcc.h has
+ * the model, docs/disk-format.md the byte layout).
+ *
+ *   kv   esc(key) 00 01 | ~main (8, BE) | ~sub (8, BE)  ->  flags | varints | value
+ *   rev  main (8, BE) | sub (8, BE)                     ->  flags | key
+ *
+ * esc() maps byte 00 to 00 FF and leaves every other byte alone, and 00 01 ends
+ * the key, so byte order of encoded records is (user key ascending, revision
+ * descending): the version of a key visible at revision R is the first record at
+ * or after esc(key) 00 01 ~R 0. A range walks the kv family once, skipping older
+ * versions with a few next() calls before falling back to a seek.
+ *
+ * A transaction reads from a RocksDB snapshot. A write transaction keeps its
+ * changes in memory (a Txn touches few keys) and merges them into its own reads;
+ * commit turns them into one write batch together with the revision state.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/st_internal.h"
+
+#define REVKEY_LEN 16
+#define SKIP_NEXTS 4          /* next() calls tried before a seek */
+#define COMPACT_BATCH 4096    /* history records examined per compaction batch */
+
+#define KVF_TOMBSTONE 0x01
+
+struct change {
+	uint8_t *key;
+	size_t klen;
+	uint8_t *val;
+	size_t vlen;
+	int64_t create;
+	int64_t version;
+	int64_t lease;
+	int64_t sub;
+	bool tomb;
+};
+
+struct st_txn {
+	st_db *db;
+	bool write;
+	const rocksdb_snapshot_t *snap;
+	rocksdb_readoptions_t *ro;
+	st_kv_state st;
+	struct change *ch;
+	size_t nch, cap;
+	int64_t compact_to;
+	/* st_txn_get's copy of the last result */
+	uint8_t *getbuf;
+	size_t getcap;
+};
+
+/* A growable byte buffer. */
+typedef struct buf {
+	uint8_t *p;
+	size_t len, cap;
+} buf;
+
+static int buf_reserve(buf *b, size_t extra)
+{
+	if (b->len + extra <= b->cap)
+		return ST_OK;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < b->len + extra)
+		cap *= 2;
+	uint8_t *p = realloc(b->p, cap);
+	if (p == NULL)
+		return ST_ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return ST_OK;
+}
+
+static int buf_add(buf *b, const void *d, size_t n)
+{
+	if (buf_reserve(b, n) != ST_OK)
+		return ST_ENOMEM;
+	if (n > 0)
+		memcpy(b->p + b->len, d, n);
+	b->len += n;
+	return ST_OK;
+}
+
+/* ---- encodings -------------------------------------------------------- */
+
+/* Append esc(@key) (without terminator). */
+static int put_esc(buf *b, const uint8_t *key, size_t klen)
+{
+	if (buf_reserve(b, klen * 2 + 2) != ST_OK)
+		return ST_ENOMEM;
+	for (size_t i = 0; i < klen; i++) {
+		b->p[b->len++] = key[i];
+		if (key[i] == 0)
+			b->p[b->len++] = 0xFF;
+	}
+	return ST_OK;
+}
+
+static void put_inv_rev(uint8_t *p, int64_t main, int64_t sub)
+{
+	st_put_be64(p, ~(uint64_t)main);
+	st_put_be64(p + 8, ~(uint64_t)sub);
+}
+
+/* esc(key) 00 01 ~main ~sub */
+static int kv_key(buf *b, const uint8_t *key, size_t klen, int64_t main, int64_t sub)
+{
+	b->len = 0;
+	if (put_esc(b, key, klen) != ST_OK || buf_reserve(b, 2 + REVKEY_LEN) != ST_OK)
+		return ST_ENOMEM;
+	b->p[b->len++] = 0;
+	b->p[b->len++] = 1;
+	put_inv_rev(b->p + b->len, main, sub);
+	b->len += REVKEY_LEN;
+	return ST_OK;
+}
+
+/*
+ * Split an encoded kv record key: *@plen = length of esc(key) 00 01 (the part
+ * shared by every version of the key), revision out. When @ukey is non-NULL the
+ * user key is unescaped into it. Returns ST_OK or ST_ECORRUPT.
+ */
+static int kv_key_parse(const uint8_t *k, size_t kl, size_t *plen, int64_t *main, int64_t *sub,
+			buf *ukey)
+{
+	if (ukey != NULL)
+		ukey->len = 0;
+	size_t i = 0;
+	for (;;) {
+		if (i >= kl)
+			return ST_ECORRUPT;
+		if (k[i] != 0) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= kl)
+			return ST_ECORRUPT;
+		if (k[i + 1] == 1)
+			break;
+		if (k[i + 1] != 0xFF)
+			return ST_ECORRUPT;
+		i += 2;
+	}
+	*plen = i + 2;
+	if (kl != *plen + REVKEY_LEN)
+		return ST_ECORRUPT;
+	*main = (int64_t)~st_get_be64(k + *plen);
+	*sub = (int64_t)~st_get_be64(k + *plen + 8);
+	if (ukey != NULL) {
+		if (buf_reserve(ukey, i) != ST_OK)
+			return ST_ENOMEM;
+		for (size_t j = 0; j < i; j++) {
+			ukey->p[ukey->len++] = k[j];
+			if (k[j] == 0)
+				j++;
+		}
+	}
+	return ST_OK;
+}
+
+static void put_varint(buf *b, uint64_t v)
+{
+	while (v >= 0x80) {
+		b->p[b->len++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	b->p[b->len++] = (uint8_t)v;
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (*p >= end)
+			return ST_ECORRUPT;
+		uint8_t c = *(*p)++;
+		r |= (uint64_t)(c & 0x7F) << shift;
+		if ((c & 0x80) == 0) {
+			*v = r;
+			return ST_OK;
+		}
+	}
+	return ST_ECORRUPT;
+}
+
+static int kv_val_encode(buf *b, const struct change *c)
+{
+	b->len = 0;
+	if (buf_reserve(b, 1 + 30 + c->vlen) != ST_OK)
+		return ST_ENOMEM;
+	if (c->tomb) {
+		b->p[b->len++] = KVF_TOMBSTONE;
+		return ST_OK;
+	}
+	b->p[b->len++] = 0;
+	put_varint(b, (uint64_t)c->create);
+	put_varint(b, (uint64_t)c->version);
+	put_varint(b, (uint64_t)c->lease);
+	return buf_add(b, c->val, c->vlen);
+}
+
+/* Decode a kv record value into @kv (value points into @v). */
+static int kv_val_decode(const uint8_t *v, size_t vl, st_kv *kv)
+{
+	if (vl < 1)
+		return ST_ECORRUPT;
+	const uint8_t *p = v + 1, *end = v + vl;
+	kv->tombstone = (v[0] & KVF_TOMBSTONE) != 0;
+	if (kv->tombstone) {
+		kv->create_rev = kv->version = kv->lease = 0;
+		kv->val = NULL;
+		kv->val_len = 0;
+		return vl == 1 ? ST_OK : ST_ECORRUPT;
+	}
+	uint64_t c, ver, l;
+	if (get_varint(&p, end, &c) || get_varint(&p, end, &ver) || get_varint(&p, end, &l))
+		return ST_ECORRUPT;
+	kv->create_rev = (int64_t)c;
+	kv->version = (int64_t)ver;
+	kv->lease = (int64_t)l;
+	kv->val = p;
+	kv->val_len = (size_t)(end - p);
+	return ST_OK;
+}
+
+static int rocks_iter_err(rocksdb_iterator_t *it)
+{
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	if (err == NULL)
+		return ST_OK;
+	int rc = st__rocks_err(err);
+	free(err);
+	return rc == ST_ENOTFOUND ? ST_EIO : rc;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+void st_kv_state_get(st_db *db, st_kv_state *out)
+{
+	pthread_mutex_lock(&db->mu);
+	*out = db->kv;
+	pthread_mutex_unlock(&db->mu);
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+int st_txn_begin(st_db *db, bool write, st_txn **out)
+{
+	st_txn *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return ST_ENOMEM;
+	t->ro = rocksdb_readoptions_create();
+	if (t->ro == NULL) {
+		free(t);
+		return ST_ENOMEM;
+	}
+	t->db = db;
+	t->write = write;
+	pthread_mutex_lock(&db->mu);
+	t->snap = rocksdb_create_snapshot(db->rdb);
+	t->st = db->kv;
+	pthread_mutex_unlock(&db->mu);
+	rocksdb_readoptions_set_snapshot(t->ro, t->snap);
+	*out = t;
+	return ST_OK;
+}
+
+int64_t st_txn_rev(const st_txn *t)
+{
+	return t->st.rev + (t->nch > 0 ? 1 : 0);
+}
+
+int64_t st_txn_base_rev(const st_txn *t)
+{
+	return t->st.rev;
+}
+
+int64_t st_txn_compact_rev(const st_txn *t)
+{
+	return t->st.compact_rev;
+}
+
+size_t st_txn_changes(const st_txn *t)
+{
+	return t->nch;
+}
+
+static void txn_free(st_txn *t)
+{
+	for (size_t i = 0; i < t->nch; i++) {
+		free(t->ch[i].key);
+		free(t->ch[i].val);
+	}
+	free(t->ch);
+	free(t->getbuf);
+	rocksdb_readoptions_destroy(t->ro);
+	rocksdb_release_snapshot(t->db->rdb, t->snap);
+	free(t);
+}
+
+void st_txn_abort(st_txn *t)
+{
+	if (t != NULL)
+		txn_free(t);
+}
+
+/* Byte-wise comparison of two user keys (shorter prefix first). */
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	size_t n = al < bl ? al : bl;
+	int c = n ? memcmp(a, b, n) : 0;
+	if (c != 0)
+		return c;
+	return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+enum { RANGE_ONE, RANGE_TO_END, RANGE_BOUNDED };
+
+static int range_kind(const uint8_t *end, size_t elen)
+{
+	if (elen == 0)
+		return RANGE_ONE;
+	if (elen == 1 && end[0] == 0)
+		return RANGE_TO_END;
+	return RANGE_BOUNDED;
+}
+
+static bool in_range(const uint8_t *k, size_t kl, const uint8_t *key, size_t klen,
+		     const uint8_t *end, size_t elen)
+{
+	switch (range_kind(end, elen)) {
+	case RANGE_ONE:
+		return key_cmp(k, kl, key, klen) == 0;
+	case RANGE_TO_END:
+		return key_cmp(k, kl, key, klen) >= 0;
+	default:
+		return key_cmp(k, kl, key, klen) >= 0 && key_cmp(k, kl, end, elen) < 0;
+	}
+}
+
+/*
+ * Walk committed data (the snapshot) over [key, end) at revision @rev. Returns
+ * 0 (including when the visitor stopped; *@stopped tells), the visitor's abort
+ * value, or a storage error.
+ */
+static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end, size_t elen,
+		    int64_t rev, st_kv_visit fn, void *arg, bool *stopped)
+{
+	int kind = range_kind(end, elen);
+	*stopped = false;
+	if (kind == RANGE_BOUNDED && key_cmp(end, elen, key, klen) <= 0)
+		return ST_OK;
+
+	buf start = {0}, upper = {0}, prefix = {0}, ukey = {0}, seek = {0};
+	int rc = put_esc(&start, key, klen);
+	if (rc == ST_OK && kind == RANGE_ONE) {
+		rc = buf_add(&upper, start.p, start.len);
+		if (rc == ST_OK)
+			rc = buf_add(&upper, "\x00\x02", 2);
+	} else if (rc == ST_OK && kind == RANGE_BOUNDED) {
+		rc = put_esc(&upper, end, elen);
+	}
+	if (rc != ST_OK)
+		goto out;
+
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_snapshot(ro, t->snap);
+	if (kind != RANGE_TO_END)
+		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper.p, upper.len);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_KV]);
+	rocksdb_iter_seek(it, (const char *)start.p, start.len);
+
+	while (rc == ST_OK && rocksdb_iter_valid(it)) {
+		size_t kl, plen;
+		int64_t main, sub;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		rc = kv_key_parse(k, kl, &plen, &main, &sub, NULL);
+		if (rc != ST_OK)
+			break;
+		if (main > rev) {
+			/* Newer than wanted: step over a few versions, else seek. */
+			prefix.len = 0;
+			if ((rc = buf_add(&prefix, k, plen)) != ST_OK)
+				break;
+			bool found = false;
+			for (int i = 0; i < SKIP_NEXTS; i++) {
+				rocksdb_iter_next(it);
+				if (!rocksdb_iter_valid(it))
+					break;
+				k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+				if (kl != prefix.len + REVKEY_LEN || memcmp(k, prefix.p, prefix.len) != 0) {
+					found = true; /* moved on to the next key */
+					break;
+				}
+				if ((int64_t)~st_get_be64(k + prefix.len) <= rev) {
+					found = true;
+					break;
+				}
+			}
+			if (!found && rocksdb_iter_valid(it)) {
+				seek.len = 0;
+				if ((rc = buf_add(&seek, prefix.p, prefix.len)) != ST_OK ||
+				    (rc = buf_reserve(&seek, REVKEY_LEN)) != ST_OK)
+					break;
+				put_inv_rev(seek.p + seek.len, rev, -1);
+				seek.len += REVKEY_LEN;
+				rocksdb_iter_seek(it, (const char *)seek.p, seek.len);
+			}
+			continue;
+		}
+
+		/* The version of this key visible at @rev. */
+		size_t vl;
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+		st_kv kv = {0};
+		if ((rc = kv_val_decode(v, vl, &kv)) != ST_OK)
+			break;
+		prefix.len = 0;
+		if ((rc = buf_add(&prefix, k, plen)) != ST_OK)
+			break;
+		if (!kv.tombstone) {
+			if ((rc = kv_key_parse(k, kl, &plen, &main, &sub, &ukey)) != ST_OK)
+				break;
+			kv.key = ukey.p;
+			kv.key_len = ukey.len;
+			kv.mod_rev = main;
+			kv.sub = sub;
+			int vr = fn(arg, &kv);
+			if (vr == ST_VISIT_STOP) {
+				*stopped = true;
+				break;
+			}
+			if (vr != 0) {
+				rc = vr;
+				break;
+			}
+		}
+		/* Move past the older versions of this key. */
+		bool moved = false;
+		for (int i = 0; i < SKIP_NEXTS; i++) {
+			rocksdb_iter_next(it);
+			if (!rocksdb_iter_valid(it)) {
+				moved = true;
+				break;
+			}
+			k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+			if (kl < prefix.len || memcmp(k, prefix.p, prefix.len) != 0) {
+				moved = true;
+				break;
+			}
+		}
+		if (!moved) {
+			prefix.p[prefix.len - 1] = 2; /* esc(key) 00 02: just past every version */
+			rocksdb_iter_seek(it, (const char *)prefix.p, prefix.len);
+		}
+	}
+	if (rc == ST_OK)
+		rc = rocks_iter_err(it);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+out:
+	free(start.p);
+	free(upper.p);
+	free(prefix.p);
+	free(ukey.p);
+	free(seek.p);
+	return rc;
+}
+
+/* Merge of the write txn's own changes into a committed-data walk. */
+struct merge {
+	st_txn *t;
+	struct change **pend; /* latest change per key, ascending key order */
+	size_t n, i;
+	st_kv_visit fn;
+	void *arg;
+	bool stopped;
+};
+
+static int emit_change(struct merge *m, const struct change *c)
+{
+	if (c->tomb)
+		return 0;
+	st_kv kv = {.key = c->key,
+		    .key_len = c->klen,
+		    .val = c->val,
+		    .val_len = c->vlen,
+		    .create_rev = c->create,
+		    .mod_rev = m->t->st.rev + 1,
+		    .version = c->version,
+		    .lease = c->lease,
+		    .sub = c->sub};
+	int r = m->fn(m->arg, &kv);
+	if (r == ST_VISIT_STOP)
+		m->stopped = true;
+	return r;
+}
+
+static int merge_visit(void *arg, const st_kv *kv)
+{
+	struct merge *m = arg;
+	while (m->i < m->n) {
+		const struct change *c = m->pend[m->i];
+		int cmp = key_cmp(c->key, c->klen, kv->key, kv->key_len);
+		if (cmp > 0)
+			break;
+		m->i++;
+		int r = emit_change(m, c);
+		if (r != 0)
+			return r;
+		if (cmp == 0)
+			return 0; /* the txn's change replaces the committed version */
+	}
+	int r = m->fn(m->arg, kv);
+	if (r == ST_VISIT_STOP)
+		m->stopped = true;
+	return r;
+}
+
+static int cmp_change_ptr(const void *a, const void *b)
+{
+	const struct change *x = *(const struct change *const *)a;
+	const struct change *y = *(const struct change *const *)b;
+	int c = key_cmp(x->key, x->klen, y->key, y->klen);
+	if (c != 0)
+		return c;
+	return x->sub > y->sub ? -1 : x->sub < y->sub ? 1 : 0; /* newest first */
+}
+
+int st_txn_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end, size_t elen,
+		 int64_t rev, st_kv_visit fn, void *arg)
+{
+	if (rev < t->st.compact_rev)
+		return ST_ECOMPACTED;
+	if (rev > st_txn_rev(t))
+		return ST_EINVAL;
+	bool stopped;
+	if (t->nch == 0 || rev != st_txn_rev(t))
+		return db_range(t, key, klen, end, elen, rev, fn, arg, &stopped);
+
+	struct merge m = {.t = t, .fn = fn, .arg = arg};
+	m.pend = malloc(t->nch * sizeof(*m.pend));
+	if (m.pend == NULL)
+		return ST_ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < t->nch; i++)
+		if (in_range(t->ch[i].key, t->ch[i].klen, key, klen, end, elen))
+			m.pend[n++] = &t->ch[i];
+	qsort(m.pend, n, sizeof(*m.pend), cmp_change_ptr);
+	for (size_t i = 0; i < n; i++) /* keep the newest change of each key */
+		if (m.n == 0 || key_cmp(m.pend[m.n - 1]->key, m.pend[m.n - 1]->klen, m.pend[i]->key,
+					m.pend[i]->klen) != 0)
+			m.pend[m.n++] = m.pend[i];
+
+	int rc = db_range(t, key, klen, end, elen, t->st.rev, merge_visit, &m, &stopped);
+	while (rc == ST_OK && !m.stopped && m.i < m.n) {
+		int r = emit_change(&m, m.pend[m.i++]);
+		if (r != 0 && r != ST_VISIT_STOP)
+			rc = r;
+	}
+	free(m.pend);
+	return rc;
+}
+
+struct get_ctx {
+	st_txn *t;
+	st_kv *out;
+	int rc;
+	bool found;
+};
+
+static int get_visit(void *arg, const st_kv *kv)
+{
+	struct get_ctx *g = arg;
+	size_t need = kv->key_len + kv->val_len;
+	if (need > g->t->getcap) {
+		uint8_t *p = realloc(g->t->getbuf, need);
+		if (p == NULL)
+			return ST_ENOMEM;
+		g->t->getbuf = p;
+		g->t->getcap = need;
+	}
+	*g->out = *kv;
+	if (kv->key_len)
+		memcpy(g->t->getbuf, kv->key, kv->key_len);
+	if (kv->val_len)
+		memcpy(g->t->getbuf + kv->key_len, kv->val, kv->val_len);
+	g->out->key = g->t->getbuf;
+	g->out->val = g->t->getbuf + kv->key_len;
+	g->found = true;
+	return ST_VISIT_STOP;
+}
+
+int st_txn_get(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv)
+{
+	struct get_ctx g = {.t = t, .out = kv};
+	int rc = st_txn_range(t, key, klen, NULL, 0, st_txn_rev(t), get_visit, &g);
+	if (rc != ST_OK)
+		return rc;
+	return g.found ? ST_OK : ST_ENOTFOUND;
+}
+
+static int add_change(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+		      int64_t create, int64_t version, int64_t lease, bool tomb)
+{
+	if (t->nch == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		struct change *ch = realloc(t->ch, cap * sizeof(*ch));
+		if (ch == NULL)
+			return ST_ENOMEM;
+		t->ch = ch;
+		t->cap = cap;
+	}
+	struct change *c = &t->ch[t->nch];
+	memset(c, 0, sizeof(*c));
+	c->key = malloc(klen ? klen : 1);
+	c->val = vlen ? malloc(vlen) : NULL;
+	if (c->key == NULL || (vlen && c->val == NULL)) {
+		free(c->key);
+		free(c->val);
+		return ST_ENOMEM;
+	}
+	memcpy(c->key, key, klen);
+	if (vlen)
+		memcpy(c->val, val, vlen);
+	c->klen = klen;
+	c->vlen = vlen;
+	c->create = create;
+	c->version = version;
+	c->lease = lease;
+	c->sub = (int64_t)t->nch;
+	c->tomb = tomb;
+	t->nch++;
+	return ST_OK;
+}
+
+int st_txn_put(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+	       int64_t lease)
+{
+	if (!t->write)
+		return ST_EINVAL;
+	st_kv prev;
+	int64_t rev = t->st.rev + 1;
+	int rc = st_txn_get(t, key, klen, &prev);
+	if (rc == ST_ENOTFOUND)
+		return add_change(t, key, klen, val, vlen, rev, 1, lease, false);
+	if (rc != ST_OK)
+		return rc;
+	return add_change(t, key, klen, val, vlen, prev.create_rev, prev.version + 1, lease, false);
+}
+
+struct collect {
+	buf keys;  /* concatenated keys */
+	buf lens;  /* size_t per key */
+};
+
+static int collect_visit(void *arg, const st_kv *kv)
+{
+	struct collect *c = arg;
+	if (buf_add(&c->keys, kv->key, kv->key_len) != ST_OK ||
+	    buf_add(&c->lens, &kv->key_len, sizeof(size_t)) != ST_OK)
+		return ST_ENOMEM;
+	return 0;
+}
+
+int st_txn_delete_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end,
+			size_t elen, int64_t *deleted)
+{
+	if (deleted != NULL)
+		*deleted = 0;
+	if (!t->write)
+		return ST_EINVAL;
+	struct collect c = {0};
+	int rc = st_txn_range(t, key, klen, end, elen, st_txn_rev(t), collect_visit, &c);
+	size_t n = c.lens.len / sizeof(size_t), off = 0;
+	for (size_t i = 0; rc == ST_OK && i < n; i++) {
+		size_t kl;
+		memcpy(&kl, c.lens.p + i * sizeof(size_t), sizeof(size_t));
+		rc = add_change(t, c.keys.p + off, kl, NULL, 0, 0, 0, 0, true);
+		off += kl;
+	}
+	if (rc == ST_OK && deleted != NULL)
+		*deleted = (int64_t)n;
+	free(c.keys.p);
+	free(c.lens.p);
+	return rc;
+}
+
+int st_txn_compact(st_txn *t, int64_t rev)
+{
+	if (!t->write || rev <= t->st.compact_rev || rev > t->st.rev)
+		return ST_EINVAL;
+	t->compact_to = rev;
+	return ST_OK;
+}
+
+/* ---- commit and compaction -------------------------------------------- */
+
+static void batch_kvstate(rocksdb_writebatch_t *b, st_db *db, const st_kv_state *s)
+{
+	uint8_t v[32];
+	st__kvstate_encode(s, v);
+	rocksdb_writebatch_put_cf(b, db->cf[ST_CF_DEFAULT], ST_META_KVSTATE, strlen(ST_META_KVSTATE),
+				  (char *)v, 32);
+}
+
+static int write_batch(st_db *db, rocksdb_writebatch_t *b)
+{
+	char *err = NULL;
+	rocksdb_write(db->rdb, db->wo, b, &err);
+	if (err == NULL)
+		return ST_OK;
+	int rc = st__rocks_err(err);
+	free(err);
+	return rc == ST_ENOTFOUND ? ST_EIO : rc;
+}
+
+/*
+ * Physically remove what compaction at @to hides, walking the history in
+ * (@from, @to]. For each change (K, r) the next older version of K (now never
+ * visible again) is deleted, and a tombstone is deleted itself (its older
+ * versions are gone by then, in this batch or an earlier one). Batches are
+ * written in revision order, so a reader's snapshot never sees a tombstone
+ * missing while an older version of its key remains. The last batch records
+ * compact_done = @to.
+ */
+static int compact_physical(st_db *db, int64_t from, int64_t to)
+{
+	uint8_t lo[REVKEY_LEN], hi[REVKEY_LEN];
+	st_put_be64(lo, (uint64_t)from + 1);
+	st_put_be64(lo + 8, 0);
+	st_put_be64(hi, (uint64_t)to + 1);
+	st_put_be64(hi + 8, 0);
+	buf kk = {0}, ukey = {0};
+	int rc = ST_OK;
+	bool done = false;
+
+	while (rc == ST_OK && !done) {
+		rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
+		rocksdb_iterator_t *rit = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[ST_CF_REV]);
+		rocksdb_iterator_t *kit = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[ST_CF_KV]);
+		rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+		int n = 0;
+		rocksdb_iter_seek(rit, (char *)lo, REVKEY_LEN);
+		for (; rocksdb_iter_valid(rit) && n < COMPACT_BATCH; rocksdb_iter_next(rit), n++) {
+			size_t rkl, rvl;
+			const uint8_t *rk = (const uint8_t *)rocksdb_iter_key(rit, &rkl);
+			const uint8_t *rv = (const uint8_t *)rocksdb_iter_value(rit, &rvl);
+			if (rkl != REVKEY_LEN || rvl < 1) {
+				rc = ST_ECORRUPT;
+				break;
+			}
+			int64_t main = (int64_t)st_get_be64(rk), sub = (int64_t)st_get_be64(rk + 8);
+			memcpy(lo, rk, REVKEY_LEN);
+			if ((rc = kv_key(&kk, rv + 1, rvl - 1, main, sub)) != ST_OK)
+				break;
+			rocksdb_iter_seek(kit, (const char *)kk.p, kk.len);
+			size_t kl;
+			const uint8_t *k;
+			if (rocksdb_iter_valid(kit) &&
+			    (k = (const uint8_t *)rocksdb_iter_key(kit, &kl), kl == kk.len) &&
+			    memcmp(k, kk.p, kl) == 0) {
+				rocksdb_iter_next(kit);
+				size_t plen = kk.len - REVKEY_LEN;
+				if (rocksdb_iter_valid(kit)) {
+					k = (const uint8_t *)rocksdb_iter_key(kit, &kl);
+					if (kl == kk.len && memcmp(k, kk.p, plen) == 0) {
+						int64_t pm, ps;
+						size_t pl;
+						if ((rc = kv_key_parse(k, kl, &pl, &pm, &ps, NULL)) != ST_OK)
+							break;
+						uint8_t prk[REVKEY_LEN];
+						st_put_be64(prk, (uint64_t)pm);
+						st_put_be64(prk + 8, (uint64_t)ps);
+						rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_KV], (const char *)k, kl);
+						rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_REV], (char *)prk,
+									     REVKEY_LEN);
+					}
+				}
+			}
+			if (rv[0] & KVF_TOMBSTONE) {
+				rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_KV], (const char *)kk.p, kk.len);
+				rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_REV], (const char *)rk, rkl);
+			}
+		}
+		if (rc == ST_OK)
+			rc = rocks_iter_err(rit);
+		if (rc == ST_OK)
+			rc = rocks_iter_err(kit);
+		if (rc == ST_OK && n < COMPACT_BATCH) {
+			done = true;
+			pthread_mutex_lock(&db->mu);
+			st_kv_state s = db->kv;
+			s.compact_done = to;
+			batch_kvstate(b, db, &s);
+			rc = write_batch(db, b);
+			if (rc == ST_OK)
+				db->kv.compact_done = to;
+			pthread_mutex_unlock(&db->mu);
+		} else if (rc == ST_OK) {
+			rc = write_batch(db, b);
+			/* resume just after the last record examined */
+			uint64_t s = st_get_be64(lo + 8) + 1;
+			st_put_be64(lo + 8, s);
+		}
+		rocksdb_writebatch_destroy(b);
+		rocksdb_iter_destroy(kit);
+		rocksdb_iter_destroy(rit);
+		rocksdb_readoptions_destroy(ro);
+	}
+	free(kk.p);
+	free(ukey.p);
+	return rc;
+}
+
+int st_txn_commit(st_txn *t, uint64_t applied)
+{
+	if (!t->write) {
+		txn_free(t);
+		return ST_OK;
+	}
+	st_db *db = t->db;
+	int rc = ST_OK;
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	buf k = {0}, v = {0};
+	if (b == NULL) {
+		txn_free(t);
+		return ST_ENOMEM;
+	}
+	int64_t main = t->st.rev + 1;
+	for (size_t i = 0; i < t->nch && rc == ST_OK; i++) {
+		const struct change *c = &t->ch[i];
+		if ((rc = kv_key(&k, c->key, c->klen, main, c->sub)) != ST_OK ||
+		    (rc = kv_val_encode(&v, c)) != ST_OK)
+			break;
+		rocksdb_writebatch_put_cf(b, db->cf[ST_CF_KV], (char *)k.p, k.len, (char *)v.p, v.len);
+		uint8_t rk[REVKEY_LEN];
+		st_put_be64(rk, (uint64_t)main);
+		st_put_be64(rk + 8, (uint64_t)c->sub);
+		v.len = 0;
+		uint8_t flag = c->tomb ? KVF_TOMBSTONE : 0;
+		if ((rc = buf_add(&v, &flag, 1)) != ST_OK || (rc = buf_add(&v, c->key, c->klen)) != ST_OK)
+			break;
+		rocksdb_writebatch_put_cf(b, db->cf[ST_CF_REV], (char *)rk, REVKEY_LEN, (char *)v.p, v.len);
+	}
+	int64_t cfrom = 0, cto = 0;
+	if (rc == ST_OK) {
+		pthread_mutex_lock(&db->mu);
+		if (db->kv.rev != t->st.rev || db->kv.compact_rev != t->st.compact_rev) {
+			rc = ST_EINVAL; /* a second writer: not allowed */
+		} else {
+			st_kv_state s = db->kv;
+			s.applied = applied;
+			s.rev = st_txn_rev(t);
+			if (t->compact_to > 0)
+				s.compact_rev = t->compact_to;
+			batch_kvstate(b, db, &s);
+			rc = write_batch(db, b);
+			if (rc == ST_OK)
+				db->kv = s;
+			cfrom = s.compact_done;
+			cto = s.compact_rev;
+		}
+		pthread_mutex_unlock(&db->mu);
+	}
+	rocksdb_writebatch_destroy(b);
+	free(k.p);
+	free(v.p);
+	txn_free(t);
+	if (rc == ST_OK && cto > cfrom)
+		rc = compact_physical(db, cfrom, cto);
+	return rc;
+}
+
+int st_mvcc_finish_compaction(st_db *db)
+{
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	if (s.compact_done >= s.compact_rev)
+		return ST_OK;
+	return compact_physical(db, s.compact_done, s.compact_rev);
+}
+
+int st_mvcc_set_applied(st_db *db, uint64_t index)
+{
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	if (b == NULL)
+		return ST_ENOMEM;
+	pthread_mutex_lock(&db->mu);
+	st_kv_state s = db->kv;
+	s.applied = index;
+	batch_kvstate(b, db, &s);
+	int rc = write_batch(db, b);
+	if (rc == ST_OK)
+		db->kv.applied = index;
+	pthread_mutex_unlock(&db->mu);
+	rocksdb_writebatch_destroy(b);
+	return rc;
+}
+
+/* ---- history ---------------------------------------------------------- */
+
+int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)
+{
+	if (from <= t->st.compact_rev)
+		return ST_ECOMPACTED;
+	if (to > t->st.rev)
+		to = t->st.rev;
+	if (from > to)
+		return ST_OK;
+	uint8_t lo[REVKEY_LEN] = {0}, hi[REVKEY_LEN] = {0};
+	st_put_be64(lo, (uint64_t)from);
+	st_put_be64(hi, (uint64_t)to + 1);
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_snapshot(ro, t->snap);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_REV]);
+	buf kk = {0};
+	int rc = ST_OK;
+	for (rocksdb_iter_seek(it, (char *)lo, REVKEY_LEN); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t rkl, rvl;
+		const uint8_t *rk = (const uint8_t *)rocksdb_iter_key(it, &rkl);
+		const uint8_t *rv = (const uint8_t *)rocksdb_iter_value(it, &rvl);
+		if (rkl != REVKEY_LEN || rvl < 1) {
+			rc = ST_ECORRUPT;
+			break;
+		}
+		st_kv kv = {0};
+		int64_t main = (int64_t)st_get_be64(rk), sub = (int64_t)st_get_be64(rk + 8);
+		char *val = NULL;
+		if (rv[0] & KVF_TOMBSTONE) {
+			kv.tombstone = true;
+		} else {
+			if ((rc = kv_key(&kk, rv + 1, rvl - 1, main, sub)) != ST_OK)
+				break;
+			char *err = NULL;
+			size_t vl;
+			val = rocksdb_get_cf(t->db->rdb, ro, t->db->cf[ST_CF_KV], (char *)kk.p, kk.len, &vl,
+					     &err);
+			if (err != NULL) {
+				free(err);
+				rc = ST_EIO;
+				break;
+			}
+			if (val == NULL || (rc = kv_val_decode((uint8_t *)val, vl, &kv)) != ST_OK) {
+				free(val);
+				rc = ST_ECORRUPT;
+				break;
+			}
+		}
+		kv.key = rv + 1;
+		kv.key_len = rvl - 1;
+		kv.mod_rev = main;
+		kv.sub = sub;
+		int r = fn(arg, &kv);
+		free(val);
+		if (r == ST_VISIT_STOP)
+			break;
+		if (r != 0) {
+			rc = r;
+			break;
+		}
+	}
+	if (rc == ST_OK)
+		rc = rocks_iter_err(it);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	free(kk.p);
+	return rc;
+}

@@ -1,0 +1,158 @@
+/*
+ * st_mvcc: the MVCC keyspace on RocksDB — etcd's revision model without etcd's
+ * in-memory index.
+ *
+ * Every write request is one main revision; its individual changes are
+ * sub-revisions 0, 1, 2, ... Each change is one record in the "kv" column family
+ * keyed by (escaped user key, inverted revision) so that the newest version of a
+ * key sorts first and "the version of K visible at revision R" is one seek, and
+ * one record in the "rev" column family keyed by revision (for compaction and
+ * watch history). The current revision, the compacted revision and the last
+ * applied log index live in one meta record written in the same batch as the
+ * changes, so opening is O(1). Layout: docs/disk-format.md.
+ *
+ * This layer knows revisions, versions, tombstones and compaction; it does not
+ * know etcd requests (etcdcompat/ec_kv.c builds those on top).
+ *
+ * Reading and writing both go through an st_txn:
+ *   - st_txn_begin(db, false, &t) opens a read transaction: a RocksDB snapshot
+ *     plus the revision state taken atomically with it. Any thread, any number.
+ *   - st_txn_begin(db, true, &t) opens the write transaction of one apply step.
+ *     Node thread only, one at a time. Its reads see its own earlier writes (at
+ *     revision st_txn_rev()), as etcd's write transactions do.
+ * User keys and range ends follow etcd's wire convention throughout: a range end
+ * of length 0 means "just @key", the one-byte end "\0" means "to the end of the
+ * keyspace", any other end is exclusive.
+ */
+#ifndef METASTORE_ST_MVCC_H
+#define METASTORE_ST_MVCC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/st_db.h"
+
+/* The durable state of the keyspace, all read from one meta record. */
+typedef struct st_kv_state {
+	uint64_t applied;     /* last log index applied (0 = none) */
+	int64_t rev;          /* current revision (1 on a fresh store) */
+	int64_t compact_rev;  /* compacted revision (0 = never) */
+	int64_t compact_done; /* physical compaction finished up to here */
+} st_kv_state;
+
+/* st_kv_state_get - the current state (consistent, under the db mutex). */
+void st_kv_state_get(st_db *db, st_kv_state *out);
+
+/* One version of one key as handed to a visitor. Pointers are valid only during
+ * the callback. */
+typedef struct st_kv {
+	const uint8_t *key;
+	size_t key_len;
+	const uint8_t *val;
+	size_t val_len;
+	int64_t create_rev;
+	int64_t mod_rev;
+	int64_t version; /* 0 for a tombstone (history only) */
+	int64_t lease;
+	int64_t sub;     /* sub-revision of mod_rev */
+	bool tombstone;  /* history only: this change deleted the key */
+} st_kv;
+
+/* A visitor returns 0 to continue, ST_VISIT_STOP to stop early (the walk then
+ * returns 0), or any other value, which aborts the walk and is returned. */
+#define ST_VISIT_STOP (-1)
+typedef int (*st_kv_visit)(void *arg, const st_kv *kv);
+
+typedef struct st_txn st_txn;
+
+/*
+ * st_txn_begin - open a read (@write false) or write transaction.
+ * Returns 0 and *@out, or ST_ENOMEM. Free with st_txn_commit/st_txn_abort.
+ */
+int st_txn_begin(st_db *db, bool write, st_txn **out);
+
+/* Revision the transaction reads at by default: the snapshot's revision, plus
+ * one once a write transaction has made a change (etcd's storeTxnWrite.Range). */
+int64_t st_txn_rev(const st_txn *t);
+/* Revision at begin (for a write: the revision the new one follows). */
+int64_t st_txn_base_rev(const st_txn *t);
+/* Compacted revision at begin. */
+int64_t st_txn_compact_rev(const st_txn *t);
+/* Number of changes (puts + deletes) made so far. */
+size_t st_txn_changes(const st_txn *t);
+
+/*
+ * st_txn_range - visit the live keys in [@key, @end) at revision @rev in
+ * ascending key order. @rev must be in [st_txn_compact_rev, st_txn_rev]; (the
+ * caller checks: reads outside return ST_ECOMPACTED / ST_EINVAL). Returns 0, the
+ * visitor's abort value, ST_ECORRUPT or ST_EIO.
+ */
+int st_txn_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end, size_t elen,
+		 int64_t rev, st_kv_visit fn, void *arg);
+
+/*
+ * st_txn_get - the live version of exactly @key at st_txn_rev(). Returns 0 and
+ * fills *@kv (pointers valid until the next call on @t), ST_ENOTFOUND, or an
+ * error as st_txn_range.
+ */
+int st_txn_get(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv);
+
+/*
+ * st_txn_put - write @key = @val with @lease at revision base+1 (write txns only).
+ * create_rev and version follow etcd: a new key (or one deleted earlier) starts
+ * at version 1 with create_rev = this revision. Returns 0, ST_EINVAL (read txn),
+ * ST_ENOMEM or a read error.
+ */
+int st_txn_put(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+	       int64_t lease);
+
+/*
+ * st_txn_delete_range - write a tombstone for every live key in the range;
+ * *@deleted (may be NULL) receives how many. Returns as st_txn_put.
+ */
+int st_txn_delete_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end,
+			size_t elen, int64_t *deleted);
+
+/*
+ * st_txn_compact - record a compaction at @rev, to be committed with the txn.
+ * The caller has checked compact_rev < @rev <= rev (else ST_EINVAL). Readers see
+ * the new compacted revision as soon as the commit returns; versions it hides are
+ * deleted by st_txn_commit right after the atomic write, in bounded batches.
+ */
+int st_txn_compact(st_txn *t, int64_t rev);
+
+/*
+ * st_txn_commit - write every change, the new revision (if anything changed),
+ * the compaction (if any) and applied index = @applied in ONE RocksDB write
+ * batch (not synced: the log is durable and replay is idempotent), then free
+ * @t. A read txn is just freed. Returns 0, ST_EIO or ST_ENOMEM; on error nothing
+ * was written and @t is freed anyway.
+ */
+int st_txn_commit(st_txn *t, uint64_t applied);
+
+/* st_txn_abort - drop the changes and free @t (NULL is ok). */
+void st_txn_abort(st_txn *t);
+
+/*
+ * st_txn_history - visit every change with main revision in [@from, @to] in
+ * revision order (the material for watch catch-up). Tombstones have
+ * kv->tombstone set, version 0, no value. @from must be > st_txn_compact_rev
+ * (else ST_ECOMPACTED: compacted history is gone). Reads committed data only.
+ */
+int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg);
+
+/*
+ * st_mvcc_finish_compaction - finish a physical compaction interrupted by a
+ * crash (compact_done < compact_rev). Idempotent; a no-op when there is none.
+ * Node thread only. Returns 0, ST_EIO, ST_ECORRUPT, ST_ENOMEM.
+ */
+int st_mvcc_finish_compaction(st_db *db);
+
+/*
+ * st_mvcc_set_applied - record applied index @index with no change to the
+ * keyspace (entries that are not KV requests: no-ops, conf changes).
+ */
+int st_mvcc_set_applied(st_db *db, uint64_t index);
+
+#endif

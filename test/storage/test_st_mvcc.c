@@ -1,0 +1,373 @@
+/*
+ * Unit tests for st_mvcc: revisions, versions, tombstones, history reads,
+ * reads of a write txn's own changes, key encoding order (keys with NUL bytes
+ * and common prefixes), snapshot isolation, compaction (logical + physical) and
+ * restart. Real RocksDB in a temp dir.
+ */
+#include <criterion/criterion.h>
+
+#include "storage/st_db.h"
+#include "storage/st_mvcc.h"
+#include "test/storage/st_testutil.h"
+
+static char *dir;
+static st_db *db;
+static uint64_t next_index;
+
+static void open_db(void)
+{
+	st_options o = {.create_if_missing = true};
+	char err[512];
+	int rc = st_db_open(dir, &o, &db, err, sizeof(err));
+	cr_assert_eq(rc, ST_OK, "%s", err);
+}
+
+static void setup(void)
+{
+	dir = tu_tmpdir();
+	open_db();
+	next_index = 1;
+}
+
+static void teardown(void)
+{
+	st_db_close(db);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+TestSuite(mvcc, .init = setup, .fini = teardown);
+
+#define S(x) (const uint8_t *)(x), strlen(x)
+
+static void put1(const char *k, const char *v)
+{
+	st_txn *t;
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_put(t, S(k), S(v), 0), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+}
+
+static int64_t del1(const char *k, const char *end)
+{
+	st_txn *t;
+	int64_t n;
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_delete_range(t, S(k), (const uint8_t *)end, end ? strlen(end) : 0, &n),
+		     ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	return n;
+}
+
+/* Range results flattened to "key=val@mod/create/ver" joined by spaces. */
+struct flat {
+	char s[8192];
+	int n;
+};
+
+static int flat_visit(void *arg, const st_kv *kv)
+{
+	struct flat *f = arg;
+	size_t l = strlen(f->s);
+	snprintf(f->s + l, sizeof(f->s) - l, "%s%.*s=%.*s@%lld/%lld/%lld", f->n ? " " : "",
+		 (int)kv->key_len, (const char *)kv->key, (int)kv->val_len, (const char *)kv->val,
+		 (long long)kv->mod_rev, (long long)kv->create_rev, (long long)kv->version);
+	f->n++;
+	return 0;
+}
+
+static const char *range_at(const uint8_t *k, size_t kl, const uint8_t *e, size_t el, int64_t rev,
+			    struct flat *f)
+{
+	st_txn *t;
+	memset(f, 0, sizeof(*f));
+	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+	if (rev == 0)
+		rev = st_txn_rev(t);
+	int rc = st_txn_range(t, k, kl, e, el, rev, flat_visit, f);
+	st_txn_abort(t);
+	cr_assert_eq(rc, ST_OK, "range rc %d", rc);
+	return f->s;
+}
+
+static const char *all_at(int64_t rev, struct flat *f)
+{
+	return range_at((const uint8_t *)"\0", 1, (const uint8_t *)"\0", 1, rev, f);
+}
+
+Test(mvcc, fresh_store_is_at_revision_1)
+{
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 1);
+	cr_assert_eq(s.compact_rev, 0);
+	cr_assert_eq(s.applied, 0);
+	struct flat f;
+	cr_assert_str_eq(all_at(0, &f), "");
+}
+
+Test(mvcc, revisions_versions_and_tombstones)
+{
+	struct flat f;
+	put1("a", "1"); /* rev 2 */
+	put1("b", "1"); /* rev 3 */
+	put1("a", "2"); /* rev 4 */
+	cr_assert_str_eq(all_at(0, &f), "a=2@4/2/2 b=1@3/3/1");
+	cr_assert_eq(del1("a", NULL), 1); /* rev 5 */
+	cr_assert_str_eq(all_at(0, &f), "b=1@3/3/1");
+	put1("a", "3"); /* rev 6: a new life, version restarts */
+	cr_assert_str_eq(all_at(0, &f), "a=3@6/6/1 b=1@3/3/1");
+
+	/* history */
+	cr_assert_str_eq(all_at(1, &f), "");
+	cr_assert_str_eq(all_at(2, &f), "a=1@2/2/1");
+	cr_assert_str_eq(all_at(3, &f), "a=1@2/2/1 b=1@3/3/1");
+	cr_assert_str_eq(all_at(4, &f), "a=2@4/2/2 b=1@3/3/1");
+	cr_assert_str_eq(all_at(5, &f), "b=1@3/3/1");
+
+	/* deleting nothing changes nothing */
+	cr_assert_eq(del1("zzz", NULL), 0);
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 6);
+	cr_assert_eq(s.applied, next_index - 1);
+}
+
+Test(mvcc, txn_reads_its_own_writes_with_sub_revisions)
+{
+	st_txn *t;
+	put1("k1", "old");
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_rev(t), 2);
+	cr_assert_eq(st_txn_put(t, S("k2"), S("x"), 5), ST_OK);
+	cr_assert_eq(st_txn_rev(t), 3);
+	cr_assert_eq(st_txn_put(t, S("k1"), S("new"), 0), ST_OK);
+	st_kv kv;
+	cr_assert_eq(st_txn_get(t, S("k1"), &kv), ST_OK);
+	cr_assert_eq(kv.version, 2);
+	cr_assert_eq(kv.mod_rev, 3);
+	cr_assert_eq(kv.create_rev, 2);
+	cr_assert_eq(kv.sub, 1);
+	cr_assert_eq(kv.val_len, 3);
+	/* reading the older revision inside the txn shows committed data only */
+	struct flat f = {0};
+	cr_assert_eq(st_txn_range(t, S("k"), S("l"), 2, flat_visit, &f), ST_OK);
+	cr_assert_str_eq(f.s, "k1=old@2/2/1");
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(st_txn_range(t, S("k"), S("l"), 3, flat_visit, &f), ST_OK);
+	cr_assert_str_eq(f.s, "k1=new@3/2/2 k2=x@3/3/1");
+	int64_t n;
+	cr_assert_eq(st_txn_delete_range(t, S("k"), S("l"), &n), ST_OK);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(st_txn_get(t, S("k2"), &kv), ST_ENOTFOUND);
+	cr_assert_eq(st_txn_put(t, S("k2"), S("again"), 0), ST_OK);
+	cr_assert_eq(st_txn_get(t, S("k2"), &kv), ST_OK);
+	cr_assert_eq(kv.version, 1); /* deleted earlier in this txn: new life */
+	cr_assert_eq(kv.create_rev, 3);
+	cr_assert_eq(st_txn_changes(t), 5);
+
+	/* a concurrent reader sees none of it before commit */
+	struct flat g;
+	cr_assert_str_eq(all_at(0, &g), "k1=old@2/2/1");
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	cr_assert_str_eq(all_at(0, &g), "k2=again@3/3/1");
+
+	/* history holds every change in order */
+	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(st_txn_history(t, 3, 3, flat_visit, &f), ST_OK);
+	cr_assert_str_eq(f.s, "k2=x@3/3/1 k1=new@3/2/2 k1=@3/0/0 k2=@3/0/0 k2=again@3/3/1");
+	st_txn_abort(t);
+}
+
+Test(mvcc, read_txn_is_a_snapshot)
+{
+	put1("a", "1");
+	st_txn *r;
+	cr_assert_eq(st_txn_begin(db, false, &r), ST_OK);
+	put1("a", "2");
+	put1("b", "1");
+	struct flat f = {0};
+	cr_assert_eq(st_txn_rev(r), 2);
+	cr_assert_eq(st_txn_range(r, (const uint8_t *)"\0", 1, (const uint8_t *)"\0", 1, 2, flat_visit, &f),
+		     ST_OK);
+	cr_assert_str_eq(f.s, "a=1@2/2/1");
+	cr_assert_eq(st_txn_range(r, S("a"), NULL, 0, 3, flat_visit, &f), ST_EINVAL);
+	cr_assert_eq(st_txn_put(r, S("x"), S("y"), 0), ST_EINVAL);
+	st_txn_abort(r);
+}
+
+Test(mvcc, key_order_with_nul_bytes_and_prefixes)
+{
+	static const struct {
+		const char *k;
+		size_t n;
+	} keys[] = {{"a", 1}, {"a\0", 2}, {"a\0\0", 3}, {"a\0b", 3}, {"a\x01", 2},
+		    {"ab", 2}, {"\0", 1}, {"\xff", 1}, {"\xff\xff", 2}, {"b", 1}};
+	size_t nk = sizeof(keys) / sizeof(keys[0]);
+	for (int round = 0; round < 3; round++) /* several versions of each */
+		for (size_t i = 0; i < nk; i++) {
+			st_txn *t;
+			cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+			cr_assert_eq(st_txn_put(t, (const uint8_t *)keys[i].k, keys[i].n, S("v"), 0), ST_OK);
+			cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+		}
+	/* full scan is sorted byte-wise, every key once, at version 3 */
+	struct flat f;
+	all_at(0, &f);
+	cr_assert_eq(f.n, (int)nk);
+	/* single-key gets do not leak into keys sharing the prefix */
+	for (size_t i = 0; i < nk; i++) {
+		st_txn *t;
+		st_kv kv;
+		cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+		cr_assert_eq(st_txn_get(t, (const uint8_t *)keys[i].k, keys[i].n, &kv), ST_OK);
+		cr_assert_eq(kv.key_len, keys[i].n);
+		cr_assert_eq(memcmp(kv.key, keys[i].k, kv.key_len), 0);
+		cr_assert_eq(kv.version, 3);
+		st_txn_abort(t);
+	}
+	/* [a, a\0\0) holds a and a\0 only; [a\0, b) holds 5 keys */
+	range_at(S("a"), (const uint8_t *)"a\0\0", 3, 0, &f);
+	cr_assert_eq(f.n, 2, "%s", f.s);
+	range_at((const uint8_t *)"a\0", 2, S("b"), 0, &f);
+	cr_assert_eq(f.n, 5, "%s", f.s);
+	range_at(S("\xff"), (const uint8_t *)"\0", 1, 0, &f);
+	cr_assert_eq(f.n, 2, "%s", f.s);
+	/* an end before the start is empty */
+	range_at(S("b"), S("a"), 0, &f);
+	cr_assert_eq(f.n, 0);
+	/* a history read in the middle of the versions */
+	range_at(S("a"), NULL, 0, 2 + (int64_t)nk, &f);
+	cr_assert_str_eq(f.s, "a=v@12/2/2");
+}
+
+Test(mvcc, many_versions_use_the_seek_path)
+{
+	for (int i = 0; i < 50; i++) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", i);
+		put1("hot", v); /* revs 2..51 */
+		if (i % 10 == 0)
+			put1("cold", v);
+	}
+	struct flat f;
+	cr_assert_str_eq(range_at(S("hot"), NULL, 0, 10, &f), "hot=7@10/2/8");
+	cr_assert_str_eq(range_at(S("a"), S("z"), 0, &f), "cold=40@47/3/5 hot=49@56/2/50");
+	cr_assert_str_eq(range_at(S("a"), S("z"), 3, &f), "cold=0@3/3/1 hot=0@2/2/1");
+}
+
+static int count_history(int64_t from, int64_t to)
+{
+	st_txn *t;
+	struct flat f = {0};
+	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+	int rc = st_txn_history(t, from, to, flat_visit, &f);
+	st_txn_abort(t);
+	cr_assert_eq(rc, ST_OK);
+	return f.n;
+}
+
+static void compact(int64_t rev)
+{
+	st_txn *t;
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_compact(t, rev), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+}
+
+Test(mvcc, compaction_keeps_latest_at_or_below_and_drops_tombstones)
+{
+	put1("a", "1"); /* 2 */
+	put1("a", "2"); /* 3 */
+	put1("b", "1"); /* 4 */
+	del1("b", NULL); /* 5 */
+	put1("c", "1"); /* 6 */
+	put1("a", "3"); /* 7 */
+	put1("c", "2"); /* 8 */
+	compact(6);
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_rev, 6);
+	cr_assert_eq(s.compact_done, 6);
+	cr_assert_eq(s.rev, 8);
+
+	struct flat f;
+	cr_assert_str_eq(all_at(6, &f), "a=2@3/2/2 c=1@6/6/1");
+	cr_assert_str_eq(all_at(7, &f), "a=3@7/2/3 c=1@6/6/1");
+	cr_assert_str_eq(all_at(0, &f), "a=3@7/2/3 c=2@8/6/2");
+	st_txn *t;
+	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+	cr_assert_eq(st_txn_range(t, S("a"), NULL, 0, 5, flat_visit, &f), ST_ECOMPACTED);
+	cr_assert_eq(st_txn_history(t, 6, 8, flat_visit, &f), ST_ECOMPACTED);
+	st_txn_abort(t);
+	/* physically: kept a@3 and c@6 (rev ≤ 6), a@7 and c@8 after */
+	cr_assert_eq(count_history(7, 8), 2);
+
+	/* a second compaction removes the older kept versions */
+	compact(8);
+	cr_assert_str_eq(all_at(8, &f), "a=3@7/2/3 c=2@8/6/2");
+
+	/* compaction state survives a restart, and reads keep working */
+	st_db_close(db);
+	open_db();
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_rev, 8);
+	cr_assert_eq(s.rev, 8);
+	cr_assert_eq(s.applied, next_index - 1);
+	cr_assert_str_eq(all_at(0, &f), "a=3@7/2/3 c=2@8/6/2");
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_compact(t, 8), ST_EINVAL);
+	cr_assert_eq(st_txn_compact(t, 9), ST_EINVAL);
+	st_txn_abort(t);
+	cr_assert_eq(st_mvcc_finish_compaction(db), ST_OK);
+}
+
+Test(mvcc, compaction_of_a_large_history_spans_batches)
+{
+	/* 3000 revisions of 10 keys, then compact everything: several batches */
+	for (int i = 0; i < 300; i++) {
+		st_txn *t;
+		cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+		for (int k = 0; k < 10; k++) {
+			char key[8], v[16];
+			snprintf(key, sizeof(key), "k%d", k);
+			snprintf(v, sizeof(v), "%d", i);
+			if (i % 7 == 3 && k == 5)
+				cr_assert_eq(st_txn_delete_range(t, S(key), NULL, 0, NULL), ST_OK);
+			else
+				cr_assert_eq(st_txn_put(t, S(key), S(v), 0), ST_OK);
+		}
+		cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	}
+	put1("k5", "last");
+	struct flat before, after;
+	all_at(0, &before);
+	compact(300); /* k5's newest at 300 is a put (i=298 is 298%7=4) */
+	all_at(0, &after);
+	cr_assert_str_eq(before.s, after.s);
+	cr_assert_str_eq(all_at(300, &after), "k0=298@300/2/299 k1=298@300/2/299 k2=298@300/2/299 "
+					     "k3=298@300/2/299 k4=298@300/2/299 k5=298@300/300/1 "
+					     "k6=298@300/2/299 k7=298@300/2/299 k8=298@300/2/299 "
+					     "k9=298@300/2/299");
+	cr_assert_eq(count_history(301, 302), 11);
+	/* on disk only the 10 kept versions remain at or below 300 */
+	st_txn *t;
+	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
+	st_txn_abort(t);
+	int64_t total;
+	st_db_size(db, &total, NULL);
+	cr_assert_gt(total, 0);
+}
+
+Test(mvcc, set_applied_and_restart_are_o1_state)
+{
+	put1("x", "1");
+	cr_assert_eq(st_mvcc_set_applied(db, 42), ST_OK);
+	st_db_close(db);
+	open_db();
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.applied, 42);
+	cr_assert_eq(s.rev, 2);
+}
