@@ -3,14 +3,14 @@
  *
  * The library is a pure, deterministic state machine. It has no clock, no threads,
  * no sockets and no disk: the caller (server/'s node loop, or test/raft's simulator)
- * feeds it events with raft_step(), collects the work it asks for with raft_ready(),
+ * feeds it events with raft_step(), collects the work it asks for with raft_get_ready(),
  * performs that work in the documented order, and acknowledges it with
  * raft_advance(). docs/raft.md states the durability contract in full; in short:
  *
  *     loop:
  *         raft_step(r, ev)            for every event waiting (messages, ticks, ...)
  *         if raft_has_ready(r):
- *             raft_ready(r, &rd)
+ *             raft_get_ready(r, &rd)
  *             1. persist rd.snapshot, rd.entries and rd.hard_state (one synced batch)
  *             2. send rd.messages
  *             3. apply rd.snapshot (if any), then rd.committed in order; call
@@ -545,15 +545,15 @@ void raft_destroy(raft *r);
  */
 int raft_step(raft *r, const raft_event *ev);
 
-/* raft_has_ready - whether raft_ready() would hand out any work. */
+/* raft_has_ready - whether raft_get_ready() would hand out any work. */
 bool raft_has_ready(const raft *r);
 
 /*
- * raft_ready - hand out the pending work in *@rd (see raft_ready). Returns 0,
+ * raft_get_ready - hand out the pending work in *@rd (see raft_ready). Returns 0,
  * RAFT_EBUSY (a ready is outstanding), RAFT_ENOMEM (nothing handed out; retry),
  * RAFT_ESTORAGE, RAFT_EPOISONED.
  */
-int raft_ready(raft *r, raft_ready *rd);
+int raft_get_ready(raft *r, raft_ready *rd);
 
 /*
  * raft_advance - acknowledge that everything in @rd was persisted, sent and applied;

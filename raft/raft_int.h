@@ -176,7 +176,8 @@ int rlog_snapshot(rlog *l, raft_snapshot *out); /* out->data gets a reference */
 int rlog_restore(rlog *l, const raft_snapshot *s);
 void rlog_stable_to(rlog *l, raft_index i, raft_term t);
 void rlog_stable_snap_to(rlog *l, raft_index i);
-raft_index rlog_has_unapplied_conf(rlog *l, raft_index lo, raft_index hi, bool *found);
+/* whether entries [lo, hi] hold a conf change (storage errors count as yes) */
+bool rlog_has_conf(rlog *l, raft_index lo, raft_index hi);
 
 /* ------------------------------------------------------------- raft.c -- */
 
@@ -234,6 +235,8 @@ struct raft {
 	uint64_t read_confirmed; /* last round confirmed by a quorum */
 
 	/* outputs */
+	raft_message scratch; /* raft_new_msg() result, copied by raft_send() */
+	raft_ready out_rd;    /* the outstanding ready, released by advance/destroy */
 	rbatch batch[2];
 	int cur;           /* batch being filled */
 	bool ready_out;    /* batch[!cur] handed out */
@@ -276,14 +279,14 @@ void raft_handle_append(raft *r, const raft_message *m);
 void raft_handle_append_resp(raft *r, const raft_message *m);
 void raft_handle_heartbeat(raft *r, const raft_message *m);
 void raft_handle_heartbeat_resp(raft *r, const raft_message *m);
-int raft_propose(raft *r, const raft_message *m);
+int raft_propose(raft *r, raft_id from, const raft_entry *e, size_t n);
 bool raft_committed_in_term(raft *r);
 
 /* --------------------------------------------------------- readindex.c -- */
 int raft_read_request(raft *r, raft_id from, uint64_t ctx);
 void raft_read_ack(raft *r, raft_id from, uint64_t round);
 void raft_read_on_commit(raft *r);
-void raft_read_on_heartbeat(raft *r);
+bool raft_read_on_heartbeat(raft *r);
 void raft_read_reset(raft *r);
 void raft_add_read_state(raft *r, raft_index index, uint64_t ctx);
 

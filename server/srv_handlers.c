@@ -125,6 +125,20 @@ void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
 		srv_call_fail(call, err);
 		return;
 	}
+	if (ec_txn_is_readonly(r)) {
+		/* As etcd: a txn of reads only needs no log entry. */
+		srv_app *app = app_of(call);
+		ec_hdr hdr = srv_node_hdr(app->node);
+		Etcdserverpb__TxnResponse *resp = NULL;
+		err = ec_kv_txn_read(app->kv, r, &hdr, &resp);
+		if (err != EC_OK) {
+			srv_call_fail(call, err);
+			return;
+		}
+		srv_call_reply(call, &resp->base);
+		ec_msg_free(resp);
+		return;
+	}
 	pending_write *pw = new_write(call);
 	if (!pw)
 		return;

@@ -346,6 +346,9 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	rocksdb_options_set_keep_log_file_num(db->db_opts, 4);
 	rocksdb_options_set_max_log_file_size(db->db_opts, 8u << 20);
 	rocksdb_options_increase_parallelism(db->db_opts, 2);
+	/* Bound what a crash leaves to replay: past 32 MiB of WAL the oldest
+	 * memtables are flushed (docs/disk-format.md, restart time). */
+	rocksdb_options_set_max_total_wal_size(db->db_opts, 32u << 20);
 
 	rocksdb_block_based_options_set_block_cache(db->table_opts, db->cache);
 	rocksdb_block_based_options_set_block_size(db->table_opts, 16 * 1024);
@@ -427,8 +430,21 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 
 void st_db_close(st_db *db)
 {
-	if (db != NULL)
-		db_free(db);
+	if (db == NULL)
+		return;
+	/* A graceful close flushes the memtables so that the next open has no WAL
+	 * to replay (after a crash RocksDB replays it: docs/disk-format.md). */
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	if (fo != NULL) {
+		rocksdb_flushoptions_set_wait(fo, 1);
+		for (int i = 0; i < ST_CF__COUNT; i++) {
+			char *err = NULL;
+			rocksdb_flush_cf(db->rdb, fo, db->cf[i], &err);
+			free(err);
+		}
+		rocksdb_flushoptions_destroy(fo);
+	}
+	db_free(db);
 }
 
 void st_db_size(st_db *db, int64_t *total_bytes, int64_t *in_use_bytes)

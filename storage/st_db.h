@@ -50,12 +50,15 @@ typedef struct st_options {
  * @errbuf: on failure, receives a one-line human description including the path
  *          and the underlying cause (e.g. RocksDB's lock error text).
  * Returns 0 and sets *@out, or ST_ELOCKED (another process holds the dir),
- * ST_EPERM, ST_ECORRUPT (unreadable/corrupt database or meta), ST_EFORMAT,
- * ST_EIO, ST_ENOMEM. The caller owns *@out and frees it with st_db_close().
+ * ST_EPERM, ST_ECORRUPT (unreadable/corrupt database or meta), ST_EFORMAT
+ * (a RocksDB database that is not metastore's, or another format version),
+ * ST_ENOTFOUND (no database and !create_if_missing; @opts NULL means that),
+ * ST_EINVAL (@dir is not a directory), ST_EIO, ST_ENOMEM. The caller owns *@out and frees it with st_db_close().
  */
 int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbuf, size_t errlen);
 
-/* st_db_close - flush nothing extra, release the lock and free @db. NULL is ok. */
+/* st_db_close - flush the memtables (so the next open replays no WAL), release
+ * the lock and free @db. NULL is ok. */
 void st_db_close(st_db *db);
 
 /* st_db_size - bytes the database occupies on disk (live SST + WAL files), and an
@@ -87,7 +90,9 @@ typedef struct st_hardstate {
  * st_log_append - persist @n entries (indexes must be consecutive; an entry whose
  * index is already in the log replaces it and every later entry is removed) and,
  * when @hs is non-NULL, the hard state, in ONE RocksDB write batch; fsync'd when
- * @sync. Returns 0, ST_EIO or ST_ENOMEM. On error nothing is written.
+ * @sync. Returns 0, ST_EINVAL (indexes not consecutive, a gap after the last
+ * index, or an index at/below the compaction point), ST_EIO or ST_ENOMEM. On
+ * error nothing is written.
  */
 int st_log_append(st_db *db, const st_entry *ents, size_t n, const st_hardstate *hs, bool sync);
 
@@ -112,7 +117,8 @@ uint64_t st_log_first_index(st_db *db);
 uint64_t st_log_last_index(st_db *db);
 
 /* st_log_compact - drop entries up to and including @index (keeping its term as
- * the compaction point). Returns 0 or ST_EIO. */
+ * the compaction point). An @index at/below the current point is a no-op.
+ * Returns 0, ST_EUNAVAILABLE (@index past the last entry) or ST_EIO. */
 int st_log_compact(st_db *db, uint64_t index);
 
 /* st_log_reset - discard the whole log and restart it after (@index, @term), as

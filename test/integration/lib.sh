@@ -298,6 +298,9 @@ print(r)
 ' "$1"
 }
 
+# u64 HEX: unsigned decimal of a hex id (bash arithmetic is signed 64-bit).
+u64() { python3 -c 'import sys; print(int(sys.argv[1], 16))' "$1"; }
+
 # cur_rev: current store revision (header of a Range on a key nobody uses).
 cur_rev() {
     ectl -w json get __it_rev_probe__ | jget 'd["header"]["revision"]'
@@ -316,13 +319,16 @@ check_out() {
     check_eq "$name" "$exp" "$out"
 }
 
-# check_etcdctl_error NAME GRPC-CODE MESSAGE cmd...
+# check_etcdctl_error NAME GRPC-CODE MESSAGE [--line ERROR-LINE] cmd...
 # The etcdctl command must exit non-zero with empty stdout, its stderr must end
-# with exactly "Error: MESSAGE", and every other stderr line must be etcdctl's
-# {"level":"warn",...} retry log carrying "rpc error: code = GRPC-CODE desc = MESSAGE".
+# with exactly "Error: MESSAGE" (or ERROR-LINE when etcdctl words it differently),
+# and every other stderr line must be etcdctl's {"level":"warn",...} retry log
+# carrying "rpc error: code = GRPC-CODE desc = MESSAGE".
 check_etcdctl_error() {
-    local name=$1 code=$2 msg=$3 out rc err
+    local name=$1 code=$2 msg=$3 out rc err errline
     shift 3
+    errline="Error: $msg"
+    if [ "$1" = "--line" ]; then errline=$2; shift 2; fi
     out=$("$@" 2>"$_IT_TMP/stderr")
     rc=$?
     err=$(cat "$_IT_TMP/stderr")
@@ -336,9 +342,9 @@ check_etcdctl_error() {
     fi
     local last
     last=$(printf '%s\n' "$err" | tail -n 1)
-    if [ "$last" != "Error: $msg" ]; then
+    if [ "$last" != "$errline" ]; then
         fail "$name" "wrong Error line"
-        _diff_diag "Error: $msg" "$err"
+        _diff_diag "$errline" "$err"
         return 1
     fi
     local bad

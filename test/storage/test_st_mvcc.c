@@ -6,6 +6,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <rocksdb/c.h>
+
 #include "storage/st_db.h"
 #include "storage/st_mvcc.h"
 #include "test/storage/st_testutil.h"
@@ -37,6 +39,8 @@ static void teardown(void)
 }
 
 TestSuite(mvcc, .init = setup, .fini = teardown);
+
+static void poke_kvstate(uint64_t applied, int64_t rev, int64_t compact, int64_t done);
 
 #define S(x) (const uint8_t *)(x), strlen(x)
 
@@ -325,8 +329,9 @@ Test(mvcc, compaction_keeps_latest_at_or_below_and_drops_tombstones)
 
 Test(mvcc, compaction_of_a_large_history_spans_batches)
 {
-	/* 3000 revisions of 10 keys, then compact everything: several batches */
-	for (int i = 0; i < 300; i++) {
+	/* 500 revisions of 10 changes = 5000 history records: more than one
+	 * compaction batch (4096) */
+	for (int i = 0; i < 500; i++) {
 		st_txn *t;
 		cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
 		for (int k = 0; k < 10; k++) {
@@ -340,24 +345,28 @@ Test(mvcc, compaction_of_a_large_history_spans_batches)
 		}
 		cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
 	}
-	put1("k5", "last");
-	struct flat before, after;
-	all_at(0, &before);
-	compact(300); /* k5's newest at 300 is a put (i=298 is 298%7=4) */
-	all_at(0, &after);
-	cr_assert_str_eq(before.s, after.s);
-	cr_assert_str_eq(all_at(300, &after), "k0=298@300/2/299 k1=298@300/2/299 k2=298@300/2/299 "
-					     "k3=298@300/2/299 k4=298@300/2/299 k5=298@300/300/1 "
-					     "k6=298@300/2/299 k7=298@300/2/299 k8=298@300/2/299 "
-					     "k9=298@300/2/299");
-	cr_assert_eq(count_history(301, 302), 11);
-	/* on disk only the 10 kept versions remain at or below 300 */
-	st_txn *t;
-	cr_assert_eq(st_txn_begin(db, false, &t), ST_OK);
-	st_txn_abort(t);
-	int64_t total;
-	st_db_size(db, &total, NULL);
-	cr_assert_gt(total, 0);
+	/* revs 2..501; i=449 is rev 451 and 449 % 7 = 1; i=444 (rev 446) deleted k5 */
+	struct flat at450, cur, f;
+	all_at(450, &at450);
+	all_at(0, &cur);
+	int later = count_history(451, 501);
+	cr_assert_eq(later, 510);
+	compact(450);
+	cr_assert_str_eq(all_at(450, &f), at450.s);
+	cr_assert_str_eq(all_at(0, &f), cur.s);
+	cr_assert_str_eq(all_at(450, &f), "k0=448@450/2/449 k1=448@450/2/449 k2=448@450/2/449 "
+					 "k3=448@450/2/449 k4=448@450/2/449 k5=448@450/447/4 "
+					 "k6=448@450/2/449 k7=448@450/2/449 k8=448@450/2/449 "
+					 "k9=448@450/2/449");
+	cr_assert_eq(count_history(451, 501), later);
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_done, 450);
+	/* on disk, at or below 450 only the 10 kept versions remain */
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 501, 1, 1);
+	open_db();
+	cr_assert_eq(count_history(2, 450), 10);
 }
 
 Test(mvcc, set_applied_and_restart_are_o1_state)
@@ -370,4 +379,67 @@ Test(mvcc, set_applied_and_restart_are_o1_state)
 	st_kv_state_get(db, &s);
 	cr_assert_eq(s.applied, 42);
 	cr_assert_eq(s.rev, 2);
+}
+
+/* Overwrite the keyspace state record behind st_db's back (db must be closed). */
+static void poke_kvstate(uint64_t applied, int64_t rev, int64_t compact, int64_t done)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+	const char *names[4] = {"default", "log", "kv", "rev"};
+	const rocksdb_options_t *cfo[4] = {o, o, o, o};
+	rocksdb_column_family_handle_t *cf[4];
+	char *err = NULL;
+	rocksdb_t *r = rocksdb_open_column_families(o, dir, 4, names, cfo, cf, &err);
+	cr_assert_null(err, "%s", err);
+	uint8_t v[32];
+	uint64_t f[4] = {applied, (uint64_t)rev, (uint64_t)compact, (uint64_t)done};
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 8; j++)
+			v[i * 8 + j] = (uint8_t)(f[i] >> (56 - 8 * j));
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_put_cf(r, wo, cf[0], "ms.kvstate", 10, (char *)v, 32, &err);
+	cr_assert_null(err);
+	rocksdb_writeoptions_destroy(wo);
+	for (int i = 0; i < 4; i++)
+		rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(r);
+	rocksdb_options_destroy(o);
+}
+
+Test(mvcc, compaction_interrupted_by_a_crash_is_finished_on_open)
+{
+	for (int i = 0; i < 20; i++) {
+		char v[8];
+		snprintf(v, sizeof(v), "%d", i);
+		put1("a", v); /* revs 2..21 */
+	}
+	del1("a", NULL); /* 22 */
+	put1("b", "1");  /* 23 */
+	cr_assert_eq(count_history(2, 23), 22);
+	/* the logical compaction at 22 committed, the physical part never ran */
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 23, 22, 0);
+	open_db();
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_rev, 22);
+	cr_assert_eq(s.compact_done, 0);
+	struct flat f;
+	cr_assert_str_eq(all_at(22, &f), ""); /* already correct logically */
+	cr_assert_eq(st_mvcc_finish_compaction(db), ST_OK);
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_done, 22);
+	cr_assert_str_eq(all_at(0, &f), "b=1@23/23/1");
+	cr_assert_eq(count_history(23, 23), 1);
+	/* every version of a, and its tombstone, are gone from disk */
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 23, 22, 0); /* and running it again is harmless */
+	open_db();
+	cr_assert_eq(st_mvcc_finish_compaction(db), ST_OK);
+	cr_assert_str_eq(all_at(22, &f), "");
+	cr_assert_str_eq(all_at(0, &f), "b=1@23/23/1");
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 23, 1, 0);
+	open_db();
+	cr_assert_eq(count_history(2, 23), 1, "only b@23 is left in history");
 }

@@ -16,10 +16,20 @@ ectl put k2 v2 >/dev/null            # 3
 ectl put k1 v1b >/dev/null           # 4  (k1: create 2, mod 4, version 2)
 check_eq setup-revision 4 "$(cur_rev)"
 
-# txn_case NAME EXPECTED-OUTPUT EXPECTED-REVISION-AFTER  (txn body on stdin)
+# txn_body COMPARES SUCCESS-OPS FAILURE-OPS: the stdin text etcdctl txn reads — each
+# section is newline-separated lines ending with one blank line (an empty section is
+# just the blank line).  etcdctl needs all three terminators or it fails with "Error: EOF".
+txn_body() {
+    local sec
+    for sec in "$@"; do
+        if [ -n "$sec" ]; then printf '%s\n\n' "$sec"; else printf '\n'; fi
+    done
+}
+
+# txn_case NAME EXPECTED-OUTPUT EXPECTED-REVISION-AFTER COMPARES SUCCESS FAILURE
 txn_case() {
     local name=$1 exp=$2 exprev=$3 out rc
-    out=$(ectl txn 2>"$_IT_TMP/stderr")
+    out=$(txn_body "$4" "$5" "$6" | ectl txn 2>"$_IT_TMP/stderr")
     rc=$?
     if [ $rc -ne 0 ]; then
         fail "$name" "etcdctl txn exit status $rc" "stderr: $(cat "$_IT_TMP/stderr")"
@@ -29,153 +39,115 @@ txn_case() {
     check_eq "$name-revision" "$exprev" "$(cur_rev)"
 }
 
-txn_case value-eq-success "$(printf 'SUCCESS\n\nOK\n\nk1\nv1b')" 5 <<'EOF'
-val("k1") = "v1b"
-
-put k3 "three 3"
-get k1
-
-put k3 never
-
-EOF
+txn_case value-eq-success "$(printf 'SUCCESS\n\nOK\n\nk1\nv1b')" 5 \
+    'val("k1") = "v1b"' \
+    'put k3 "three 3"
+get k1' \
+    'put k3 never'
 check_out value-eq-success-applied "$(printf 'k3\nthree 3')" ectl get k3
 
-txn_case value-eq-failure "$(printf 'FAILURE\n\nOK\n\nk2\nv2')" 6 <<'EOF'
-val("k1") = "nope"
-
-put k4 never
-
-put k4 failure-branch
-get k2
-
-EOF
+txn_case value-eq-failure "$(printf 'FAILURE\n\nOK\n\nk2\nv2')" 6 \
+    'val("k1") = "nope"' \
+    'put k4 never' \
+    'put k4 failure-branch
+get k2'
 check_out value-eq-failure-applied "$(printf 'k4\nfailure-branch')" ectl get --prefix k4
 
-txn_case value-ne "$(printf 'SUCCESS\n\nOK')" 7 <<'EOF'
-value("k1") != "v1"
+txn_case value-ne "$(printf 'SUCCESS\n\nOK')" 7 \
+    'value("k1") != "v1"' \
+    'put k5 ne' \
+    ''
 
-put k5 ne
+txn_case value-lt-gt "$(printf 'SUCCESS\n\nOK')" 8 \
+    'val("k1") > "v1a"
+val("k1") < "v1c"' \
+    'put k6 ltgt' \
+    ''
 
-EOF
+txn_case version-eq "$(printf 'SUCCESS\n\nOK')" 9 \
+    'ver("k1") = "2"' \
+    'put k1 v1c' \
+    ''
 
-txn_case value-lt-gt "$(printf 'SUCCESS\n\nOK')" 8 <<'EOF'
-val("k1") > "v1a"
-val("k1") < "v1c"
+txn_case version-gt-fails "$(printf 'FAILURE\n\nk1\nv1c')" 9 \
+    'version("k1") > "3"' \
+    'put k1 never' \
+    'get k1'
 
-put k6 ltgt
+txn_case version-missing-key-is-0 "$(printf 'SUCCESS\n\nOK')" 10 \
+    'ver("missing") = "0"' \
+    'put missing created' \
+    ''
 
-EOF
+txn_case create-eq "$(printf 'SUCCESS\n\n1\nk2\nv2')" 11 \
+    'c("k2") = "3"' \
+    'del k2 --prev-kv' \
+    ''
 
-txn_case version-eq "$(printf 'SUCCESS\n\nOK')" 9 <<'EOF'
-ver("k1") = "2"
-
-put k1 v1c
-
-EOF
-
-txn_case version-gt-fails "$(printf 'FAILURE\n\nk1\nv1c')" 9 <<'EOF'
-version("k1") > "3"
-
-put k1 never
-
-get k1
-
-EOF
-
-txn_case version-missing-key-is-0 "$(printf 'SUCCESS\n\nOK')" 10 <<'EOF'
-ver("missing") = "0"
-
-put missing created
-
-EOF
-
-txn_case create-eq "$(printf 'SUCCESS\n\n1\nk2\nv2')" 11 <<'EOF'
-c("k2") = "3"
-
-del k2 --prev-kv
-
-EOF
-
-txn_case create-lt-mod-gt "$(printf 'SUCCESS\n\nOK\n\nOK')" 12 <<'EOF'
-create("k1") < "3"
+txn_case create-lt-mod-gt "$(printf 'SUCCESS\n\nOK\n\nOK')" 12 \
+    'create("k1") < "3"
 mod("k1") > "8"
-m("k1") != "0"
-
-put t1 a
-put t2 b
-
-EOF
+m("k1") != "0"' \
+    'put t1 a
+put t2 b' \
+    ''
 j=$(ectl -w json get --prefix t)
 check_eq txn-one-revision-for-all-ops "12 12" \
     "$(printf '%s' "$j" | jget '" ".join(str(kv["mod_revision"]) for kv in d["kvs"])')"
 
-txn_case mod-eq-fails "$(printf 'FAILURE')" 12 <<'EOF'
-mod("k1") = "4"
+txn_case mod-eq-fails "$(printf 'FAILURE')" 12 \
+    'mod("k1") = "4"' \
+    'put k1 never' \
+    ''
 
-put k1 never
+txn_case multiple-compares-one-false "$(printf 'FAILURE\n\nOK')" 13 \
+    'val("k1") = "v1c"
+ver("k1") = "99"' \
+    'put never x' \
+    'put k7 else'
 
+txn_case read-only-no-revision "$(printf 'SUCCESS\n\nk1\nv1c\n\nt1\na\nt2\nb')" 13 \
+    'val("k1") = "v1c"' \
+    'get k1
+get --prefix t' \
+    ''
 
-EOF
+txn_case delete-nothing-no-revision "$(printf 'SUCCESS\n\n0')" 13 \
+    '' \
+    'del nosuchkey' \
+    ''
 
-txn_case multiple-compares-one-false "$(printf 'FAILURE\n\nOK')" 13 <<'EOF'
-val("k1") = "v1c"
-ver("k1") = "99"
-
-put never x
-
-put k7 else
-
-EOF
-
-txn_case read-only-no-revision "$(printf 'SUCCESS\n\nk1\nv1c\n\nt1\na\nt2\nb')" 13 <<'EOF'
-val("k1") = "v1c"
-
-get k1
-get --prefix t
-
-EOF
-
-txn_case delete-nothing-no-revision "$(printf 'SUCCESS\n\n0')" 13 <<'EOF'
-
-del nosuchkey
-
-
-EOF
-
-txn_case empty-compare-put-del "$(printf 'SUCCESS\n\nOK\n\n2\nt1\na\nt2\nb\n\nk1\nv1c')" 14 <<'EOF'
-
-put k8 v8
+txn_case empty-compare-put-del "$(printf 'SUCCESS\n\nOK\n\n2\nt1\na\nt2\nb\n\nk1\nv1c')" 14 \
+    '' \
+    'put k8 v8
 del --prefix t --prev-kv
-get k1
-
-
-EOF
+get k1' \
+    ''
 check_out empty-compare-put-del-result "" ectl get --prefix t
 
 # Overwrite in a txn bumps version once and records the txn revision.
-txn_case put-then-get-in-txn "$(printf 'SUCCESS\n\nOK\n\nk1\nv1d')" 15 <<'EOF'
-val("k1") = "v1c"
-
-put k1 v1d
-get k1
-
-EOF
+txn_case put-then-get-in-txn "$(printf 'SUCCESS\n\nOK\n\nk1\nv1d')" 15 \
+    'val("k1") = "v1c"' \
+    'put k1 v1d
+get k1' \
+    ''
 j=$(ectl -w json get k1)
 check_eq txn-put-kv-fields "v1d 2 15 4" \
     "$(printf '%s' "$j" | jget '"%s %d %d %d" % (b(d["kvs"][0]["value"]), d["kvs"][0]["create_revision"], d["kvs"][0]["mod_revision"], d["kvs"][0]["version"])')"
 
 # -w json of a txn: succeeded flag, header revision, sub-response headers.
-j=$(printf 'val("k1") = "v1d"\n\nput k9 x\nget k1\n\n\n' | ectl -w json txn)
+j=$(txn_body 'val("k1") = "v1d"' 'put k9 x
+get k1' '' | ectl -w json txn)
 check_eq txn-json-succeeded-revision "true 16 2" \
     "$(printf '%s' "$j" | jget '"%s %d %d" % (str(d.get("succeeded", False)).lower(), d["header"]["revision"], len(d["responses"]))')"
 check_eq txn-json-subresponses "put:16 range:16:v1d" \
     "$(printf '%s' "$j" | jget '"put:%d range:%d:%s" % (d["responses"][0]["Response"]["ResponsePut"]["header"]["revision"], d["responses"][1]["Response"]["ResponseRange"]["header"]["revision"], b(d["responses"][1]["Response"]["ResponseRange"]["kvs"][0]["value"]))')"
-j=$(printf 'val("k1") = "zzz"\n\n\nget k1\n\n' | ectl -w json txn)
+j=$(txn_body 'val("k1") = "zzz"' '' 'get k1' | ectl -w json txn)
 check_eq txn-json-failed-has-no-succeeded "false 16" \
     "$(printf '%s' "$j" | jget '"%s %d" % (str(d.get("succeeded", False)).lower(), d["header"]["revision"])')"
 
 # Malformed compare lines are rejected by etcdctl itself (exit 3, nothing sent).
-out=$(printf 'bogus\n\n\n\n' | ectl txn 2>&1)
+out=$(txn_body 'bogus' '' '' | ectl txn 2>&1)
 rc=$?
 check_eq malformed-compare-rc 3 "$rc"
 check_eq malformed-compare-msg "Error: malformed comparison: bogus" "$out"
