@@ -136,9 +136,9 @@ static void sync_progress(rtracker *t, raft_index last_index)
 	}
 }
 
-int rconf_apply(rtracker *t, const raft_confchange *cc, raft_index last_index)
+int rconf_compute(const rconfig *cur, const raft_confchange *cc, rconfig *out)
 {
-	rconfig c = t->cfg;
+	rconfig c = *cur;
 	if (cc->n_changes > RAFT_MAX_CONF_CHANGES)
 		return RAFT_ECONFINVALID;
 	bool auto_leave = false;
@@ -163,11 +163,21 @@ int rconf_apply(rtracker *t, const raft_confchange *cc, raft_index last_index)
 			return RAFT_ECONFINVALID;
 		if (!apply_changes(&c, cc))
 			return RAFT_ECONFINVALID;
-		if (sym_diff(t->cfg.voters, t->cfg.n_voters, c.voters, c.n_voters) > 1)
+		if (sym_diff(cur->voters, cur->n_voters, c.voters, c.n_voters) > 1)
 			return RAFT_ECONFINVALID;
 	}
 	if (!config_valid(&c))
 		return RAFT_ECONFINVALID;
+	*out = c;
+	return 0;
+}
+
+int rconf_apply(rtracker *t, const raft_confchange *cc, raft_index last_index)
+{
+	rconfig c;
+	int rc = rconf_compute(&t->cfg, cc, &c);
+	if (rc != 0)
+		return rc;
 	t->cfg = c;
 	sync_progress(t, last_index);
 	return 0;

@@ -136,8 +136,27 @@ void raft_handle_vote(raft *r, const raft_message *m)
 	} else {
 		resp->term = r->term;
 		resp->reject = true;
+		raft_voter_commit_hint(r, resp);
 		raft_send(r, resp);
 	}
+}
+
+void raft_voter_commit_hint(raft *r, raft_message *resp)
+{
+	/* tell the candidate what we know is committed, named by (index, term) */
+	resp->commit = r->log.committed;
+	resp->log_term = rlog_term0(&r->log, r->log.committed);
+}
+
+void raft_learn_commit(raft *r, const raft_message *m)
+{
+	/* An entry known committed is committed wherever the same (index, term) is
+	 * stored (log matching), so a candidate may adopt a voter's commit index when its
+	 * log holds that entry. This lets voters learn that a configuration change was
+	 * committed after the leader that committed it stepped down or left. */
+	if (m->commit > r->log.committed && m->commit <= rlog_last(&r->log) &&
+	    rlog_match_term(&r->log, m->commit, m->log_term))
+		rlog_commit_to(&r->log, m->commit);
 }
 
 void raft_handle_vote_resp(raft *r, const raft_message *m)
@@ -173,6 +192,8 @@ static void tick_leader(raft *r)
 		}
 		if (r->transferee != 0)
 			raft_abort_transfer(r);
+		if (!rtracker_is_voter(&r->trk, r->id))
+			raft_handoff(r);
 	}
 	if (r->heartbeat_elapsed >= r->heartbeat_tick) {
 		r->heartbeat_elapsed = 0;

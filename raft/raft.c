@@ -356,18 +356,26 @@ int raft_step_msg(raft *r, const raft_message *m)
 				raft_become_follower(r, m->term, 0);
 			}
 		} else if (m->term < r->term) {
-			if ((r->check_quorum || r->pre_vote) &&
-			    (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_APPEND)) {
-				/* tell a stale leader about the new term so it steps down */
+			if (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_APPEND) {
+				/* tell a stale leader about the new term so it steps down; unlike
+				 * etcd we always answer, because a learner that advanced its term
+				 * cannot campaign to make the leader notice */
 				raft_send(r, raft_new_msg(r, RAFT_MSG_APPEND_RESP, m->from));
-			} else if (m->type == RAFT_MSG_PREVOTE) {
-				raft_message *resp = raft_new_msg(r, RAFT_MSG_PREVOTE_RESP, m->from);
+			} else if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
+				/* refuse with our term (§5.1): a candidate stuck in an old term learns
+				 * the current one instead of campaigning unheard forever */
+				raft_message *resp = raft_new_msg(r, m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP
+				                                                          : RAFT_MSG_PREVOTE_RESP,
+				                                  m->from);
 				resp->reject = true;
+				raft_voter_commit_hint(r, resp);
 				raft_send(r, resp);
 			}
 			return 0;
 		}
 	}
+	if ((m->type == RAFT_MSG_VOTE_RESP || m->type == RAFT_MSG_PREVOTE_RESP) && m->reject)
+		raft_learn_commit(r, m);
 	if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
 		raft_handle_vote(r, m);
 		return 0;
@@ -644,20 +652,18 @@ int raft_apply_conf_change(raft *r, const raft_confchange *cc, raft_conf_state *
 		rprogress *self = rtracker_get(&r->trk, r->id);
 		r->is_learner = self != NULL && self->is_learner;
 		if (r->role == RAFT_LEADER) {
-			if (!rtracker_is_voter(&r->trk, r->id)) {
-				/* removed or demoted: let the remaining voters elect a leader */
-				raft_become_follower(r, r->term, 0);
+			if (r->transferee != 0 && !rtracker_is_voter(&r->trk, r->transferee))
+				raft_abort_transfer(r);
+			if (raft_maybe_commit(r)) {
+				raft_bcast_append(r);
 			} else {
-				if (r->transferee != 0 && !rtracker_is_voter(&r->trk, r->transferee))
-					raft_abort_transfer(r);
-				if (raft_maybe_commit(r)) {
-					raft_bcast_append(r);
-				} else {
-					for (size_t i = 0; i < r->trk.n_prs; i++)
-						if (r->trk.prs[i].id != r->id)
-							raft_maybe_send_append(r, r->trk.prs[i].id, false);
-				}
+				for (size_t i = 0; i < r->trk.n_prs; i++)
+					if (r->trk.prs[i].id != r->id)
+						raft_maybe_send_append(r, r->trk.prs[i].id, false);
 			}
+			/* removed or demoted: keep replicating, hand leadership over */
+			if (!rtracker_is_voter(&r->trk, r->id) && r->transferee == 0)
+				raft_handoff(r);
 		}
 	}
 	if (out)

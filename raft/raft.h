@@ -68,6 +68,7 @@ typedef uint64_t raft_time;  /* logical time, counted in ticks */
 	X(RAFT_ETRANSFERRING, "leadership transfer in progress: proposal dropped")         \
 	X(RAFT_ECONFPENDING, "a configuration change is already pending")                  \
 	X(RAFT_ECONFINVALID, "configuration change is invalid")                            \
+	X(RAFT_ECONFLEADER, "the leader cannot remove or demote itself: transfer first")   \
 	X(RAFT_ENOTMEMBER, "this member is not in the configuration")                      \
 	X(RAFT_EBUSY, "a ready is outstanding: call raft_advance first")                   \
 	X(RAFT_ECORRUPT, "malformed encoding")                                             \
@@ -531,7 +532,9 @@ void raft_destroy(raft *r);
  * PROPOSE_CONF_CHANGE: as PROPOSE for one encoded @cc; additionally RAFT_ECONFPENDING
  *     (a conf change is not applied yet) and RAFT_ECONFINVALID (e.g. entering a joint
  *     state while joint, or leaving when not). Validation of members happens when
- *     applied (raft_apply_conf_change).
+ *     applied (raft_apply_conf_change), except that RAFT_ECONFLEADER refuses a change
+ *     that would leave the leader out of the incoming voters (transfer leadership
+ *     first, as etcd's server does).
  * READ_INDEX: a read state with @ctx appears in a later ready once leadership is
  *     confirmed; requests arriving while a heartbeat round is in flight share the next
  *     round. Errors: RAFT_ENOLEADER. Requests are lost on leader change: retry on

@@ -267,6 +267,8 @@ void raft_hup(raft *r, bool transfer);
 void raft_handle_vote(raft *r, const raft_message *m);
 void raft_handle_vote_resp(raft *r, const raft_message *m);
 void raft_tick(raft *r);
+void raft_voter_commit_hint(raft *r, raft_message *resp);
+void raft_learn_commit(raft *r, const raft_message *m);
 
 /* ------------------------------------------------------- replication.c -- */
 bool raft_maybe_send_append(raft *r, raft_id to, bool send_if_empty);
@@ -300,9 +302,11 @@ void raft_tracker_from_conf(raft *r, const raft_conf_state *cs);
 void raft_handle_transfer(raft *r, raft_id target);
 void raft_abort_transfer(raft *r);
 void raft_transfer_progress(raft *r, rprogress *pr);
+void raft_handoff(raft *r);
 
 /* -------------------------------------------------------- confchange.c -- */
 int rconf_apply(rtracker *t, const raft_confchange *cc, raft_index last_index);
+int rconf_compute(const rconfig *cur, const raft_confchange *cc, rconfig *out);
 bool rconf_is_leave(const raft_confchange *cc);
 bool rconf_enters_joint(const raft_confchange *cc, bool *auto_leave);
 

@@ -65,9 +65,15 @@ bool raft_maybe_send_append(raft *r, raft_id to, bool send_if_empty)
 
 void raft_bcast_append(raft *r)
 {
-	for (size_t i = 0; i < r->trk.n_prs; i++)
-		if (r->trk.prs[i].id != r->id)
-			raft_maybe_send_append(r, r->trk.prs[i].id, true);
+	for (size_t i = 0; i < r->trk.n_prs; i++) {
+		raft_id id = r->trk.prs[i].id;
+		if (id == r->id)
+			continue;
+		/* in replicate state keep streaming until the window or the log is exhausted */
+		if (raft_maybe_send_append(r, id, true))
+			while (raft_maybe_send_append(r, id, false)) {
+			}
+	}
 }
 
 void raft_send_heartbeat(raft *r, raft_id to, uint64_t ctx)
@@ -137,10 +143,13 @@ int raft_propose(raft *r, raft_id from, const raft_entry *in, size_t n)
 				return RAFT_ECONFINVALID;
 			if (r->pending_conf_index > r->log.applied)
 				return RAFT_ECONFPENDING;
-			bool joint = rtracker_is_joint(&r->trk);
-			bool leave = rconf_is_leave(&cc);
-			if ((joint && !leave) || (!joint && leave))
+			rconfig next;
+			if (rconf_compute(&r->trk.cfg, &cc, &next) != 0)
 				return RAFT_ECONFINVALID;
+			/* leaving a joint state is always allowed (a leader that is only in the
+			 * outgoing half hands off once it is applied) */
+			if (!rconf_is_leave(&cc) && !rid_in(next.voters, next.n_voters, r->id))
+				return RAFT_ECONFLEADER;
 			for (size_t j = 0; j < i; j++)
 				if (in[j].type == RAFT_ENTRY_CONF_CHANGE)
 					return RAFT_ECONFPENDING;

@@ -5,21 +5,14 @@
  * entry the leader no longer has, the leader sends the storage's latest snapshot and
  * holds the follower in SNAPSHOT state until it answers (or the caller reports the
  * send failed). A follower installs a snapshot only when it is ahead of its commit
- * index and it is part of the snapshot's configuration; if its log already holds the
+ * index (a member that joined after the snapshot was taken installs it too and
+ * learns of its own membership from the entries that follow); if its log already holds the
  * snapshot's last entry it just fast-forwards its commit index. Installing replaces
  * the whole log and rebuilds the configuration from the snapshot.
  */
 #include <string.h>
 
 #include "raft/raft_int.h"
-
-static bool conf_has(const raft_conf_state *cs, raft_id id)
-{
-	return rid_in(cs->voters, cs->n_voters, id) ||
-	       rid_in(cs->voters_outgoing, cs->n_voters_outgoing, id) ||
-	       rid_in(cs->learners, cs->n_learners, id) ||
-	       rid_in(cs->learners_next, cs->n_learners_next, id);
-}
 
 void raft_tracker_from_conf(raft *r, const raft_conf_state *cs)
 {
@@ -82,8 +75,8 @@ static bool restore(raft *r, const raft_snapshot *s)
 {
 	if (s->index <= r->log.committed)
 		return false;
-	if (!conf_has(&s->conf, r->id) || s->conf.n_voters == 0)
-		return false; /* a snapshot that does not include us cannot be ours */
+	if (s->conf.n_voters == 0)
+		return false; /* no configuration: not a snapshot any cluster could make */
 	if (rlog_match_term(&r->log, s->index, s->term)) {
 		/* our log already has it: just learn that it is committed */
 		rlog_commit_to(&r->log, s->index);

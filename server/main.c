@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,23 +226,32 @@ int main(int argc, char **argv)
 	}
 
 	srv_rpc_config rcfg = {0};
-	rcfg.addrs = (const char *const *)cfg.listen_client.addr;
-	rcfg.naddrs = cfg.listen_client.n;
+	rcfg.listen = (const char *const *)cfg.listen_client.addr;
+	rcfg.n_listen = cfg.listen_client.n;
 	rcfg.threads = cfg.grpc_threads;
 	rcfg.max_request_bytes = (size_t)cfg.max_request_bytes;
-	size_t nmethods = 0;
-	const srv_method *methods = srv_etcd_methods(&nmethods);
-	if (srv_rpc_start(&rcfg, methods, nmethods, &app, &rpc, err, sizeof(err)) != 0) {
+	srv_method methods[SRV_M__COUNT];
+	srv_etcd_methods(methods);
+	methods[SRV_M_KV_RANGE].unary = srv_kv_range;
+	methods[SRV_M_KV_PUT].unary = srv_kv_put;
+	methods[SRV_M_KV_DELETE_RANGE].unary = srv_kv_delete_range;
+	methods[SRV_M_KV_TXN].unary = srv_kv_txn;
+	methods[SRV_M_KV_COMPACT].unary = srv_kv_compact;
+	methods[SRV_M_STATUS].unary = srv_maint_status;
+	methods[SRV_M_MEMBER_LIST].unary = srv_cluster_member_list;
+	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
 		logf_("fatal", "cannot serve clients: %s", err);
 		goto out;
 	}
 	/* The peer port is claimed now so a second member cannot take it; it answers
 	 * UNIMPLEMENTED until the cluster transport lands. */
 	srv_rpc_config pcfg = rcfg;
-	pcfg.addrs = (const char *const *)cfg.listen_peer.addr;
-	pcfg.naddrs = cfg.listen_peer.n;
+	pcfg.listen = (const char *const *)cfg.listen_peer.addr;
+	pcfg.n_listen = cfg.listen_peer.n;
 	pcfg.threads = 1;
-	if (srv_rpc_start(&pcfg, NULL, 0, &app, &peer_rpc, err, sizeof(err)) != 0) {
+	srv_method none[SRV_M__COUNT];
+	srv_etcd_methods(none);
+	if (srv_rpc_start(&pcfg, none, SRV_M__COUNT, &app, &peer_rpc, err, sizeof(err)) != 0) {
 		logf_("fatal", "cannot listen for peers: %s", err);
 		goto out;
 	}

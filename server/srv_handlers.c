@@ -30,39 +30,67 @@ typedef struct pending_write {
 	Metastore__InternalRequest ir;
 } pending_write;
 
+/* Complete @call with @resp (then freed) when @err is EC_OK, else with @err. */
+static void finish(srv_call *call, int err, void *resp)
+{
+	if (err != EC_OK)
+		srv_call_fail(call, err);
+	else
+		srv_call_reply(call, resp);
+	ec_msg_free(resp);
+}
+
 static void write_done(void *ctx, int err, void *resp)
 {
 	pending_write *pw = ctx;
-	if (err != EC_OK)
-		srv_call_fail(pw->call, err);
-	else
-		srv_call_reply(pw->call, resp);
-	ec_msg_free(resp);
+	finish(pw->call, err, resp);
 	free(pw);
 }
 
-/* Propose the request already placed in @pw->ir; completes the call on error. */
-static void propose(srv_call *call, pending_write *pw)
+/*
+ * Propose one client write after its check: @err is the ec_check_* result, @which
+ * the InternalRequest case and @msg the decoded request it carries. Completes the
+ * call with an error here, or later from the node thread with apply's response.
+ */
+static void propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
+			  ProtobufCMessage *msg)
 {
+	if (err != EC_OK) {
+		srv_call_fail(call, err);
+		return;
+	}
+	pending_write *pw = malloc(sizeof(*pw));
+	if (!pw) {
+		srv_call_fail(call, EC_NOMEM);
+		return;
+	}
+	Metastore__InternalRequest init = METASTORE__INTERNAL_REQUEST__INIT;
+	pw->ir = init;
+	pw->ir.request_case = which;
+	switch (which) {
+	case METASTORE__INTERNAL_REQUEST__REQUEST_PUT:
+		pw->ir.put = (Etcdserverpb__PutRequest *)msg;
+		break;
+	case METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE:
+		pw->ir.delete_range = (Etcdserverpb__DeleteRangeRequest *)msg;
+		break;
+	case METASTORE__INTERNAL_REQUEST__REQUEST_TXN:
+		pw->ir.txn = (Etcdserverpb__TxnRequest *)msg;
+		break;
+	case METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION:
+		pw->ir.compaction = (Etcdserverpb__CompactionRequest *)msg;
+		break;
+	default:
+		free(pw);
+		srv_call_fail(call, EC_INTERNAL);
+		return;
+	}
 	pw->call = call;
-	int err = srv_node_propose(app_of(call)->node, &pw->ir, write_done, pw);
+	err = srv_node_propose(app_of(call)->node, &pw->ir, write_done, pw);
 	if (err != EC_OK) {
 		free(pw);
 		srv_call_fail(call, err);
 	}
-}
-
-/* Allocate the pending write, or fail the call. */
-static pending_write *new_write(srv_call *call)
-{
-	pending_write *pw = malloc(sizeof(*pw));
-	if (!pw) {
-		srv_call_fail(call, EC_NOMEM);
-		return NULL;
-	}
-	Metastore__InternalRequest init = METASTORE__INTERNAL_REQUEST__INIT;
-	pw->ir = init;
-	return pw;
 }
 
 void srv_kv_range(srv_call *call, const ProtobufCMessage *req)
@@ -77,100 +105,54 @@ void srv_kv_range(srv_call *call, const ProtobufCMessage *req)
 	ec_hdr hdr = srv_node_hdr(app->node);
 	Etcdserverpb__RangeResponse *resp = NULL;
 	err = ec_kv_range(app->kv, r, &hdr, &resp);
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	srv_call_reply(call, &resp->base);
-	ec_msg_free(resp);
+	finish(call, err, resp);
 }
 
 void srv_kv_put(srv_call *call, const ProtobufCMessage *req)
 {
-	Etcdserverpb__PutRequest *r = (Etcdserverpb__PutRequest *)req;
-	int err = ec_check_put(r);
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	pending_write *pw = new_write(call);
-	if (!pw)
-		return;
-	pw->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_PUT;
-	pw->ir.put = r;
-	propose(call, pw);
+	const Etcdserverpb__PutRequest *r = (const Etcdserverpb__PutRequest *)req;
+	propose_write(call, ec_check_put(r), METASTORE__INTERNAL_REQUEST__REQUEST_PUT, (ProtobufCMessage *)req);
 }
 
 void srv_kv_delete_range(srv_call *call, const ProtobufCMessage *req)
 {
-	Etcdserverpb__DeleteRangeRequest *r = (Etcdserverpb__DeleteRangeRequest *)req;
-	int err = ec_check_delete(r);
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	pending_write *pw = new_write(call);
-	if (!pw)
-		return;
-	pw->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE;
-	pw->ir.delete_range = r;
-	propose(call, pw);
+	const Etcdserverpb__DeleteRangeRequest *r = (const Etcdserverpb__DeleteRangeRequest *)req;
+	propose_write(call, ec_check_delete(r), METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE,
+		      (ProtobufCMessage *)req);
 }
 
 void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
 {
-	Etcdserverpb__TxnRequest *r = (Etcdserverpb__TxnRequest *)req;
-	int err = ec_check_txn(r, &app_of(call)->kv_cfg);
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	if (ec_txn_is_readonly(r)) {
+	const Etcdserverpb__TxnRequest *r = (const Etcdserverpb__TxnRequest *)req;
+	srv_app *app = app_of(call);
+	int err = ec_check_txn(r, &app->kv_cfg);
+	if (err == EC_OK && ec_txn_is_readonly(r)) {
 		/* As etcd: a txn of reads only needs no log entry. */
-		srv_app *app = app_of(call);
 		ec_hdr hdr = srv_node_hdr(app->node);
 		Etcdserverpb__TxnResponse *resp = NULL;
 		err = ec_kv_txn_read(app->kv, r, &hdr, &resp);
-		if (err != EC_OK) {
-			srv_call_fail(call, err);
-			return;
-		}
-		srv_call_reply(call, &resp->base);
-		ec_msg_free(resp);
+		finish(call, err, resp);
 		return;
 	}
-	pending_write *pw = new_write(call);
-	if (!pw)
-		return;
-	pw->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_TXN;
-	pw->ir.txn = r;
-	propose(call, pw);
+	propose_write(call, err, METASTORE__INTERNAL_REQUEST__REQUEST_TXN, (ProtobufCMessage *)req);
 }
 
 void srv_kv_compact(srv_call *call, const ProtobufCMessage *req)
 {
-	Etcdserverpb__CompactionRequest *r = (Etcdserverpb__CompactionRequest *)req;
-	int err = ec_check_compact(r);
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	pending_write *pw = new_write(call);
-	if (!pw)
-		return;
-	pw->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION;
-	pw->ir.compaction = r;
-	propose(call, pw);
+	const Etcdserverpb__CompactionRequest *r = (const Etcdserverpb__CompactionRequest *)req;
+	propose_write(call, ec_check_compact(r), METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION,
+		      (ProtobufCMessage *)req);
 }
 
-/* Fill a stack header for responses built here. */
-static void fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h)
+/* Fill a stack header for responses built here. etcd's cluster service sends no
+ * revision (@with_rev false); its maintenance service does. */
+static void fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h, int with_rev)
 {
 	ec_hdr hdr = srv_node_hdr(app->node);
 	h->cluster_id = hdr.cluster_id;
 	h->member_id = hdr.member_id;
 	h->raft_term = hdr.raft_term;
-	h->revision = ec_kv_revision(app->kv);
+	h->revision = with_rev ? ec_kv_revision(app->kv) : 0;
 }
 
 void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
@@ -178,7 +160,7 @@ void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
 	(void)req;
 	srv_app *app = app_of(call);
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	fill_header(app, &hdr);
+	fill_header(app, &hdr, 1);
 	srv_node_status st;
 	srv_node_get_status(app->node, &st);
 	int64_t total = 0, in_use = 0;
@@ -202,14 +184,14 @@ void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)
 	(void)req;
 	srv_app *app = app_of(call);
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	fill_header(app, &hdr);
+	fill_header(app, &hdr, 0);
 	Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT;
 	self.id = app->member_id;
 	self.name = (char *)app->name;
 	self.n_peerurls = app->peer_urls.n;
 	self.peerurls = app->peer_urls.url;
 	self.n_clienturls = app->client_urls->n;
-	self.clienturls = app->client_urls->url;
+	self.clienturls = (char **)app->client_urls->url;
 	Etcdserverpb__Member *members[1] = {&self};
 	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
 	resp.header = &hdr;

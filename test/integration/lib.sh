@@ -63,10 +63,15 @@ fail() {
 
 # Print expected/actual as diagnostic blocks (multi-line values are shown in full).
 _diff_diag() {
+    local n
     printf '#   expected:\n'
-    printf '%s\n' "$1" | sed 's/^/#     |/'
+    printf '%s\n' "$1" | head -n 40 | sed 's/^/#     |/'
+    n=$(printf '%s\n' "$1" | wc -l)
+    [ "$n" -le 40 ] || printf '#     ... (%d lines)\n' "$n"
     printf '#   actual:\n'
-    printf '%s\n' "$2" | sed 's/^/#     |/'
+    printf '%s\n' "$2" | head -n 40 | sed 's/^/#     |/'
+    n=$(printf '%s\n' "$2" | wc -l)
+    [ "$n" -le 40 ] || printf '#     ... (%d lines)\n' "$n"
 }
 
 # check_eq NAME EXPECTED ACTUAL
@@ -193,8 +198,12 @@ start_server() {
         if _launch_server && wait_healthy; then
             return 0
         fi
-        if grep -qi 'address already in use' "$SRV_LOG" 2>/dev/null; then
-            echo "# start_server: port clash, retrying" >&2
+        # A process that exited at once may have lost a port race (free_ports
+        # releases the ports before the server binds them): retry on new ports.
+        # A server that stays up but never becomes healthy is not retried.
+        if [ $attempt -lt 3 ] && ! kill -0 "$SRV_PID" 2>/dev/null; then
+            echo "# start_server: $IT_TARGET exited during startup (attempt $attempt); retrying on new ports"
+            tail -n 5 "$SRV_LOG" 2>/dev/null | sed 's/^/#     /'
             stop_server
             continue
         fi
@@ -306,6 +315,13 @@ cur_rev() {
     ectl -w json get __it_rev_probe__ | jget 'd["header"]["revision"]'
 }
 
+# _short TEXT: first 300 characters on one line (for diagnostics).
+_short() {
+    local t=${1//$'\n'/\\n}
+    [ ${#t} -le 300 ] || t="${t:0:300}..."
+    printf '%s' "$t"
+}
+
 # check_out NAME EXPECTED-STDOUT cmd...: command must succeed and print exactly EXPECTED.
 check_out() {
     local name=$1 exp=$2 out rc
@@ -313,7 +329,7 @@ check_out() {
     out=$("$@" 2>"$_IT_TMP/stderr")
     rc=$?
     if [ $rc -ne 0 ]; then
-        fail "$name" "exit status $rc" "command: $*" "stderr: $(cat "$_IT_TMP/stderr")"
+        fail "$name" "exit status $rc" "command: $(_short "$*")" "stderr: $(cat "$_IT_TMP/stderr")"
         return 1
     fi
     check_eq "$name" "$exp" "$out"
@@ -333,7 +349,7 @@ check_etcdctl_error() {
     rc=$?
     err=$(cat "$_IT_TMP/stderr")
     if [ $rc -eq 0 ]; then
-        fail "$name" "command succeeded, expected error" "command: $*" "stdout: $out"
+        fail "$name" "command succeeded, expected error" "command: $(_short "$*")" "stdout: $(_short "$out")"
         return 1
     fi
     if [ -n "$out" ]; then

@@ -80,7 +80,7 @@ build_go() {
     if [ -x "$gobin/$name" ] && [ -z "$(find "$src" -newer "$gobin/$name" -name '*.go')" ]; then
         return 0
     fi
-    (cd "$src" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
+    (cd "$src" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS="" \
         go build -o "$gobin/$name" .) >"$gobin/$name.build.log" 2>&1
 }
 
@@ -121,9 +121,9 @@ for s in "${selected[@]}"; do
     before=$failed
     rc_file=$(mktemp)
     tally < <(IT_SCENARIO=$s bash "$SCEN_DIR/$s.sh" 2>&1; echo $? >"$rc_file")
-    rc=$(cat "$rc_file")
+    rc=$(cat "$rc_file"); rc=${rc:-1}
     rm -f "$rc_file"
-    if [ $rc -ne 0 ] && [ $failed -eq $before ]; then
+    if [ "$rc" -ne 0 ] && [ $failed -eq $before ]; then
         echo "not ok $s (scenario exited with status $rc without a failing check)"
         failed=$((failed + 1))
     fi

@@ -316,13 +316,26 @@ static sim_msg q_pop(sim *s)
 	return top;
 }
 
+/* the transport's report on a snapshot send, as a real transport would give it */
+static void report_snapshot(sim *s, raft_id from, raft_id to, bool failed)
+{
+	sim_node *n = sim_node_get(s, from);
+	if (n == NULL || !n->up)
+		return;
+	raft_event ev = {.type = RAFT_EV_SNAPSHOT_STATUS, .peer = {to, failed}};
+	raft_step(n->r, &ev);
+}
+
 static void net_send(sim *s, const raft_message *m)
 {
 	s->stats_msgs++;
-	if (m->to == 0 || m->to > s->o.n_nodes || s->cut[m->from][m->to])
+	bool snap = m->type == RAFT_MSG_SNAPSHOT;
+	if (m->to == 0 || m->to > s->o.n_nodes || s->cut[m->from][m->to] ||
+	    (s->o.drop_pct && rnd(s, 100) < s->o.drop_pct)) {
+		if (snap)
+			report_snapshot(s, m->from, m->to, true);
 		return;
-	if (s->o.drop_pct && rnd(s, 100) < s->o.drop_pct)
-		return;
+	}
 	uint64_t at = s->now + (s->o.max_delay ? 1 + rnd(s, s->o.max_delay) : 0);
 	q_push(s, m, at);
 	if (s->o.dup_pct && rnd(s, 100) < s->o.dup_pct)
@@ -354,6 +367,13 @@ static void deliver(sim *s, sim_msg *x)
 			sim_fail(s, "node %llu: step(%s) failed: %s", (unsigned long long)n->id,
 			         raft_msg_type_name(x->m.type), raft_strerror(rc));
 		sim_process(s, n->id);
+		if (x->m.type == RAFT_MSG_SNAPSHOT) {
+			report_snapshot(s, x->m.from, x->m.to, false);
+			sim_process(s, x->m.from);
+		}
+	} else if (x->m.type == RAFT_MSG_SNAPSHOT) {
+		report_snapshot(s, x->m.from, x->m.to, true);
+		sim_process(s, x->m.from);
 	}
 	msg_free(&x->m);
 }
@@ -420,8 +440,11 @@ static void sm_from_snapshot(sim *s, sim_node *n, const raft_snapshot *snap)
 {
 	n->applied = snap->index;
 	n->chain = 0;
-	if (snap->data && snap->data->len >= sizeof(uint64_t))
+	n->last_marker = 0;
+	if (snap->data && snap->data->len >= 2 * sizeof(uint64_t)) {
 		memcpy(&n->chain, snap->data->data, sizeof(uint64_t));
+		memcpy(&n->last_marker, snap->data->data + 8, sizeof(uint64_t));
+	}
 	n->conf = snap->conf;
 	struct sim_commit *c = commit_slot(s, snap->index);
 	if (c->chain_set && c->chain != n->chain)
@@ -520,7 +543,7 @@ static void apply_entry(sim *s, sim_node *n, const raft_entry *e)
 	}
 }
 
-static sim_read *find_read(sim *s, uint64_t ctx)
+static sim_readreq *find_read(sim *s, uint64_t ctx)
 {
 	for (size_t i = 0; i < s->n_reads; i++)
 		if (s->reads[i].ctx == ctx)
@@ -573,7 +596,7 @@ void sim_process(sim *s, raft_id id)
 		for (size_t i = 0; i < rd.n_committed && !s->failed; i++)
 			apply_entry(s, n, &rd.committed[i]);
 		for (size_t i = 0; i < rd.n_read_states; i++) {
-			sim_read *r = find_read(s, rd.read_states[i].ctx);
+			sim_readreq *r = find_read(s, rd.read_states[i].ctx);
 			if (r == NULL)
 				continue;
 			if (rd.read_states[i].index < r->min_index)
@@ -654,9 +677,9 @@ int sim_read(sim *s, raft_id id, uint64_t ctx)
 {
 	if (s->n_reads == s->cap_reads) {
 		s->cap_reads = s->cap_reads ? s->cap_reads * 2 : 64;
-		s->reads = realloc(s->reads, s->cap_reads * sizeof(sim_read));
+		s->reads = realloc(s->reads, s->cap_reads * sizeof(sim_readreq));
 	}
-	sim_read *r = &s->reads[s->n_reads++];
+	sim_readreq *r = &s->reads[s->n_reads++];
 	memset(r, 0, sizeof(*r));
 	r->ctx = ctx;
 	r->node = id;
@@ -676,7 +699,7 @@ int sim_read(sim *s, raft_id id, uint64_t ctx)
 	return sim_step(s, id, &ev);
 }
 
-const sim_read *sim_read_result(sim *s, uint64_t ctx)
+const sim_readreq *sim_read_result(sim *s, uint64_t ctx)
 {
 	return find_read(s, ctx);
 }
@@ -725,8 +748,9 @@ void sim_compact(sim *s, raft_id id, raft_index keep)
 	sim_node *n = sim_node_get(s, id);
 	if (n == NULL || !n->up || n->applied <= n->ms.snap.index)
 		return;
-	raft_blob *data = raft_blob_new(sizeof(uint64_t));
+	raft_blob *data = raft_blob_new(2 * sizeof(uint64_t));
 	memcpy(data->data, &n->chain, sizeof(uint64_t));
+	memcpy(data->data + 8, &n->last_marker, sizeof(uint64_t));
 	raft_index keep_from = n->applied + 1 > keep ? n->applied + 1 - keep : 1;
 	ms_snapshot_and_compact(&n->ms, n->applied, &n->conf, data, keep_from);
 	raft_blob_unref(data);

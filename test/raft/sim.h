@@ -47,13 +47,13 @@ typedef struct sim_msg {
 	raft_message m;
 } sim_msg;
 
-typedef struct sim_read {
+typedef struct sim_readreq {
 	uint64_t ctx;
 	raft_index min_index; /* highest commit anywhere when the read was issued */
 	raft_index got_index;
 	raft_id node;
 	bool done;
-} sim_read;
+} sim_readreq;
 
 typedef struct sim_node {
 	raft_id id;
@@ -102,7 +102,7 @@ typedef struct sim {
 	} *ents;
 	size_t ents_cap;
 	size_t ents_n;
-	sim_read *reads;
+	sim_readreq *reads;
 	size_t n_reads, cap_reads;
 	uint64_t next_payload;
 	uint64_t stats_msgs;
@@ -146,7 +146,7 @@ raft_index sim_last(sim *s, raft_id id);
 void sim_compact(sim *s, raft_id id, raft_index keep);
 void sim_fail(sim *s, const char *fmt, ...);
 /* read-state results */
-const sim_read *sim_read_result(sim *s, uint64_t ctx);
+const sim_readreq *sim_read_result(sim *s, uint64_t ctx);
 uint64_t sim_rand(sim *s);
 
 /* one random schedule; returns true on success, else s->err explains */

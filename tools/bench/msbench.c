@@ -153,6 +153,7 @@ static const char *code_name(int code)
 	return "CLIENT";
 }
 
+/* CLOCK_MONOTONIC in nanoseconds: the clock every latency and the wall time use. */
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -518,6 +519,7 @@ static int open_channels(struct bench *b)
 	return rc;
 }
 
+/* qsort comparator for uint64_t latencies. */
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -537,6 +539,7 @@ static double pct_ms(const uint64_t *sorted, size_t n, double p)
 	return (double)sorted[rank - 1] / 1e6;
 }
 
+/* A getrusage timeval as seconds. */
 static double tv_sec(struct timeval tv)
 {
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -629,6 +632,7 @@ static int fsync_probe(const struct bench_opts *o)
 	return 0;
 }
 
+/* The option summary, to f. */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -691,6 +695,10 @@ static void parse_endpoints(struct bench_opts *o, char *list)
 	}
 }
 
+/*
+ * Fill o from the command line; exits 1 with a message on bad input. Derives the
+ * thread count and clamps conns <= clients <= total.
+ */
 static void parse_args(struct bench_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -785,6 +793,10 @@ static void parse_args(struct bench_opts *o, int argc, char **argv)
 		o->threads = o->clients;
 }
 
+/*
+ * Parse, connect, run the clients on their worker threads, then report. Exit status:
+ * 0 clean, 1 usage or connection failure, 3 if any operation failed.
+ */
 int main(int argc, char **argv)
 {
 	struct bench *b = calloc(1, sizeof *b);
@@ -818,7 +830,17 @@ int main(int argc, char **argv)
 	grpc_init();
 	b->method = grpc_slice_from_static_string(bench_ops[o->op].method);
 	if (open_channels(b) != 0) {
+		for (int i = 0; b->channels != NULL && i < o->conns; i++)
+			grpc_channel_destroy(b->channels[i]);
 		grpc_shutdown();
+		free(b->channels);
+		free(b->workers);
+		free(clients);
+		free(keys);
+		free(b->lat_ns);
+		free(b->value);
+		pthread_mutex_destroy(&b->err_mu);
+		free(b);
 		return 1;
 	}
 

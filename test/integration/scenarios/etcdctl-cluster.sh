@@ -26,10 +26,10 @@ cluster_case() {
     # member list
     check_out "$label-member-list" "$mid, started, $name, $adv, $SRV_CLIENT_URL, false" ectl member list
     j=$(ectl -w json member list)
-    check_eq "$label-member-list-json" "$(u64 $mid) $name ['$adv'] ['$SRV_CLIENT_URL'] 1" \
+    check_eq "$label-member-list-json" "$(u64 "$mid") $name ['$adv'] ['$SRV_CLIENT_URL'] 1" \
         "$(printf '%s' "$j" | jget '"%d %s %s %s %d" % (d["members"][0]["ID"], d["members"][0]["name"], d["members"][0]["peerURLs"], d["members"][0]["clientURLs"], len(d["members"]))')"
     # etcd's MemberList header carries ids and term but no revision.
-    check_eq "$label-member-list-json-header" "$(u64 $cid) $(u64 $mid) True no-revision" \
+    check_eq "$label-member-list-json-header" "$(u64 "$cid") $(u64 "$mid") True no-revision" \
         "$(printf '%s' "$j" | jget '"%d %d %s %s" % (d["header"]["cluster_id"], d["header"]["member_id"], d["header"]["raft_term"] > 0, "revision=%d" % d["header"]["revision"] if "revision" in d["header"] else "no-revision")')"
     check_eq "$label-member-list-json-not-learner" "false" \
         "$(printf '%s' "$j" | jget 'd["members"][0].get("isLearner", False)')"
@@ -43,7 +43,7 @@ cluster_case() {
         "Endpoint,Status Status:dbSize,dbSizeInUse,header,leader,raftAppliedIndex,raftIndex,raftTerm,version header:cluster_id,member_id,raft_term,revision" \
         "$(printf '%s' "$j" | jget '"%s Status:%s header:%s" % (",".join(sorted(d[0])), ",".join(sorted(d[0]["Status"])), ",".join(sorted(d[0]["Status"]["header"])))')"
     check_eq "$label-status-json-values" \
-        "$SRV_ENDPOINT $(u64 $cid) $(u64 $mid) $(u64 $mid) $rev True True True True True" \
+        "$SRV_ENDPOINT $(u64 "$cid") $(u64 "$mid") $(u64 "$mid") $rev True True True True True" \
         "$(printf '%s' "$j" | jget '"%s %d %d %d %d %s %s %s %s %s" % (d[0]["Endpoint"], d[0]["Status"]["header"]["cluster_id"], d[0]["Status"]["header"]["member_id"], d[0]["Status"]["leader"], d[0]["Status"]["header"]["revision"], d[0]["Status"]["raftTerm"] == d[0]["Status"]["header"]["raft_term"] > 0, 0 < d[0]["Status"]["raftAppliedIndex"] <= d[0]["Status"]["raftIndex"], d[0]["Status"]["dbSize"] > 0, d[0]["Status"]["dbSizeInUse"] > 0, len(d[0]["Status"]["version"]) > 0)')"
     # simple form: endpoint, id (%x), version, db size, is leader, is learner, term, index, applied index, errors
     out=$(ectl endpoint status)
@@ -57,7 +57,7 @@ cluster_case() {
 
     # Every header agrees on the ids.
     j=$(ectl -w json get status-probe)
-    check_eq "$label-range-header-ids" "$(u64 $cid) $(u64 $mid)" \
+    check_eq "$label-range-header-ids" "$(u64 "$cid") $(u64 "$mid")" \
         "$(printf '%s' "$j" | jget '"%d %d" % (d["header"]["cluster_id"], d["header"]["member_id"])')"
     stop_server
 }

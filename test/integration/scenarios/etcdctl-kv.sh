@@ -110,11 +110,11 @@ check_match lease-grant-output 'lease [0-9a-f]{16} granted with TTL\(600s\)' "$g
 lid=$(printf '%s' "$grant" | awk '{print $2}')
 check_out put-with-lease "OK" ectl put leased v1 --lease="$lid"                 # 23
 j=$(ectl -w json get leased)
-check_eq put-with-lease-json "$(u64 $lid) 23" \
+check_eq put-with-lease-json "$(u64 "$lid") 23" \
     "$(printf '%s' "$j" | jget '"%d %d" % (d["kvs"][0]["lease"], d["kvs"][0]["mod_revision"])')"
 check_out put-ignore-lease "OK" ectl put leased v2 --ignore-lease               # 24
 j=$(ectl -w json get leased)
-check_eq put-ignore-lease-kept "v2 $(u64 $lid) 24 2" \
+check_eq put-ignore-lease-kept "v2 $(u64 "$lid") 24 2" \
     "$(printf '%s' "$j" | jget '"%s %d %d %d" % (b(d["kvs"][0]["value"]), d["kvs"][0]["lease"], d["kvs"][0]["mod_revision"], d["kvs"][0]["version"])')"
 check_out put-lease-dropped "OK" ectl put leased v3                             # 25
 j=$(ectl -w json get leased)
