@@ -1117,8 +1117,16 @@ int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST__NOT_SET:
 		break; /* an empty proposal: only the applied index moves */
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE:
+		/* LEASE HOOK: lease requests belong to the lessor (ec_lease.c). */
+		if (kv->has_lease_hooks && kv->lease.apply != NULL)
+			e = kv->lease.apply(kv->lease.arg, ex.t, req, hdr, &out, &ex.st_err);
+		else
+			e = EC_UNIMPLEMENTED;
+		break;
 	default:
-		e = EC_UNIMPLEMENTED; /* lease requests belong to the lessor */
+		e = EC_UNIMPLEMENTED;
 		break;
 	}
 

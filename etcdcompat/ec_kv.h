@@ -20,6 +20,7 @@
 #include "internal.pb-c.h"
 #include "rpc.pb-c.h"
 #include "storage/st_db.h"
+#include "storage/st_mvcc.h"
 
 typedef struct ec_kv ec_kv;
 
@@ -117,6 +118,15 @@ typedef struct ec_lease_hooks {
 	bool (*exists)(void *arg, int64_t id);
 	void (*attach)(void *arg, int64_t id, const uint8_t *key, size_t klen);
 	void (*detach)(void *arg, int64_t id, const uint8_t *key, size_t klen);
+	/*
+	 * @apply (may be NULL: lease requests then fail with EC_UNIMPLEMENTED) runs
+	 * a LeaseGrant / LeaseRevoke request inside ec_kv_apply's write txn @t, which
+	 * ec_kv_apply commits (with the applied index) when it returns EC_OK and
+	 * aborts otherwise. Sets *@resp on success; on a storage error sets *@st_err
+	 * to the ST_* code. Returns an ec_err.
+	 */
+	int (*apply)(void *arg, st_txn *t, const Metastore__InternalRequest *req, const ec_hdr *hdr,
+		     ProtobufCMessage **resp, int *st_err);
 } ec_lease_hooks;
 
 /* ec_kv_set_lease_hooks - install (or with NULL remove) the lessor hooks. Call

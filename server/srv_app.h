@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "etcdcompat/ec_kv.h"
+#include "etcdcompat/ec_lease.h"
 #include "server/srv_config.h"
 #include "server/srv_node.h"
 #include "storage/st_db.h"
@@ -19,6 +20,7 @@ typedef struct srv_app {
 	ec_kv *kv;
 	ec_kv_config kv_cfg;
 	srv_node *node;
+	ec_lessor *lessor; /* leases (srv_lease.c) */
 	uint64_t member_id;
 	uint64_t cluster_id;
 	const char *name;

@@ -157,7 +157,7 @@ void srv_call_reply(srv_call *call, const ProtobufCMessage *resp);
 /*
  * srv_call_fail - complete @call with the etcd error @ec_err: gRPC status
  * ec_grpc_code(ec_err) and message ec_strerror(ec_err). Same rules as
- * srv_call_reply.
+ * srv_call_reply. EC_OK is not a failure: it is sent as EC_INTERNAL.
  */
 void srv_call_fail(srv_call *call, int ec_err);
 

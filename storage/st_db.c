@@ -22,7 +22,7 @@
 #include "internal.pb-c.h"
 #include "storage/st_internal.h"
 
-static const char *const st_cf_names[ST_CF__COUNT] = {"default", "log", "kv", "rev"};
+static const char *const st_cf_names[ST_CF__COUNT] = {"default", "log", "kv", "rev", "lease"};
 
 #define ST_MSG_ROW(name, msg) [name] = msg,
 static const char *const st_messages[ST__COUNT] = {ST_ERRORS(ST_MSG_ROW)};
@@ -373,14 +373,14 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 			return rc;
 		}
 		int found = 0;
-		for (int i = 0; i < ST_CF__COUNT; i++)
+		for (int i = 0; i < ST_CF__REQUIRED; i++)
 			for (size_t j = 0; j < ncf; j++)
 				if (strcmp(names[j], st_cf_names[i]) == 0) {
 					found++;
 					break;
 				}
 		rocksdb_list_column_families_destroy(names, ncf);
-		if (found != ST_CF__COUNT) {
+		if (found != ST_CF__REQUIRED) {
 			set_err(errbuf, errlen,
 				"data dir %s holds a RocksDB database without metastore's column "
 				"families (log, kv, rev): not a metastore data dir",
@@ -390,6 +390,8 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 		}
 	}
 
+	/* A format-1 dir from before leases lacks only the "lease" family. */
+	rocksdb_options_set_create_missing_column_families(db->db_opts, 1);
 	const rocksdb_options_t *cfo[ST_CF__COUNT];
 	for (int i = 0; i < ST_CF__COUNT; i++)
 		cfo[i] = db->cf_opts;

@@ -19,8 +19,12 @@
 /* On-disk format version written under ST_META_FORMAT at creation. */
 #define ST_FORMAT_VERSION 1u
 
-/* Column families, in the order they are opened. */
-enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF__COUNT };
+/* Column families, in the order they are opened. "lease" (leases and their
+ * attached keys, st_mvcc.c) came after the first format-1 data dirs: it is
+ * created on open when missing, which is exact because such a dir can hold no
+ * lease (ST_CF__REQUIRED: the families every format-1 dir has). */
+enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF_LEASE, ST_CF__COUNT };
+#define ST_CF__REQUIRED ST_CF_LEASE
 
 /* Keys in the default column family. Internal names start with "ms."; names
  * given to st_meta_put are stored under "m." + name so they can never collide. */

@@ -34,8 +34,16 @@ struct change {
 	int64_t create;
 	int64_t version;
 	int64_t lease;
+	int64_t prev_lease; /* lease of the key before this change (0: none or new) */
 	int64_t sub;
 	bool tomb;
+};
+
+/* A staged lease record change (st_txn_lease_grant / st_txn_lease_revoke). */
+struct lease_op {
+	int64_t id;
+	int64_t ttl;
+	bool revoke;
 };
 
 struct st_txn {
@@ -47,6 +55,8 @@ struct st_txn {
 	struct change *ch;
 	size_t nch, cap;
 	int64_t compact_to;
+	struct lease_op *lops;
+	size_t nlops, caplops;
 	/* st_txn_get's copy of the last result */
 	uint8_t *getbuf;
 	size_t getcap;
@@ -295,6 +305,7 @@ static void txn_free(st_txn *t)
 		free(t->ch[i].val);
 	}
 	free(t->ch);
+	free(t->lops);
 	free(t->getbuf);
 	rocksdb_readoptions_destroy(t->ro);
 	rocksdb_release_snapshot(t->db->rdb, t->snap);
@@ -604,7 +615,7 @@ int st_txn_get(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv)
 }
 
 static int add_change(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
-		      int64_t create, int64_t version, int64_t lease, bool tomb)
+		      int64_t create, int64_t version, int64_t lease, int64_t prev_lease, bool tomb)
 {
 	if (t->nch == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
@@ -631,6 +642,7 @@ static int add_change(st_txn *t, const uint8_t *key, size_t klen, const uint8_t 
 	c->create = create;
 	c->version = version;
 	c->lease = lease;
+	c->prev_lease = prev_lease;
 	c->sub = (int64_t)t->nch;
 	c->tomb = tomb;
 	t->nch++;
@@ -646,22 +658,25 @@ int st_txn_put(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, s
 	int64_t rev = t->st.rev + 1;
 	int rc = st_txn_get(t, key, klen, &prev);
 	if (rc == ST_ENOTFOUND)
-		return add_change(t, key, klen, val, vlen, rev, 1, lease, false);
+		return add_change(t, key, klen, val, vlen, rev, 1, lease, 0, false);
 	if (rc != ST_OK)
 		return rc;
-	return add_change(t, key, klen, val, vlen, prev.create_rev, prev.version + 1, lease, false);
+	return add_change(t, key, klen, val, vlen, prev.create_rev, prev.version + 1, lease, prev.lease,
+			  false);
 }
 
 struct collect {
 	buf keys;  /* concatenated keys */
 	buf lens;  /* size_t per key */
+	buf leases; /* int64_t per key */
 };
 
 static int collect_visit(void *arg, const st_kv *kv)
 {
 	struct collect *c = arg;
 	if (buf_add(&c->keys, kv->key, kv->key_len) != ST_OK ||
-	    buf_add(&c->lens, &kv->key_len, sizeof(size_t)) != ST_OK)
+	    buf_add(&c->lens, &kv->key_len, sizeof(size_t)) != ST_OK ||
+	    buf_add(&c->leases, &kv->lease, sizeof(int64_t)) != ST_OK)
 		return ST_ENOMEM;
 	return 0;
 }
@@ -678,14 +693,17 @@ int st_txn_delete_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_
 	size_t n = c.lens.len / sizeof(size_t), off = 0;
 	for (size_t i = 0; rc == ST_OK && i < n; i++) {
 		size_t kl;
+		int64_t pl;
 		memcpy(&kl, c.lens.p + i * sizeof(size_t), sizeof(size_t));
-		rc = add_change(t, c.keys.p + off, kl, NULL, 0, 0, 0, 0, true);
+		memcpy(&pl, c.leases.p + i * sizeof(int64_t), sizeof(int64_t));
+		rc = add_change(t, c.keys.p + off, kl, NULL, 0, 0, 0, 0, pl, true);
 		off += kl;
 	}
 	if (rc == ST_OK && deleted != NULL)
 		*deleted = (int64_t)n;
 	free(c.keys.p);
 	free(c.lens.p);
+	free(c.leases.p);
 	return rc;
 }
 
@@ -695,6 +713,112 @@ int st_txn_compact(st_txn *t, int64_t rev)
 		return ST_EINVAL;
 	t->compact_to = rev;
 	return ST_OK;
+}
+
+/* ---- leases ------------------------------------------------------------
+ *
+ * The "lease" family: 'L' BE64(id) -> format byte (1) + BE64 granted TTL, and
+ * 'K' BE64(id) raw-key -> "" for every live key attached to lease id. The 'K'
+ * records are maintained by commit from each change's old and new lease, so
+ * they always match the kv family's current revision. */
+
+#define LEASE_TAG_LEASE 'L'
+#define LEASE_TAG_KEY 'K'
+#define LEASE_FORMAT 1
+
+static int lease_key(buf *b, uint8_t tag, int64_t id, const uint8_t *key, size_t klen)
+{
+	uint8_t h[9];
+	h[0] = tag;
+	st_put_be64(h + 1, (uint64_t)id);
+	b->len = 0;
+	int rc = buf_add(b, h, 9);
+	if (rc == ST_OK && klen > 0)
+		rc = buf_add(b, key, klen);
+	return rc;
+}
+
+static int add_lease_op(st_txn *t, int64_t id, int64_t ttl, bool revoke)
+{
+	if (!t->write)
+		return ST_EINVAL;
+	if (id == 0)
+		return ST_EINVAL;
+	if (t->nlops == t->caplops) {
+		size_t cap = t->caplops ? t->caplops * 2 : 4;
+		struct lease_op *p = realloc(t->lops, cap * sizeof(*p));
+		if (p == NULL)
+			return ST_ENOMEM;
+		t->lops = p;
+		t->caplops = cap;
+	}
+	t->lops[t->nlops++] = (struct lease_op){id, ttl, revoke};
+	return ST_OK;
+}
+
+int st_txn_lease_grant(st_txn *t, int64_t id, int64_t ttl)
+{
+	return add_lease_op(t, id, ttl, false);
+}
+
+int st_txn_lease_revoke(st_txn *t, int64_t id)
+{
+	return add_lease_op(t, id, 0, true);
+}
+
+/* Walk the committed 'tag' records (of lease @id when @one) at the snapshot. */
+static int lease_walk(st_txn *t, uint8_t tag, bool one, int64_t id, st_lease_visit lfn,
+		      st_lease_key_visit kfn, void *arg)
+{
+	uint8_t lo[9];
+	size_t n = one ? 9 : 1;
+	lo[0] = tag;
+	if (one)
+		st_put_be64(lo + 1, (uint64_t)id);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, t->ro, t->db->cf[ST_CF_LEASE]);
+	if (it == NULL)
+		return ST_ENOMEM;
+	int rc = ST_OK;
+	for (rocksdb_iter_seek(it, (const char *)lo, n); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+		if (kl < 9 || k[0] != tag)
+			break;
+		int64_t rid = (int64_t)st_get_be64(k + 1);
+		if (one && rid != id)
+			break;
+		int r;
+		if (tag == LEASE_TAG_LEASE) {
+			if (vl != 9 || v[0] != LEASE_FORMAT) {
+				rc = ST_ECORRUPT;
+				break;
+			}
+			r = lfn(arg, rid, (int64_t)st_get_be64(v + 1));
+		} else {
+			r = kfn(arg, k + 9, kl - 9);
+		}
+		if (r == ST_VISIT_STOP)
+			break;
+		if (r != 0) {
+			rc = r;
+			break;
+		}
+	}
+	if (rc == ST_OK)
+		rc = rocks_iter_err(it);
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+int st_txn_leases(st_txn *t, st_lease_visit fn, void *arg)
+{
+	return lease_walk(t, LEASE_TAG_LEASE, false, 0, fn, NULL, arg);
+}
+
+int st_txn_lease_keys(st_txn *t, int64_t id, st_lease_key_visit fn, void *arg)
+{
+	return lease_walk(t, LEASE_TAG_KEY, true, id, NULL, fn, arg);
 }
 
 /* ---- commit and compaction -------------------------------------------- */
@@ -846,6 +970,42 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 		if ((rc = buf_add(&v, &flag, 1)) != ST_OK || (rc = buf_add(&v, c->key, c->klen)) != ST_OK)
 			break;
 		rocksdb_writebatch_put_cf(b, db->cf[ST_CF_REV], (char *)rk, REVKEY_LEN, (char *)v.p, v.len);
+		/* The lease index follows the key: detach from the old lease, attach to
+		 * the new one (an unchanged lease writes nothing). */
+		int64_t now_lease = c->tomb ? 0 : c->lease;
+		if (c->prev_lease != now_lease) {
+			if (c->prev_lease != 0) {
+				if ((rc = lease_key(&k, LEASE_TAG_KEY, c->prev_lease, c->key, c->klen)) != ST_OK)
+					break;
+				rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len);
+			}
+			if (now_lease != 0) {
+				if ((rc = lease_key(&k, LEASE_TAG_KEY, now_lease, c->key, c->klen)) != ST_OK)
+					break;
+				rocksdb_writebatch_put_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len, "", 0);
+			}
+		}
+	}
+	for (size_t i = 0; i < t->nlops && rc == ST_OK; i++) {
+		const struct lease_op *o = &t->lops[i];
+		if ((rc = lease_key(&k, LEASE_TAG_LEASE, o->id, NULL, 0)) != ST_OK)
+			break;
+		if (o->revoke) {
+			rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len);
+			/* and any attachment left (the caller deleted the keys already) */
+			uint8_t lo[9], hi[9];
+			lo[0] = hi[0] = LEASE_TAG_KEY;
+			st_put_be64(lo + 1, (uint64_t)o->id);
+			st_put_be64(hi + 1, (uint64_t)o->id + 1);
+			if ((uint64_t)o->id != UINT64_MAX)
+				rocksdb_writebatch_delete_range_cf(b, db->cf[ST_CF_LEASE], (char *)lo, 9,
+								   (char *)hi, 9);
+		} else {
+			uint8_t val[9];
+			val[0] = LEASE_FORMAT;
+			st_put_be64(val + 1, (uint64_t)o->ttl);
+			rocksdb_writebatch_put_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len, (char *)val, 9);
+		}
 	}
 	int64_t cfrom = 0, cto = 0;
 	if (rc == ST_OK) {

@@ -39,6 +39,14 @@ if [ $want_unit = 1 ]; then
     if [ $meson_rc -ne 0 ] && [ "$uf" -eq 0 ]; then
       fail_note "meson test failed without a failing Criterion test (see build-asan/unit.log)"
     fi
+    # Criterion runs each test in a forked child and does not always count a
+    # sanitizer report at the child's exit as a failure: look for them ourselves.
+    san=$(grep -cE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+          build-asan/meson-logs/testlog.txt 2>/dev/null)
+    if [ "${san:-0}" -gt 0 ]; then
+      grep -nE -A5 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' build-asan/meson-logs/testlog.txt | head -60
+      fail_note "$san sanitizer report(s) in the unit tests (build-asan/meson-logs/testlog.txt)"
+    fi
   else
     tail -n 40 build-asan.log
     fail_note "unit test build failed (build-asan.log)"
