@@ -16,11 +16,13 @@
 #include <time.h>
 
 #include "etcdcompat/ec_kv.h"
+#include "etcdcompat/ec_lease.h"
 #include "etcdcompat/ec_member.h"
 #include "ms_version.h"
 #include "server/srv_app.h"
 #include "server/srv_config.h"
 #include "server/srv_handlers.h"
+#include "server/srv_lease.h"
 #include "server/srv_methods.h"
 #include "server/srv_node.h"
 #include "server/srv_rpc.h"
@@ -199,6 +201,7 @@ int main(int argc, char **argv)
 	app.client_urls = &cfg.advertise_client;
 	app.kv_cfg.max_txn_ops = cfg.max_txn_ops;
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
+	srv_lease *lease_expiry = NULL;
 
 	st_options sopts = {.create_if_missing = true};
 	int rc = st_db_open(cfg.data_dir, &sopts, &app.db, err, sizeof(err));
@@ -213,6 +216,16 @@ int main(int argc, char **argv)
 		logf_("fatal", "opening the keyspace in %s: %s", cfg.data_dir, st_strerror(rc));
 		goto out;
 	}
+	/* The lessor before the node: log replay applies lease entries. */
+	ec_lessor_config lcfg = {
+		.min_ttl = ec_lease_min_ttl(cfg.heartbeat_interval_ms, cfg.election_timeout_ms),
+		.now_ms = srv_lease_now_ms,
+	};
+	rc = ec_lessor_open(app.db, app.kv, &lcfg, &app.lessor);
+	if (rc != 0) {
+		logf_("fatal", "opening the leases in %s: %s", cfg.data_dir, st_strerror(rc));
+		goto out;
+	}
 	srv_node_config ncfg = {
 		.db = app.db,
 		.kv = app.kv,
@@ -222,6 +235,10 @@ int main(int argc, char **argv)
 	};
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
 		logf_("fatal", "starting the node: %s", err);
+		goto out;
+	}
+	if (srv_lease_start(app.lessor, app.node, &lease_expiry) != 0) {
+		logf_("fatal", "starting the lease expiry thread: out of memory or threads");
 		goto out;
 	}
 
@@ -239,6 +256,11 @@ int main(int argc, char **argv)
 	methods[SRV_M_KV_COMPACT].unary = srv_kv_compact;
 	methods[SRV_M_STATUS].unary = srv_maint_status;
 	methods[SRV_M_MEMBER_LIST].unary = srv_cluster_member_list;
+	methods[SRV_M_LEASE_GRANT].unary = srv_lease_grant;
+	methods[SRV_M_LEASE_REVOKE].unary = srv_lease_revoke;
+	methods[SRV_M_LEASE_TIME_TO_LIVE].unary = srv_lease_time_to_live;
+	methods[SRV_M_LEASE_LEASES].unary = srv_lease_leases;
+	methods[SRV_M_LEASE_KEEP_ALIVE].stream = srv_lease_keep_alive;
 	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
 		logf_("fatal", "cannot serve clients: %s", err);
 		goto out;
@@ -279,7 +301,9 @@ int main(int argc, char **argv)
 out:
 	srv_rpc_shutdown(peer_rpc);
 	srv_rpc_shutdown(rpc);
+	srv_lease_stop(lease_expiry);
 	srv_node_stop(app.node);
+	ec_lessor_close(app.lessor);
 	ec_kv_close(app.kv);
 	st_db_close(app.db);
 	srv_urls_free(&app.peer_urls);

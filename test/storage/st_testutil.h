@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <rocksdb/c.h>
+
 static inline int tu_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 {
 	(void)sb;
@@ -37,6 +39,48 @@ static inline char *tu_tmpdir(void)
 		return NULL;
 	}
 	return p;
+}
+
+/*
+ * tu_poke_default - open the closed data dir @dir with RocksDB directly (every
+ * column family it has, whatever st_db's current list is) and put @key=@val
+ * into the "default" family: a way for tests to forge meta records behind
+ * st_db's back. Returns NULL on success or RocksDB's error text (caller frees).
+ */
+static inline char *tu_poke_default(const char *dir, const char *key, const void *val,
+				    size_t len)
+{
+	char *err = NULL;
+	rocksdb_options_t *o = rocksdb_options_create();
+	size_t n = 0;
+	char **names = rocksdb_list_column_families(o, dir, &n, &err);
+	if (err != NULL) {
+		rocksdb_options_destroy(o);
+		return err;
+	}
+	const rocksdb_options_t **cfo = calloc(n, sizeof(*cfo));
+	rocksdb_column_family_handle_t **cf = calloc(n, sizeof(*cf));
+	size_t def = 0;
+	for (size_t i = 0; i < n; i++) {
+		cfo[i] = o;
+		if (strcmp(names[i], "default") == 0)
+			def = i;
+	}
+	rocksdb_t *r = rocksdb_open_column_families(o, dir, (int)n, (const char *const *)names,
+						    cfo, cf, &err);
+	if (err == NULL) {
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		rocksdb_put_cf(r, wo, cf[def], key, strlen(key), val, len, &err);
+		rocksdb_writeoptions_destroy(wo);
+		for (size_t i = 0; i < n; i++)
+			rocksdb_column_family_handle_destroy(cf[i]);
+		rocksdb_close(r);
+	}
+	rocksdb_list_column_families_destroy(names, n);
+	free(cf);
+	free(cfo);
+	rocksdb_options_destroy(o);
+	return err;
 }
 
 #endif

@@ -359,21 +359,8 @@ static void poke_meta(const char *key, const void *val, size_t len)
 {
 	st_db_close(db);
 	db = NULL;
-	rocksdb_options_t *o = rocksdb_options_create();
-	const char *names[4] = {"default", "log", "kv", "rev"};
-	const rocksdb_options_t *cfo[4] = {o, o, o, o};
-	rocksdb_column_family_handle_t *cf[4];
-	char *err = NULL;
-	rocksdb_t *r = rocksdb_open_column_families(o, dir, 4, names, cfo, cf, &err);
+	char *err = tu_poke_default(dir, key, val, len);
 	cr_assert_null(err, "%s", err);
-	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-	rocksdb_put_cf(r, wo, cf[0], key, strlen(key), val, len, &err);
-	cr_assert_null(err);
-	rocksdb_writeoptions_destroy(wo);
-	for (int i = 0; i < 4; i++)
-		rocksdb_column_family_handle_destroy(cf[i]);
-	rocksdb_close(r);
-	rocksdb_options_destroy(o);
 }
 
 Test(st_db, future_format_version_is_refused)

@@ -384,26 +384,14 @@ Test(mvcc, set_applied_and_restart_are_o1_state)
 /* Overwrite the keyspace state record behind st_db's back (db must be closed). */
 static void poke_kvstate(uint64_t applied, int64_t rev, int64_t compact, int64_t done)
 {
-	rocksdb_options_t *o = rocksdb_options_create();
-	const char *names[4] = {"default", "log", "kv", "rev"};
-	const rocksdb_options_t *cfo[4] = {o, o, o, o};
-	rocksdb_column_family_handle_t *cf[4];
-	char *err = NULL;
-	rocksdb_t *r = rocksdb_open_column_families(o, dir, 4, names, cfo, cf, &err);
-	cr_assert_null(err, "%s", err);
 	uint8_t v[32];
 	uint64_t f[4] = {applied, (uint64_t)rev, (uint64_t)compact, (uint64_t)done};
 	for (int i = 0; i < 4; i++)
 		for (int j = 0; j < 8; j++)
 			v[i * 8 + j] = (uint8_t)(f[i] >> (56 - 8 * j));
-	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-	rocksdb_put_cf(r, wo, cf[0], "ms.kvstate", 10, (char *)v, 32, &err);
-	cr_assert_null(err);
-	rocksdb_writeoptions_destroy(wo);
-	for (int i = 0; i < 4; i++)
-		rocksdb_column_family_handle_destroy(cf[i]);
-	rocksdb_close(r);
-	rocksdb_options_destroy(o);
+	db = NULL;
+	char *err = tu_poke_default(dir, "ms.kvstate", v, sizeof(v));
+	cr_assert_null(err, "%s", err);
 }
 
 Test(mvcc, compaction_interrupted_by_a_crash_is_finished_on_open)

@@ -1,0 +1,273 @@
+/*
+ * srv_lease: the Lease service handlers and the expiry thread (srv_lease.h).
+ *
+ * Grant/Revoke: wrap the decoded request in an InternalRequest and propose it;
+ * the reply leaves from the node thread with apply's response, exactly as a
+ * Put. KeepAlive: one bidi stream per client lease keeper; each request renews
+ * in memory and is answered at once with ID + TTL (TTL 0 for an unknown or
+ * expired lease, as etcd's v3rpc layer turns ErrLeaseNotFound into TTL 0).
+ */
+#include "server/srv_lease.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "etcdcompat/ec_errors.h"
+#include "server/srv_app.h"
+
+#define EXPIRY_TICK_MS 100
+#define EXPIRY_BATCH 256
+
+int64_t srv_lease_now_ms(void *arg)
+{
+	(void)arg;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- Grant / Revoke through the log ------------------------------------- */
+
+typedef struct pending_lease {
+	srv_call *call;
+	Metastore__InternalRequest ir;
+} pending_lease;
+
+static void lease_write_done(void *ctx, int err, void *resp)
+{
+	pending_lease *pl = ctx;
+	if (err != EC_OK)
+		srv_call_fail(pl->call, err);
+	else
+		srv_call_reply(pl->call, resp);
+	ec_msg_free(resp);
+	free(pl);
+}
+
+static void propose_lease(srv_call *call, Metastore__InternalRequest__RequestCase which,
+			  ProtobufCMessage *msg)
+{
+	srv_app *app = srv_call_app(call);
+	pending_lease *pl = malloc(sizeof(*pl));
+	if (pl == NULL) {
+		srv_call_fail(call, EC_NOMEM);
+		return;
+	}
+	Metastore__InternalRequest init = METASTORE__INTERNAL_REQUEST__INIT;
+	pl->ir = init;
+	pl->ir.request_case = which;
+	if (which == METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT)
+		pl->ir.lease_grant = (Etcdserverpb__LeaseGrantRequest *)msg;
+	else
+		pl->ir.lease_revoke = (Etcdserverpb__LeaseRevokeRequest *)msg;
+	pl->call = call;
+	int err = srv_node_propose(app->node, &pl->ir, lease_write_done, pl);
+	if (err != EC_OK) {
+		free(pl);
+		srv_call_fail(call, err);
+	}
+}
+
+void srv_lease_grant(srv_call *call, const ProtobufCMessage *req)
+{
+	/* etcd checks nothing before proposing; apply answers too-large/exists.
+	 * ID 0 is resolved by apply from the entry's request id. */
+	propose_lease(call, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT, (ProtobufCMessage *)req);
+}
+
+void srv_lease_revoke(srv_call *call, const ProtobufCMessage *req)
+{
+	propose_lease(call, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE, (ProtobufCMessage *)req);
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+void srv_lease_time_to_live(srv_call *call, const ProtobufCMessage *req)
+{
+	srv_app *app = srv_call_app(call);
+	ec_hdr hdr = srv_node_hdr(app->node);
+	Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;
+	int err = ec_lessor_time_to_live(app->lessor, (const Etcdserverpb__LeaseTimeToLiveRequest *)req,
+					 &hdr, &resp);
+	if (err != EC_OK)
+		srv_call_fail(call, err);
+	else
+		srv_call_reply(call, &resp->base);
+	ec_msg_free(resp);
+}
+
+void srv_lease_leases(srv_call *call, const ProtobufCMessage *req)
+{
+	(void)req;
+	srv_app *app = srv_call_app(call);
+	ec_hdr hdr = srv_node_hdr(app->node);
+	Etcdserverpb__LeaseLeasesResponse *resp = NULL;
+	int err = ec_lessor_leases(app->lessor, &hdr, &resp);
+	if (err != EC_OK)
+		srv_call_fail(call, err);
+	else
+		srv_call_reply(call, &resp->base);
+	ec_msg_free(resp);
+}
+
+/* ---- KeepAlive stream ------------------------------------------------------ */
+
+static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
+{
+	(void)ctx;
+	if (msg == NULL) {
+		/* client half-closed: etcd's Recv gets io.EOF and ends with OK */
+		srv_stream_finish(st, EC_OK);
+		return;
+	}
+	const Etcdserverpb__LeaseKeepAliveRequest *r = (const Etcdserverpb__LeaseKeepAliveRequest *)msg;
+	srv_app *app = srv_stream_app(st);
+	/* Header before the renew, as etcd: its revision is never newer than the
+	 * renew itself. */
+	ec_hdr h = srv_node_hdr(app->node);
+	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr.cluster_id = h.cluster_id;
+	hdr.member_id = h.member_id;
+	hdr.raft_term = h.raft_term;
+	hdr.revision = ec_kv_revision(app->kv);
+	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+	resp.header = &hdr;
+	resp.id = r->id;
+	int64_t ttl = 0;
+	if (ec_lessor_renew(app->lessor, r->id, &ttl) != EC_OK)
+		ttl = 0;
+	resp.ttl = ttl;
+	srv_stream_send(st, &resp.base);
+}
+
+static void ka_close(srv_stream *st, void *ctx, bool cancelled)
+{
+	(void)ctx;
+	(void)cancelled;
+	srv_stream_unref(st); /* the handler's reference */
+}
+
+void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
+{
+	(void)req;
+	srv_stream_ops ops = {.on_recv = ka_recv, .on_close = ka_close};
+	srv_stream_set_ops(st, &ops, NULL);
+}
+
+/* ---- expiry ---------------------------------------------------------------- */
+
+struct srv_lease {
+	ec_lessor *les;
+	srv_node *node;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+typedef struct expiry_revoke {
+	Metastore__InternalRequest ir;
+	Etcdserverpb__LeaseRevokeRequest rv;
+} expiry_revoke;
+
+static void expiry_done(void *ctx, int err, void *resp)
+{
+	/* EC_LEASE_NOT_FOUND: revoked meanwhile by a client; nothing to do. A lease
+	 * still present after a failure is handed out again after the retry time. */
+	(void)err;
+	ec_msg_free(resp);
+	free(ctx);
+}
+
+static void propose_expired(srv_lease *sl)
+{
+	int64_t ids[EXPIRY_BATCH];
+	size_t n;
+	do {
+		n = ec_lessor_expired(sl->les, ids, EXPIRY_BATCH);
+		for (size_t i = 0; i < n; i++) {
+			expiry_revoke *e = malloc(sizeof(*e));
+			if (e == NULL)
+				return; /* retried after EC_LEASE_REVOKE_RETRY_MS */
+			Metastore__InternalRequest ir = METASTORE__INTERNAL_REQUEST__INIT;
+			Etcdserverpb__LeaseRevokeRequest rv = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+			e->ir = ir;
+			e->rv = rv;
+			e->rv.id = ids[i];
+			e->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE;
+			e->ir.lease_revoke = &e->rv;
+			if (srv_node_propose(sl->node, &e->ir, expiry_done, e) != EC_OK)
+				free(e);
+		}
+	} while (n == EXPIRY_BATCH);
+}
+
+static void *expiry_main(void *arg)
+{
+	srv_lease *sl = arg;
+	pthread_mutex_lock(&sl->mu);
+	while (!sl->stop) {
+		pthread_mutex_unlock(&sl->mu);
+		propose_expired(sl);
+		int64_t now = srv_lease_now_ms(NULL);
+		int64_t wait = ec_lessor_next_deadline(sl->les) - now;
+		if (wait > EXPIRY_TICK_MS)
+			wait = EXPIRY_TICK_MS;
+		if (wait < 5)
+			wait = 5;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&sl->mu);
+		if (!sl->stop)
+			pthread_cond_timedwait(&sl->cv, &sl->mu, &ts);
+	}
+	pthread_mutex_unlock(&sl->mu);
+	return NULL;
+}
+
+int srv_lease_start(ec_lessor *les, srv_node *node, srv_lease **out)
+{
+	*out = NULL;
+	srv_lease *sl = calloc(1, sizeof(*sl));
+	if (sl == NULL)
+		return -1;
+	sl->les = les;
+	sl->node = node;
+	pthread_mutex_init(&sl->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sl->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&sl->thread, NULL, expiry_main, sl) != 0) {
+		pthread_cond_destroy(&sl->cv);
+		pthread_mutex_destroy(&sl->mu);
+		free(sl);
+		return -1;
+	}
+	*out = sl;
+	return 0;
+}
+
+void srv_lease_stop(srv_lease *sl)
+{
+	if (sl == NULL)
+		return;
+	pthread_mutex_lock(&sl->mu);
+	sl->stop = true;
+	pthread_cond_signal(&sl->cv);
+	pthread_mutex_unlock(&sl->mu);
+	pthread_join(sl->thread, NULL);
+	pthread_cond_destroy(&sl->cv);
+	pthread_mutex_destroy(&sl->mu);
+	free(sl);
+}
