@@ -70,8 +70,7 @@ static bool bytes_dup(ProtobufCBinaryData *d, const uint8_t *p, size_t n)
 	return true;
 }
 
-/* A header; with @h NULL only the revision is set (etcd's sub-response headers). */
-static Etcdserverpb__ResponseHeader *hdr_new(int64_t rev, const ec_hdr *h)
+Etcdserverpb__ResponseHeader *ec_hdr_new(int64_t rev, const ec_hdr *h)
 {
 	Etcdserverpb__ResponseHeader *r = malloc(sizeof(*r));
 	if (r == NULL)
@@ -282,7 +281,7 @@ static int exec_range(exec *ex, const Etcdserverpb__RangeRequest *r, const ec_hd
 	resp->kvs = a.n ? a.kvs : NULL;
 	if (a.n == 0)
 		free(a.kvs);
-	resp->header = hdr_new(cur, h);
+	resp->header = ec_hdr_new(cur, h);
 	if (resp->header == NULL) {
 		ec_msg_free(resp);
 		return nomem(ex);
@@ -366,7 +365,7 @@ static int exec_put(exec *ex, const Etcdserverpb__PutRequest *p, const ec_hdr *h
 		if (lease != 0 && ex->kv->lease.attach != NULL)
 			ex->kv->lease.attach(ex->kv->lease.arg, lease, p->key.data, p->key.len);
 	}
-	resp->header = hdr_new(st_txn_base_rev(ex->t) + 1, h);
+	resp->header = ec_hdr_new(st_txn_base_rev(ex->t) + 1, h);
 	if (resp->header == NULL) {
 		ec_msg_free(resp);
 		return nomem(ex);
@@ -423,7 +422,7 @@ static int exec_delete(exec *ex, const Etcdserverpb__DeleteRangeRequest *d, cons
 	resp->deleted = deleted;
 	/* storeTxnWrite.DeleteRange: the next revision once anything changed. */
 	int64_t rev = st_txn_base_rev(ex->t) + (st_txn_changes(ex->t) > 0 ? 1 : 0);
-	resp->header = hdr_new(rev, h);
+	resp->header = ec_hdr_new(rev, h);
 	if (resp->header == NULL) {
 		ec_msg_free(resp);
 		return nomem(ex);
@@ -647,7 +646,7 @@ static int exec_ops(exec *ex, const Etcdserverpb__TxnRequest *r, const path *p, 
 			etcdserverpb__txn_response__init(sub);
 			ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
 			ro->response_txn = sub;
-			if ((sub->header = hdr_new(0, NULL)) == NULL)
+			if ((sub->header = ec_hdr_new(0, NULL)) == NULL)
 				return nomem(ex);
 			e = exec_ops(ex, op->request_txn, p, pi, sub);
 			break;
@@ -687,7 +686,7 @@ static int exec_txn(exec *ex, const Etcdserverpb__TxnRequest *r, const ec_hdr *h
 	pi = 0;
 	e = exec_ops(ex, r, &p, &pi, resp);
 	free(p.v);
-	if (e == EC_OK && (resp->header = hdr_new(st_txn_rev(ex->t), h)) == NULL)
+	if (e == EC_OK && (resp->header = ec_hdr_new(st_txn_rev(ex->t), h)) == NULL)
 		e = nomem(ex);
 	if (e != EC_OK) {
 		ec_msg_free(resp);
@@ -1074,7 +1073,7 @@ static int apply_compact(exec *ex, const Etcdserverpb__CompactionRequest *c, con
 	if (r == NULL)
 		return nomem(ex);
 	etcdserverpb__compaction_response__init(r);
-	if ((r->header = hdr_new(st_txn_base_rev(ex->t), h)) == NULL) {
+	if ((r->header = ec_hdr_new(st_txn_base_rev(ex->t), h)) == NULL) {
 		ec_msg_free(r);
 		return nomem(ex);
 	}

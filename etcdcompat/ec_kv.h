@@ -81,6 +81,14 @@ int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req
 int ec_kv_range(ec_kv *kv, const Etcdserverpb__RangeRequest *r, const ec_hdr *hdr,
 		Etcdserverpb__RangeResponse **out);
 
+/*
+ * ec_hdr_new - a malloc'ed response header with revision @rev and, when @h is
+ * not NULL, its cluster_id/member_id/raft_term (NULL: only the revision, as
+ * etcd's sub-response headers inside a Txn). Freed with the message that holds
+ * it by ec_msg_free. Returns NULL when out of memory.
+ */
+Etcdserverpb__ResponseHeader *ec_hdr_new(int64_t rev, const ec_hdr *h);
+
 /* ec_msg_free - free a response built by this module (NULL is ok). */
 void ec_msg_free(void *msg);
 

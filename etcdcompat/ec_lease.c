@@ -112,21 +112,6 @@ static bool hook_exists(void *arg, int64_t id)
 	return ec_lessor_exists(arg, id);
 }
 
-static Etcdserverpb__ResponseHeader *hdr_new(int64_t rev, const ec_hdr *h)
-{
-	Etcdserverpb__ResponseHeader *r = malloc(sizeof(*r));
-	if (r == NULL)
-		return NULL;
-	etcdserverpb__response_header__init(r);
-	r->revision = rev;
-	if (h != NULL) {
-		r->cluster_id = h->cluster_id;
-		r->member_id = h->member_id;
-		r->raft_term = h->raft_term;
-	}
-	return r;
-}
-
 /* ---- apply ------------------------------------------------------------- */
 
 static int apply_grant(ec_lessor *l, st_txn *t, uint64_t req_id, const Etcdserverpb__LeaseGrantRequest *g,
@@ -167,7 +152,7 @@ static int apply_grant(ec_lessor *l, st_txn *t, uint64_t req_id, const Etcdserve
 	r->error = NULL; /* proto3 "" default: NULL packs the same and frees safely */
 	r->id = id;
 	r->ttl = ttl;
-	if ((r->header = hdr_new(st_txn_base_rev(t), hdr)) == NULL) {
+	if ((r->header = ec_hdr_new(st_txn_base_rev(t), hdr)) == NULL) {
 		ec_msg_free(r);
 		*st_err = ST_ENOMEM;
 		return EC_NOMEM;
@@ -241,7 +226,7 @@ static int apply_revoke(ec_lessor *l, st_txn *t, const Etcdserverpb__LeaseRevoke
 	}
 	if (rc == ST_OK) {
 		etcdserverpb__lease_revoke_response__init(r);
-		if ((r->header = hdr_new(st_txn_rev(t), hdr)) == NULL)
+		if ((r->header = ec_hdr_new(st_txn_rev(t), hdr)) == NULL)
 			rc = ST_ENOMEM;
 	}
 	if (rc != ST_OK) {
@@ -401,7 +386,7 @@ int ec_lessor_time_to_live(ec_lessor *l, const Etcdserverpb__LeaseTimeToLiveRequ
 	} else {
 		keylist_free(&kl);
 	}
-	if ((resp->header = hdr_new(rev, hdr)) == NULL) {
+	if ((resp->header = ec_hdr_new(rev, hdr)) == NULL) {
 		ec_msg_free(resp);
 		return EC_NOMEM;
 	}
@@ -458,7 +443,7 @@ int ec_lessor_leases(ec_lessor *l, const ec_hdr *hdr, Etcdserverpb__LeaseLeasesR
 		}
 	}
 	free(copy);
-	resp->header = hdr_new(ec_kv_revision(l->kv), hdr);
+	resp->header = ec_hdr_new(ec_kv_revision(l->kv), hdr);
 	if (resp->header == NULL) {
 		ec_msg_free(resp);
 		return EC_NOMEM;

@@ -30,8 +30,7 @@ typedef struct pending_write {
 	Metastore__InternalRequest ir;
 } pending_write;
 
-/* Complete @call with @resp (then freed) when @err is EC_OK, else with @err. */
-static void finish(srv_call *call, int err, void *resp)
+void srv_finish(srv_call *call, int err, void *resp)
 {
 	if (err != EC_OK)
 		srv_call_fail(call, err);
@@ -43,17 +42,12 @@ static void finish(srv_call *call, int err, void *resp)
 static void write_done(void *ctx, int err, void *resp)
 {
 	pending_write *pw = ctx;
-	finish(pw->call, err, resp);
+	srv_finish(pw->call, err, resp);
 	free(pw);
 }
 
-/*
- * Propose one client write after its check: @err is the ec_check_* result, @which
- * the InternalRequest case and @msg the decoded request it carries. Completes the
- * call with an error here, or later from the node thread with apply's response.
- */
-static void propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
-			  ProtobufCMessage *msg)
+void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
+                       ProtobufCMessage *msg)
 {
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
@@ -80,6 +74,12 @@ static void propose_write(srv_call *call, int err, Metastore__InternalRequest__R
 	case METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION:
 		pw->ir.compaction = (Etcdserverpb__CompactionRequest *)msg;
 		break;
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT:
+		pw->ir.lease_grant = (Etcdserverpb__LeaseGrantRequest *)msg;
+		break;
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE:
+		pw->ir.lease_revoke = (Etcdserverpb__LeaseRevokeRequest *)msg;
+		break;
 	default:
 		free(pw);
 		srv_call_fail(call, EC_INTERNAL);
@@ -105,20 +105,22 @@ void srv_kv_range(srv_call *call, const ProtobufCMessage *req)
 	ec_hdr hdr = srv_node_hdr(app->node);
 	Etcdserverpb__RangeResponse *resp = NULL;
 	err = ec_kv_range(app->kv, r, &hdr, &resp);
-	finish(call, err, resp);
+	srv_finish(call, err, resp);
 }
 
 void srv_kv_put(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__PutRequest *r = (const Etcdserverpb__PutRequest *)req;
-	propose_write(call, ec_check_put(r), METASTORE__INTERNAL_REQUEST__REQUEST_PUT, (ProtobufCMessage *)req);
+	srv_propose_write(call, ec_check_put(r), METASTORE__INTERNAL_REQUEST__REQUEST_PUT,
+	                  (ProtobufCMessage *)req);
 }
 
 void srv_kv_delete_range(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__DeleteRangeRequest *r = (const Etcdserverpb__DeleteRangeRequest *)req;
-	propose_write(call, ec_check_delete(r), METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE,
-		      (ProtobufCMessage *)req);
+	srv_propose_write(call, ec_check_delete(r),
+	                  METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE,
+	                  (ProtobufCMessage *)req);
 }
 
 void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
@@ -131,22 +133,21 @@ void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
 		ec_hdr hdr = srv_node_hdr(app->node);
 		Etcdserverpb__TxnResponse *resp = NULL;
 		err = ec_kv_txn_read(app->kv, r, &hdr, &resp);
-		finish(call, err, resp);
+		srv_finish(call, err, resp);
 		return;
 	}
-	propose_write(call, err, METASTORE__INTERNAL_REQUEST__REQUEST_TXN, (ProtobufCMessage *)req);
+	srv_propose_write(call, err, METASTORE__INTERNAL_REQUEST__REQUEST_TXN,
+	                  (ProtobufCMessage *)req);
 }
 
 void srv_kv_compact(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__CompactionRequest *r = (const Etcdserverpb__CompactionRequest *)req;
-	propose_write(call, ec_check_compact(r), METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION,
-		      (ProtobufCMessage *)req);
+	srv_propose_write(call, ec_check_compact(r),
+	                  METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION, (ProtobufCMessage *)req);
 }
 
-/* Fill a stack header for responses built here. etcd's cluster service sends no
- * revision (@with_rev false); its maintenance service does. */
-static void fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h, int with_rev)
+void srv_fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h, bool with_rev)
 {
 	ec_hdr hdr = srv_node_hdr(app->node);
 	h->cluster_id = hdr.cluster_id;
@@ -160,7 +161,7 @@ void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
 	(void)req;
 	srv_app *app = app_of(call);
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	fill_header(app, &hdr, 1);
+	srv_fill_header(app, &hdr, true);
 	srv_node_status st;
 	srv_node_get_status(app->node, &st);
 	int64_t total = 0, in_use = 0;
@@ -184,7 +185,7 @@ void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)
 	(void)req;
 	srv_app *app = app_of(call);
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	fill_header(app, &hdr, 0);
+	srv_fill_header(app, &hdr, false);
 	Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT;
 	self.id = app->member_id;
 	self.name = (char *)app->name;
@@ -192,7 +193,7 @@ void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)
 	self.peerurls = app->peer_urls.url;
 	self.n_clienturls = app->client_urls->n;
 	self.clienturls = (char **)app->client_urls->url;
-	Etcdserverpb__Member *members[1] = {&self};
+	Etcdserverpb__Member *members[1] = { &self };
 	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
 	resp.header = &hdr;
 	resp.n_members = 1;

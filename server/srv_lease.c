@@ -17,9 +17,10 @@
 
 #include "etcdcompat/ec_errors.h"
 #include "server/srv_app.h"
+#include "server/srv_handlers.h"
 
 #define EXPIRY_TICK_MS 100
-#define EXPIRY_BATCH 256
+#define EXPIRY_BATCH   256
 
 int64_t srv_lease_now_ms(void *arg)
 {
@@ -31,56 +32,18 @@ int64_t srv_lease_now_ms(void *arg)
 
 /* ---- Grant / Revoke through the log ------------------------------------- */
 
-typedef struct pending_lease {
-	srv_call *call;
-	Metastore__InternalRequest ir;
-} pending_lease;
-
-static void lease_write_done(void *ctx, int err, void *resp)
-{
-	pending_lease *pl = ctx;
-	if (err != EC_OK)
-		srv_call_fail(pl->call, err);
-	else
-		srv_call_reply(pl->call, resp);
-	ec_msg_free(resp);
-	free(pl);
-}
-
-static void propose_lease(srv_call *call, Metastore__InternalRequest__RequestCase which,
-			  ProtobufCMessage *msg)
-{
-	srv_app *app = srv_call_app(call);
-	pending_lease *pl = malloc(sizeof(*pl));
-	if (pl == NULL) {
-		srv_call_fail(call, EC_NOMEM);
-		return;
-	}
-	Metastore__InternalRequest init = METASTORE__INTERNAL_REQUEST__INIT;
-	pl->ir = init;
-	pl->ir.request_case = which;
-	if (which == METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT)
-		pl->ir.lease_grant = (Etcdserverpb__LeaseGrantRequest *)msg;
-	else
-		pl->ir.lease_revoke = (Etcdserverpb__LeaseRevokeRequest *)msg;
-	pl->call = call;
-	int err = srv_node_propose(app->node, &pl->ir, lease_write_done, pl);
-	if (err != EC_OK) {
-		free(pl);
-		srv_call_fail(call, err);
-	}
-}
-
 void srv_lease_grant(srv_call *call, const ProtobufCMessage *req)
 {
 	/* etcd checks nothing before proposing; apply answers too-large/exists.
 	 * ID 0 is resolved by apply from the entry's request id. */
-	propose_lease(call, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT, (ProtobufCMessage *)req);
+	srv_propose_write(call, EC_OK, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT,
+	                  (ProtobufCMessage *)req);
 }
 
 void srv_lease_revoke(srv_call *call, const ProtobufCMessage *req)
 {
-	propose_lease(call, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE, (ProtobufCMessage *)req);
+	srv_propose_write(call, EC_OK, METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE,
+	                  (ProtobufCMessage *)req);
 }
 
 /* ---- reads ---------------------------------------------------------------- */
@@ -90,13 +53,9 @@ void srv_lease_time_to_live(srv_call *call, const ProtobufCMessage *req)
 	srv_app *app = srv_call_app(call);
 	ec_hdr hdr = srv_node_hdr(app->node);
 	Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;
-	int err = ec_lessor_time_to_live(app->lessor, (const Etcdserverpb__LeaseTimeToLiveRequest *)req,
-					 &hdr, &resp);
-	if (err != EC_OK)
-		srv_call_fail(call, err);
-	else
-		srv_call_reply(call, &resp->base);
-	ec_msg_free(resp);
+	int err = ec_lessor_time_to_live(
+	        app->lessor, (const Etcdserverpb__LeaseTimeToLiveRequest *)req, &hdr, &resp);
+	srv_finish(call, err, resp);
 }
 
 void srv_lease_leases(srv_call *call, const ProtobufCMessage *req)
@@ -106,11 +65,7 @@ void srv_lease_leases(srv_call *call, const ProtobufCMessage *req)
 	ec_hdr hdr = srv_node_hdr(app->node);
 	Etcdserverpb__LeaseLeasesResponse *resp = NULL;
 	int err = ec_lessor_leases(app->lessor, &hdr, &resp);
-	if (err != EC_OK)
-		srv_call_fail(call, err);
-	else
-		srv_call_reply(call, &resp->base);
-	ec_msg_free(resp);
+	srv_finish(call, err, resp);
 }
 
 /* ---- KeepAlive stream ------------------------------------------------------ */
@@ -123,16 +78,13 @@ static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 		srv_stream_finish(st, EC_OK);
 		return;
 	}
-	const Etcdserverpb__LeaseKeepAliveRequest *r = (const Etcdserverpb__LeaseKeepAliveRequest *)msg;
+	const Etcdserverpb__LeaseKeepAliveRequest *r =
+	        (const Etcdserverpb__LeaseKeepAliveRequest *)msg;
 	srv_app *app = srv_stream_app(st);
 	/* Header before the renew, as etcd: its revision is never newer than the
 	 * renew itself. */
-	ec_hdr h = srv_node_hdr(app->node);
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	hdr.cluster_id = h.cluster_id;
-	hdr.member_id = h.member_id;
-	hdr.raft_term = h.raft_term;
-	hdr.revision = ec_kv_revision(app->kv);
+	srv_fill_header(app, &hdr, true);
 	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
 	resp.header = &hdr;
 	resp.id = r->id;
@@ -153,7 +105,7 @@ static void ka_close(srv_stream *st, void *ctx, bool cancelled)
 void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
 {
 	(void)req;
-	srv_stream_ops ops = {.on_recv = ka_recv, .on_close = ka_close};
+	srv_stream_ops ops = { .on_recv = ka_recv, .on_close = ka_close };
 	srv_stream_set_ops(st, &ops, NULL);
 }
 
@@ -193,7 +145,8 @@ static void propose_expired(srv_lease *sl)
 			if (e == NULL)
 				return; /* retried after EC_LEASE_REVOKE_RETRY_MS */
 			Metastore__InternalRequest ir = METASTORE__INTERNAL_REQUEST__INIT;
-			Etcdserverpb__LeaseRevokeRequest rv = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+			Etcdserverpb__LeaseRevokeRequest rv =
+			        ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
 			e->ir = ir;
 			e->rv = rv;
 			e->rv.id = ids[i];

@@ -4,17 +4,19 @@
 #   1. write a key, compact at the current revision (physical on odd rounds);
 #   2. start go/durability load: 32 concurrent writers (puts of distinct keys, every
 #      5th op a 2-key txn) recording every ACKNOWLEDGED write (op, keys, values, rev);
-#   3. once enough writes are acknowledged, SIGKILL the server at a random moment;
+#   3. once enough writes are acknowledged, SIGKILL the server at a random moment
+#      (round 2: SIGTERM instead — a clean shutdown under load must lose nothing
+#      either, and metastore must exit 0);
 #   4. restart on the same data dir and ports;
 #   5. go/durability check over the acks of THIS and ALL EARLIER rounds: every
 #      acknowledged write present with its value and mod/create revision, no phantom
 #      keys, in-doubt txns all-or-nothing, new revisions above every acknowledged one;
 #   6. the compaction of step 1 is still in force (read below it → compacted error,
 #      read at it → the value), and the compacted revision cannot be compacted again.
-# Rounds: IT_DUR_ROUNDS (default 3).
+# Rounds: IT_DUR_ROUNDS (default 4).
 . "$(dirname "$0")/../lib.sh"
 
-ROUNDS=${IT_DUR_ROUNDS:-3}
+ROUNDS=${IT_DUR_ROUNDS:-4}
 [ -x "$IT_GOBIN/durability" ] || { fail build "durability binary missing ($IT_GOBIN/durability)"; exit 1; }
 start_server || { fail start "server did not start"; exit 1; }
 
@@ -47,12 +49,26 @@ for round in $(seq 1 "$ROUNDS"); do
     done
     sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
     n_before_kill=$(grep -c '^A ' "$acks")
-    if kill -0 "$lpid" 2>/dev/null; then
-        kill9_server
-        pass "$r/killed-mid-load"
+    loader_alive=0
+    kill -0 "$lpid" 2>/dev/null && loader_alive=1
+    if [ "$round" -eq 2 ]; then
+        how=sigterm
+        kill -TERM "$SRV_PID"
+        src=0
+        wait "$SRV_PID" || src=$?
+        _it_forget_pid "$SRV_PID"
+        SRV_PID=
+        if [ "$IT_TARGET" = metastore ]; then
+            check_eq "$r/sigterm-exit-status" 0 "$src"
+        fi
     else
+        how=killed
         kill9_server
-        fail "$r/killed-mid-load" "the loader ended before the kill" "loader: $(cat "$_IT_TMP/load.$round.log")"
+    fi
+    if [ $loader_alive = 1 ]; then
+        pass "$r/$how-mid-load"
+    else
+        fail "$r/$how-mid-load" "the loader ended before the kill" "loader: $(cat "$_IT_TMP/load.$round.log")"
     fi
     # the loader's workers stop at their first error; bound the wait to avoid hangs
     for i in $(seq 1 300); do
@@ -65,7 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     wait "$lpid" 2>/dev/null
     untrack_pid "$lpid"
-    echo "# $r: killed after ~$n_before_kill acks; $(cat "$_IT_TMP/load.$round.log")"
+    echo "# $r: $how after ~$n_before_kill acks; $(cat "$_IT_TMP/load.$round.log")"
 
     # 4. restart on the same data dir
     if ! restart_server; then
