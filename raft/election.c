@@ -208,7 +208,7 @@ void raft_tick(raft *r)
 		tick_leader(r);
 		return;
 	}
-	if (r->election_elapsed < 1000000000u)
+	if (r->election_elapsed < RAFT_MAX_ELAPSED)
 		r->election_elapsed++;
 	if (r->election_elapsed >= r->rand_timeout && raft_promotable(r)) {
 		r->election_elapsed = 0;

@@ -13,8 +13,6 @@
 
 #include "raft/raft_int.h"
 
-#define RAFT_MAX_ELAPSED 1000000000u
-
 void raft_fatal(raft *r, int err)
 {
 	if (r->fatal == 0)

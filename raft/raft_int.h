@@ -256,6 +256,8 @@ int raft_step_msg(raft *r, const raft_message *m);
 void raft_fatal(raft *r, int err);
 
 /* ---------------------------------------------------------- election.c -- */
+/* a non-leader's election_elapsed stops counting here (no wrap-around) */
+#define RAFT_MAX_ELAPSED 1000000000u
 void raft_become_follower(raft *r, raft_term term, raft_id lead);
 void raft_become_precandidate(raft *r);
 void raft_become_candidate(raft *r);

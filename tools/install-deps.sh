@@ -8,6 +8,7 @@ pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev libcriterion-dev
   etcd-client etcd-server golang-go golang-etcd-server-dev
+  jq iproute2
 )
 
 missing=()

@@ -5,8 +5,11 @@
 # line "N passed, M failed" summing all suites. Exits non-zero on any failure.
 #
 #   tools/test.sh              everything
-#   tools/test.sh --unit       unit tests only
+#   tools/test.sh --unit       unit tests only (+ the raft fuzz smoke run)
 #   tools/test.sh --integration  integration tests only
+#
+# The raft fuzz smoke run (test/raft/fuzz/smoke.sh, libFuzzer under ASan/UBSan in
+# build-fuzz) fuzzes for RAFT_FUZZ_SECONDS (default 30) and counts as one test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,6 +54,15 @@ if [ $want_unit = 1 ]; then
     tail -n 40 build-asan.log
     fail_note "unit test build failed (build-asan.log)"
   fi
+fi
+
+if [ $want_unit = 1 ]; then
+  fz=$(test/raft/fuzz/smoke.sh "$root/build-fuzz")
+  echo "$fz"
+  case $fz in
+    "ok "*) passed=$((passed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+  esac
 fi
 
 if [ $want_int = 1 ]; then

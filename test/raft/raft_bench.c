@@ -96,8 +96,9 @@ int main(int argc, char **argv)
 	printf("throughput: %.0f entries/s (batch %zu, %zu-byte entries)\n", committed / dt, batch,
 	       bytes);
 	printf("allocations through the hooks per committed entry: %.4f total, %.4f beyond the "
-	       "entry's own buffer\n",
-	       (double)a_all / committed, (double)(a_all - (long)committed) / committed);
+	       "entry's own buffer (%ld allocations in all beyond the entries' buffers)\n",
+	       (double)a_all / committed, (double)(a_all - (long)committed) / committed,
+	       a_all - (long)committed);
 	free(b);
 	sim_free(&s);
 	raft_set_allocator(NULL);

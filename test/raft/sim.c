@@ -203,6 +203,32 @@ static void check_leader_complete(sim *s, sim_node *n)
 	}
 }
 
+/* leader completeness, the other way round: when an entry is first seen committed
+ * (first applied anywhere), every leader of a later term than the applier's must hold
+ * it. (The entry was committed in a term no later than the applier's.) */
+static void check_leaders_hold(sim *s, sim_node *applier, const raft_entry *e)
+{
+	raft_status as;
+	raft_get_status(applier->r, &as);
+	for (raft_id j = 1; j <= s->o.n_nodes; j++) {
+		sim_node *l = &s->nodes[j];
+		if (!l->up || l == applier)
+			continue;
+		raft_status st;
+		raft_get_status(l->r, &st);
+		if (st.role != RAFT_LEADER || st.term <= as.term || e->index < st.first_index)
+			continue;
+		raft_term t = 0;
+		if (raft_log_term(l->r, e->index, &t) != 0 || t != e->term)
+			sim_fail(s,
+			         "leader completeness: leader %llu (term %llu) lacks entry %llu "
+			         "(term %llu) that node %llu (term %llu) applies",
+			         (unsigned long long)j, (unsigned long long)st.term,
+			         (unsigned long long)e->index, (unsigned long long)e->term,
+			         (unsigned long long)applier->id, (unsigned long long)as.term);
+	}
+}
+
 static void check_leader_append_only(sim *s, sim_node *n)
 {
 	raft_status st;
@@ -460,7 +486,10 @@ static void boot(sim *s, sim_node *n)
 	raft_config c = node_config(s, n);
 	int rc = raft_create(&c, &n->r);
 	if (rc != 0) {
-		sim_fail(s, "node %llu: raft_create: %s", (unsigned long long)n->id, raft_strerror(rc));
+		/* out of memory (test_oom) leaves the member down until restarted */
+		if (rc != RAFT_ENOMEM)
+			sim_fail(s, "node %llu: raft_create: %s", (unsigned long long)n->id,
+			         raft_strerror(rc));
 		n->r = NULL;
 		n->up = false;
 		return;
@@ -511,6 +540,8 @@ static void apply_entry(sim *s, sim_node *n, const raft_entry *e)
 	n->applied = e->index;
 	n->n_applied_entries++;
 	struct sim_commit *c = commit_slot(s, e->index);
+	if (!c->set)
+		check_leaders_hold(s, n, e);
 	if (c->set && c->term != e->term)
 		sim_fail(s, "state machine safety: node %llu applies (%llu,%llu), committed term %llu",
 		         (unsigned long long)n->id, (unsigned long long)e->index,
@@ -565,7 +596,12 @@ void sim_process(sim *s, raft_id id)
 			sim_fail(s, "node %llu: ready: %s", (unsigned long long)id, raft_strerror(rc));
 			return;
 		}
-		/* 1. persist */
+		/* 1. persist (synced when a term, vote, entries or a snapshot are in it) */
+		bool vote_changed = rd.has_hard_state &&
+		                    (rd.hard.term != n->ms.term || rd.hard.vote != n->ms.vote);
+		if ((vote_changed || rd.n_entries > 0 || rd.snapshot) && !rd.must_sync)
+			sim_fail(s, "node %llu: a ready with a term, vote or entries is not synced",
+			         (unsigned long long)id);
 		if (rd.snapshot)
 			ms_apply_snapshot(&n->ms, rd.snapshot);
 		for (size_t i = 0; i < rd.n_entries; i++)
@@ -749,6 +785,8 @@ void sim_compact(sim *s, raft_id id, raft_index keep)
 	if (n == NULL || !n->up || n->applied <= n->ms.snap.index)
 		return;
 	raft_blob *data = raft_blob_new(2 * sizeof(uint64_t));
+	if (data == NULL)
+		return; /* out of memory (test_oom): no snapshot this time */
 	memcpy(data->data, &n->chain, sizeof(uint64_t));
 	memcpy(data->data + 8, &n->last_marker, sizeof(uint64_t));
 	raft_index keep_from = n->applied + 1 > keep ? n->applied + 1 - keep : 1;

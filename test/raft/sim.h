@@ -7,8 +7,9 @@
  * messages. Members can crash (losing everything not persisted) and restart from
  * their memstore. After every ready a node processes, the sim checks the Raft safety
  * properties (election safety, leader append-only, log matching, leader
- * completeness, state-machine safety, ReadIndex linearizability); the first
- * violation is recorded in sim->err and sim->failed is set.
+ * completeness, state-machine safety, ReadIndex linearizability) and the persist
+ * contract (monotonic term/vote/commit, must_sync whenever something must be synced);
+ * the first violation is recorded in sim->err and sim->failed is set.
  *
  * Unit tests drive it by hand (sim_stabilize delivers everything until quiet);
  * the random schedule runner (sim_run_random) drives it from a seed.

@@ -5,9 +5,14 @@
  * plus spare ids for membership changes), PreVote/CheckQuorum, flow-control limits,
  * the network's drop/duplicate/delay rates, and every action: proposals, reads,
  * crashes, restarts, partitions, compactions, leadership transfers and membership
- * changes (simple and joint). The sim checks safety after every ready. At the end the
- * network is healed and every member restarted; the cluster must then commit a new
- * entry on every member of the configuration within a bounded time (liveness).
+ * changes (simple and joint). A quarter of the seeds run a "crashy" schedule: members
+ * crash and restart four times as often and every APPEND carries one entry, which is
+ * what reaches Figure 8 histories (§5.4.2: a new leader replicates an earlier term's
+ * entry to a majority and crashes before its own no-op gets there). The sim checks
+ * safety after every ready. At the end the network is healed and every member
+ * restarted; the cluster must then commit a new entry on every member of the
+ * configuration (liveness). It fails when no member applies anything new for
+ * LIVENESS_WINDOW election timeouts, or after LIVENESS_MAX ticks in all.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +20,55 @@
 #include "sim.h"
 
 #define MARKER_BASE (1ULL << 62)
+#define LIVENESS_WINDOW 60 /* election timeouts without any member applying an entry */
+#define LIVENESS_MAX 200000 /* ticks */
+
+/* action weights, per 1000 steps */
+typedef struct sched_weights {
+	unsigned propose, read, crash, restart, partition, heal, compact, transfer, conf, campaign;
+} sched_weights;
+
+static const sched_weights normal_weights = {250, 70, 15, 50, 10, 25, 20, 7, 13, 2};
+static const sched_weights crashy_weights = {250, 70, 60, 120, 10, 25, 20, 7, 13, 10};
+
+typedef enum {
+	ACT_NONE,
+	ACT_PROPOSE,
+	ACT_READ,
+	ACT_CRASH,
+	ACT_RESTART,
+	ACT_PARTITION,
+	ACT_HEAL,
+	ACT_COMPACT,
+	ACT_TRANSFER,
+	ACT_CONF,
+	ACT_CAMPAIGN,
+} sched_action;
+
+/* the action that @r (0..999) falls on under weights @w */
+static sched_action pick_action(const sched_weights *w, unsigned r)
+{
+	const unsigned order[] = {w->propose,   w->read,    w->crash,    w->restart,
+	                          w->partition, w->heal,    w->compact,  w->transfer,
+	                          w->conf,      w->campaign};
+	unsigned acc = 0;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		acc += order[i];
+		if (r < acc)
+			return (sched_action)(ACT_PROPOSE + i);
+	}
+	return ACT_NONE;
+}
+
+/* sum of applied indexes over the members that are up: grows while anyone progresses */
+static uint64_t applied_sum(sim *s)
+{
+	uint64_t sum = 0;
+	for (raft_id id = 1; id <= s->o.n_nodes; id++)
+		if (s->nodes[id].up)
+			sum += s->nodes[id].applied;
+	return sum;
+}
 
 static unsigned pick(sim *s, unsigned n)
 {
@@ -104,6 +158,10 @@ bool sim_run_random(uint64_t seed, size_t n_voters, bool membership, unsigned st
 	s.o.max_delay = 1 + pick(&s, 4);
 	s.o.max_msg_bytes = 8 + pick(&s, 64);
 	s.o.max_inflight = 1 + pick(&s, 8);
+	bool crashy = pick(&s, 4) == 0;
+	if (crashy)
+		s.o.max_msg_bytes = 8; /* one 8-byte entry per APPEND */
+	const sched_weights *w = crashy ? &crashy_weights : &normal_weights;
 	/* handles created by sim_init used defaults for those: recreate with them */
 	for (raft_id id = 1; id <= s.o.n_nodes; id++)
 		if (s.nodes[id].up) {
@@ -117,35 +175,51 @@ bool sim_run_random(uint64_t seed, size_t n_voters, bool membership, unsigned st
 		sim_deliver_due(&s);
 		sim_tick_all(&s);
 		raft_id any = 1 + pick(&s, (unsigned)s.o.n_nodes);
-		unsigned r = pick(&s, 1000);
-		if (r < 250) {
+		switch (pick_action(w, pick(&s, 1000))) {
+		case ACT_PROPOSE: {
 			unsigned burst = 1 + pick(&s, 4);
 			for (unsigned b = 0; b < burst; b++)
 				sim_propose(&s, any, payload++);
-		} else if (r < 320) {
+			break;
+		}
+		case ACT_READ:
 			sim_read(&s, any, read_ctx++);
-		} else if (r < 335) {
+			break;
+		case ACT_CRASH:
 			sim_crash(&s, any);
-		} else if (r < 385) {
+			break;
+		case ACT_RESTART:
 			sim_restart(&s, any);
-		} else if (r < 395) {
+			break;
+		case ACT_PARTITION:
 			random_partition(&s);
-		} else if (r < 420) {
+			break;
+		case ACT_HEAL:
 			sim_heal(&s);
-		} else if (r < 440) {
+			break;
+		case ACT_COMPACT:
 			sim_compact(&s, any, pick(&s, 5));
-		} else if (r < 447) {
+			break;
+		case ACT_TRANSFER: {
 			raft_id lead = sim_leader(&s);
 			if (lead) {
 				raft_event ev = {.type = RAFT_EV_TRANSFER, .transfer.target = any};
 				sim_step(&s, lead, &ev);
 			}
-		} else if (r < 460 && membership) {
-			raft_id lead = sim_leader(&s);
-			if (lead)
-				random_conf_change(&s, lead);
-		} else if (r < 462) {
+			break;
+		}
+		case ACT_CONF:
+			if (membership) {
+				raft_id lead = sim_leader(&s);
+				if (lead)
+					random_conf_change(&s, lead);
+			}
+			break;
+		case ACT_CAMPAIGN:
 			sim_campaign(&s, any);
+			break;
+		case ACT_NONE:
+			break;
 		}
 	}
 	/* liveness: heal everything, the cluster must make progress */
@@ -158,8 +232,13 @@ bool sim_run_random(uint64_t seed, size_t n_voters, bool membership, unsigned st
 			sim_restart(&s, id);
 		uint64_t marker = MARKER_BASE;
 		bool ok = false;
-		unsigned limit = 60 * s.o.election_tick;
-		for (unsigned t = 0; t < limit && !s.failed && !ok; t++) {
+		unsigned window = LIVENESS_WINDOW * s.o.election_tick;
+		uint64_t progress = applied_sum(&s);
+		unsigned idle = 0, t = 0;
+		for (; t < LIVENESS_MAX && idle < window && !s.failed && !ok; t++) {
+			uint64_t now_sum = applied_sum(&s);
+			idle = now_sum > progress ? 0 : idle + 1;
+			progress = now_sum;
 			s.now++;
 			sim_deliver_due(&s);
 			sim_tick_all(&s);
@@ -195,7 +274,10 @@ bool sim_run_random(uint64_t seed, size_t n_voters, bool membership, unsigned st
 			}
 		}
 		if (!ok && !s.failed) {
-			sim_fail(&s, "liveness: healed cluster made no progress in %u ticks", limit);
+			if (idle >= window)
+				sim_fail(&s, "liveness: healed cluster idle for %u ticks", window);
+			else
+				sim_fail(&s, "liveness: healed cluster not done after %u ticks", t);
 			for (raft_id id = 1; trace && id <= s.o.n_nodes; id++) {
 				sim_node *n = &s.nodes[id];
 				if (!n->up)

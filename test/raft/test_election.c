@@ -319,3 +319,181 @@ Test(check_quorum, member_in_lease_ignores_vote_requests)
 	cr_assert_not_null(raw_find(&w, RAFT_MSG_VOTE_RESP, 3));
 	raw_free(&w);
 }
+
+/* the persist step must make a granted vote durable before the answer leaves */
+Test(election_5_2, granted_vote_is_in_a_synced_hard_state_of_the_same_ready)
+{
+	raw w;
+	raw_new(&w, 1, 3);
+	raw_process(&w);
+	raft_message m = vote_msg(RAFT_MSG_VOTE, 2, 1, 4, 1, 1);
+	raft_event ev = {.type = RAFT_EV_RECEIVE, .receive.msg = &m};
+	cr_assert_eq(raft_step(w.r, &ev), 0);
+	raft_ready rd;
+	cr_assert_eq(raft_get_ready(w.r, &rd), 0);
+	bool granted = false;
+	for (size_t i = 0; i < rd.n_messages; i++)
+		if (rd.messages[i].type == RAFT_MSG_VOTE_RESP && !rd.messages[i].reject)
+			granted = true;
+	cr_assert(granted);
+	cr_assert(rd.has_hard_state, "the vote travels with its hard state");
+	cr_assert_eq(rd.hard.term, 4);
+	cr_assert_eq(rd.hard.vote, 2);
+	cr_assert(rd.must_sync, "a term or vote change must be fsynced before sending");
+	cr_assert_eq(raft_advance(w.r, &rd), 0);
+	/* new entries must sync too; a change of the commit index alone need not */
+	raft_entry e = {4, 2, RAFT_ENTRY_NORMAL, NULL};
+	raft_message ap;
+	memset(&ap, 0, sizeof(ap));
+	ap.type = RAFT_MSG_APPEND;
+	ap.from = 2;
+	ap.to = 1;
+	ap.term = 4;
+	ap.index = 1;
+	ap.log_term = 1;
+	ap.entries = &e;
+	ap.n_entries = 1;
+	ap.commit = 1;
+	cr_assert_eq(raft_step(w.r, &(raft_event){.type = RAFT_EV_RECEIVE, .receive.msg = &ap}), 0);
+	cr_assert_eq(raft_get_ready(w.r, &rd), 0);
+	cr_assert_eq(rd.n_entries, 1);
+	cr_assert(rd.must_sync);
+	ms_append(&w.ms, rd.entries, rd.n_entries);
+	cr_assert_eq(raft_advance(w.r, &rd), 0);
+	raft_message hb;
+	memset(&hb, 0, sizeof(hb));
+	hb.type = RAFT_MSG_HEARTBEAT;
+	hb.from = 2;
+	hb.to = 1;
+	hb.term = 4;
+	hb.commit = 2;
+	cr_assert_eq(raft_step(w.r, &(raft_event){.type = RAFT_EV_RECEIVE, .receive.msg = &hb}), 0);
+	cr_assert_eq(raft_get_ready(w.r, &rd), 0);
+	cr_assert(rd.has_hard_state);
+	cr_assert_eq(rd.hard.commit, 2);
+	cr_assert(!rd.must_sync, "a commit index can be recovered: no fsync needed");
+	cr_assert_eq(raft_advance(w.r, &rd), 0);
+	raw_free(&w);
+}
+
+/* §5.1: a request from a stale term is refused, and the refusal names the current term */
+Test(election_5_1, stale_term_append_is_refused_with_current_term)
+{
+	raw w;
+	raw_new(&w, 2, 3);
+	raft_message v = vote_msg(RAFT_MSG_VOTE, 3, 2, 6, 1, 1);
+	raw_recv(&w, &v); /* now in term 6 */
+	raft_entry e = {3, 2, RAFT_ENTRY_NORMAL, NULL};
+	raft_message m;
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_APPEND;
+	m.from = 1;
+	m.to = 2;
+	m.term = 3;
+	m.index = 1;
+	m.log_term = 1;
+	m.entries = &e;
+	m.n_entries = 1;
+	m.commit = 2;
+	raw_recv(&w, &m);
+	const raft_message *r = raw_find(&w, RAFT_MSG_APPEND_RESP, 1);
+	cr_assert_not_null(r, "the stale leader is told");
+	cr_assert_eq(r->term, 6);
+	raft_status st = raw_status(&w);
+	cr_assert_eq(st.last_index, 1, "nothing from a stale leader is appended");
+	cr_assert_eq(st.commit, 1);
+	cr_assert_eq(st.term, 6);
+	cr_assert_neq(st.lead, 1);
+	raw_free(&w);
+}
+
+/* the vote is part of the persisted hard state: a restarted voter does not vote twice */
+Test(election_5_2, vote_survives_a_restart)
+{
+	raw w;
+	raw_new(&w, 1, 3);
+	raft_message m = vote_msg(RAFT_MSG_VOTE, 2, 1, 5, 1, 1);
+	raw_recv(&w, &m);
+	cr_assert(!raw_find(&w, RAFT_MSG_VOTE_RESP, 2)->reject);
+	raft_destroy(w.r); /* crash after the ready was persisted */
+	raft_config c = raw_config(&w, 1);
+	raw_start(&w, &c);
+	raft_status st = raw_status(&w);
+	cr_assert_eq(st.term, 5);
+	cr_assert_eq(st.vote, 2);
+	m = vote_msg(RAFT_MSG_VOTE, 3, 1, 5, 1, 1);
+	raw_recv(&w, &m);
+	cr_assert(raw_find(&w, RAFT_MSG_VOTE_RESP, 3)->reject, "second vote in term 5 refused");
+	raw_free(&w);
+}
+
+/* PreVote keeps §5.4.1: a pre-candidate with a stale log is refused */
+Test(prevote, prevote_denied_to_less_up_to_date_log)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry e = {2, 2, RAFT_ENTRY_NORMAL, NULL};
+	ms_append(&w.ms, &e, 1);
+	w.ms.term = 2;
+	raft_config c = raw_config(&w, 1);
+	raw_start(&w, &c);
+	raft_message m = vote_msg(RAFT_MSG_PREVOTE, 2, 1, 3, 1, 1);
+	raw_recv(&w, &m);
+	cr_assert(raw_find(&w, RAFT_MSG_PREVOTE_RESP, 2)->reject);
+	cr_assert_eq(raw_status(&w).term, 2, "answering a pre-vote never changes the term");
+	raw_free(&w);
+}
+
+/* without CheckQuorum an isolated leader keeps believing it leads (control case) */
+Test(check_quorum, without_check_quorum_isolated_leader_stays)
+{
+	sim s;
+	sim_opts o;
+	cluster_opts(&o, 3);
+	sim_init(&s, &o, 7);
+	cluster_elect(&s, 1);
+	sim_isolate(&s, 1);
+	sim_tick(&s, 1, 50);
+	sim_stabilize(&s);
+	cr_assert_eq(sim_role(&s, 1), RAFT_LEADER);
+	cluster_assert_ok(&s);
+	sim_free(&s);
+}
+
+/* CheckQuorum in a joint configuration: both halves must have been heard from */
+Test(check_quorum, joint_leader_needs_both_halves_active)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_conf_state *cs = &w.ms.conf;
+	cs->voters_outgoing[0] = 1;
+	cs->voters_outgoing[1] = 4;
+	cs->voters_outgoing[2] = 5;
+	cs->n_voters_outgoing = 3;
+	w.ms.snap.conf = *cs;
+	raft_config c = raw_config(&w, 1);
+	c.check_quorum = true;
+	raw_start(&w, &c);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message v = vote_msg(RAFT_MSG_VOTE_RESP, 2, 1, 2, 0, 0);
+	raw_recv(&w, &v);
+	v.from = 4;
+	raw_recv(&w, &v);
+	cr_assert_eq(raw_status(&w).role, RAFT_LEADER);
+	/* 2 and 3 (incoming) answer heartbeats, 4 and 5 (outgoing) stay silent */
+	for (int t = 0; t < 25 && raw_status(&w).role == RAFT_LEADER; t++) {
+		raw_tick(&w, 1);
+		raft_message hr;
+		memset(&hr, 0, sizeof(hr));
+		hr.type = RAFT_MSG_HEARTBEAT_RESP;
+		hr.to = 1;
+		hr.term = 2;
+		hr.from = 2;
+		raw_recv(&w, &hr);
+		hr.from = 3;
+		raw_recv(&w, &hr);
+	}
+	cr_assert_eq(raw_status(&w).role, RAFT_FOLLOWER, "the outgoing majority is silent");
+	raw_free(&w);
+}

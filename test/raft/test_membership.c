@@ -313,3 +313,75 @@ Test(membership_6, joint_needs_both_majorities)
 	cluster_assert_ok(&s);
 	sim_free(&s);
 }
+
+static void raw_joint(raw *w, raft_id id)
+{
+	/* incoming {1,2,3}, outgoing {1,4,5}, learner 6 */
+	raw_init_storage(w, 3);
+	raft_conf_state *cs = &w->ms.conf;
+	cs->voters_outgoing[0] = 1;
+	cs->voters_outgoing[1] = 4;
+	cs->voters_outgoing[2] = 5;
+	cs->n_voters_outgoing = 3;
+	cs->learners[0] = 6;
+	cs->n_learners = 1;
+	w->ms.snap.conf = *cs;
+	raft_config c = raw_config(w, id);
+	raw_start(w, &c);
+}
+
+static void grant(raw *w, raft_id from, raft_term term)
+{
+	raft_message v;
+	memset(&v, 0, sizeof(v));
+	v.type = RAFT_MSG_VOTE_RESP;
+	v.from = from;
+	v.to = w->r ? raw_status(w).id : 0;
+	v.term = term;
+	raw_recv(w, &v);
+}
+
+Test(membership_6, joint_election_needs_both_majorities)
+{
+	raw w;
+	raw_joint(&w, 1);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	cr_assert_eq(raw_count(&w, RAFT_MSG_VOTE), 4, "asks 2, 3, 4 and 5, not the learner");
+	cr_assert_null(raw_find(&w, RAFT_MSG_VOTE, 6));
+	grant(&w, 2, 2);
+	grant(&w, 3, 2);
+	grant(&w, 6, 2); /* a learner's vote counts for nothing */
+	cr_assert_eq(raw_status(&w).role, RAFT_CANDIDATE, "incoming majority only");
+	grant(&w, 4, 2);
+	cr_assert_eq(raw_status(&w).role, RAFT_LEADER);
+	raw_free(&w);
+}
+
+Test(membership_6, joint_commit_needs_both_majorities)
+{
+	raw w;
+	raw_joint(&w, 1);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	grant(&w, 2, 2);
+	grant(&w, 4, 2);
+	cr_assert_eq(raw_status(&w).role, RAFT_LEADER);
+	raft_message ack;
+	memset(&ack, 0, sizeof(ack));
+	ack.type = RAFT_MSG_APPEND_RESP;
+	ack.to = 1;
+	ack.term = 2;
+	ack.index = 2;
+	ack.from = 2;
+	raw_recv(&w, &ack);
+	ack.from = 3;
+	raw_recv(&w, &ack);
+	ack.from = 6;
+	raw_recv(&w, &ack);
+	cr_assert_eq(raw_status(&w).commit, 1, "the outgoing half {1,4,5} has only the leader");
+	ack.from = 5;
+	raw_recv(&w, &ack);
+	cr_assert_eq(raw_status(&w).commit, 2);
+	raw_free(&w);
+}

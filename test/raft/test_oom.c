@@ -3,7 +3,9 @@
  * allocation a reference scenario makes, one run fails exactly that allocation: the
  * library must return RAFT_ENOMEM (or drop a message, which the protocol tolerates),
  * never crash, leak (ASan checks at exit) or break a safety property, and the
- * cluster must make progress once memory is back.
+ * cluster must make progress once memory is back. The scenario covers elections,
+ * proposals, reads, a snapshot sent to a lagging follower, a learner joining through
+ * a conf change and a leadership transfer.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ static bool scenario(long fail, char *why, size_t whylen)
 	sim s;
 	sim_opts o;
 	cluster_opts(&o, 3);
+	o.n_nodes = 4;
+	o.max_msg_bytes = 64;
 	sim_init(&s, &o, 7);
 	alloc_count = 0;
 	fail_at = fail;
@@ -46,6 +50,26 @@ static bool scenario(long fail, char *why, size_t whylen)
 		sim_propose(&s, 1, 10 + i);
 	for (uint64_t i = 0; i < 5; i++)
 		sim_read(&s, 1 + i % 3, 100 + i);
+	/* a lagging follower that needs a snapshot, a learner added, a transfer */
+	sim_isolate(&s, 3);
+	for (uint64_t i = 0; i < 10; i++)
+		sim_propose(&s, 1, 40 + i);
+	sim_stabilize(&s);
+	sim_tick(&s, 1, 1);
+	sim_stabilize(&s);
+	sim_compact(&s, 1, 0);
+	sim_heal(&s);
+	raft_confchange cc;
+	memset(&cc, 0, sizeof(cc));
+	cc.n_changes = 1;
+	cc.changes[0] = (raft_confchange_single){RAFT_CC_ADD_LEARNER, 4};
+	sim_conf_change(&s, 1, &cc);
+	for (int t = 0; t < 10; t++) {
+		sim_tick_all(&s);
+		sim_stabilize(&s);
+	}
+	raft_event tr = {.type = RAFT_EV_TRANSFER, .transfer.target = 2};
+	sim_step(&s, 1, &tr);
 	for (int t = 0; t < 20; t++) {
 		sim_tick_all(&s);
 		sim_stabilize(&s);

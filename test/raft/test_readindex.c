@@ -222,3 +222,72 @@ Test(transfer, abandoned_after_an_election_timeout)
 	cluster_assert_ok(&s);
 	sim_free(&s);
 }
+
+static void hb_resp(raw *w, raft_id from, raft_term term, uint64_t round)
+{
+	raft_message m;
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_HEARTBEAT_RESP;
+	m.from = from;
+	m.to = 1;
+	m.term = term;
+	m.context = round;
+	raw_recv(w, &m);
+}
+
+static bool has_read_state(const raw *w, uint64_t ctx)
+{
+	for (size_t i = 0; i < w->n_rs; i++)
+		if (w->rs[i].ctx == ctx)
+			return true;
+	return false;
+}
+
+/* thesis §6.4 step 3: the heartbeat round that confirms a read must start after the
+ * read arrived. An acknowledgement of an earlier round may have been sent before a
+ * newer leader existed, so it proves nothing about the read. */
+Test(readindex, a_read_is_not_confirmed_by_a_round_started_before_it)
+{
+	raw w;
+	raw_new(&w, 1, 3);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message m;
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_VOTE_RESP;
+	m.from = 2;
+	m.to = 1;
+	m.term = 2;
+	raw_recv(&w, &m);
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_APPEND_RESP;
+	m.from = 2;
+	m.to = 1;
+	m.term = 2;
+	m.index = 2;
+	raw_recv(&w, &m);
+	cr_assert_eq(raw_status(&w).commit, 2, "the no-op of term 2 is committed");
+	raft_event rd = {.type = RAFT_EV_READ_INDEX, .read_index.ctx = 1};
+	cr_assert_eq(raft_step(w.r, &rd), 0);
+	raw_process(&w);
+	const raft_message *hb = raw_find(&w, RAFT_MSG_HEARTBEAT, 2);
+	cr_assert_not_null(hb, "read 1 starts a round");
+	uint64_t round1 = hb->context;
+	rd.read_index.ctx = 2;
+	cr_assert_eq(raft_step(w.r, &rd), 0);
+	raw_process(&w);
+	cr_assert_null(raw_find(&w, RAFT_MSG_HEARTBEAT, 0), "read 2 waits: a round is in flight");
+	hb_resp(&w, 2, 2, round1);
+	cr_assert(has_read_state(&w, 1), "round 1 confirms read 1");
+	cr_assert(!has_read_state(&w, 2), "round 1 started before read 2: it cannot confirm it");
+	hb = raw_find(&w, RAFT_MSG_HEARTBEAT, 3);
+	cr_assert_not_null(hb, "the next round starts at once for the waiting read");
+	uint64_t round2 = hb->context;
+	cr_assert_gt(round2, round1);
+	hb_resp(&w, 3, 2, round1); /* a late answer to the old round changes nothing */
+	cr_assert(!has_read_state(&w, 2));
+	hb_resp(&w, 3, 2, round2);
+	cr_assert(has_read_state(&w, 2));
+	cr_assert_eq(w.rs[0].index, 2);
+	raw_free(&w);
+}

@@ -101,7 +101,8 @@ Test(replication_5_3, duplicate_append_is_idempotent)
 	raw_free(&w);
 }
 
-/* a follower with a long divergent tail is repaired in a few round trips */
+/* a follower with a long divergent tail is repaired in a few round trips: the new
+ * leader probes it at its own log end, and the reject hints let it skip whole terms */
 Test(replication_5_3, fast_backoff_skips_whole_terms)
 {
 	sim s;
@@ -119,18 +120,44 @@ Test(replication_5_3, fast_backoff_skips_whole_terms)
 	for (uint64_t i = 0; i < 60; i++)
 		sim_propose(&s, 2, 2000 + i);
 	sim_stabilize(&s);
+	/* a leader elected after that starts with every follower's next at its log end */
+	cluster_elect(&s, 3);
+	sim_drop_queue(&s);
 	sim_heal(&s);
 	uint64_t before = s.stats_msgs;
-	sim_tick(&s, 2, 1);
-	sim_stabilize(&s);
-	sim_tick(&s, 2, 1);
-	sim_stabilize(&s);
+	for (int i = 0; i < 4; i++) {
+		sim_tick(&s, 3, 1);
+		sim_stabilize(&s);
+	}
 	cr_assert_eq(sim_role(&s, 1), RAFT_FOLLOWER);
 	cr_assert_eq(s.nodes[1].last_marker, 2059, "1's divergent entries were replaced");
-	cr_assert_lt(s.stats_msgs - before, 30, "repair took %llu messages",
+	cr_assert_lt(s.stats_msgs - before, 40, "repair took %llu messages",
 	             (unsigned long long)(s.stats_msgs - before));
 	cluster_assert_ok(&s);
 	sim_free(&s);
+}
+
+/* the reject hint names the last index whose term is at most the probe's term */
+Test(replication_5_3, reject_hint_skips_the_conflicting_term)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry old[5] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL},
+	                     {4, 4, RAFT_ENTRY_NORMAL, NULL}, {4, 5, RAFT_ENTRY_NORMAL, NULL},
+	                     {4, 6, RAFT_ENTRY_NORMAL, NULL}};
+	ms_append(&w.ms, old, 5);
+	w.ms.term = 4;
+	raft_config c = raw_config(&w, 2);
+	raw_start(&w, &c);
+	/* the leader of term 5 probes after index 9 (term 3): we have nothing there */
+	raft_message m = append_msg(1, 2, 5, 9, 3, NULL, 0, 0);
+	raw_recv(&w, &m);
+	const raft_message *r = raw_find(&w, RAFT_MSG_APPEND_RESP, 1);
+	cr_assert(r->reject);
+	cr_assert_eq(r->index, 9, "the rejected probe is named");
+	cr_assert_eq(r->reject_hint, 3, "entries 4..6 have term 4 > 3: skip them all");
+	cr_assert_eq(r->log_term, 2);
+	raw_free(&w);
 }
 
 /* Figure 8: an entry from an earlier term is not committed by counting replicas */
@@ -336,4 +363,206 @@ Test(proposals, entry_size_and_uncommitted_limits)
 	raft_blob_unref(big);
 	raft_blob_unref(ok);
 	raw_free(&w);
+}
+
+/* §5.3: same index, different term at the previous entry → reject, log untouched */
+Test(replication_5_3, follower_rejects_when_previous_term_differs)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry old[2] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL}};
+	ms_append(&w.ms, old, 2);
+	w.ms.term = 2;
+	raft_config c = raw_config(&w, 2);
+	raw_start(&w, &c);
+	raft_entry e = {4, 4, RAFT_ENTRY_NORMAL, NULL};
+	raft_message m = append_msg(1, 2, 4, 3, 3, &e, 1, 4);
+	raw_recv(&w, &m);
+	const raft_message *r = raw_find(&w, RAFT_MSG_APPEND_RESP, 1);
+	cr_assert(r->reject, "entry 3 has term 2, the leader's has term 3");
+	raft_status st = raw_status(&w);
+	cr_assert_eq(st.last_index, 3);
+	cr_assert_eq(st.commit, 1);
+	raft_term t;
+	cr_assert_eq(raft_log_term(w.r, 3, &t), 0);
+	cr_assert_eq(t, 2);
+	raw_free(&w);
+}
+
+/* a follower commits min(leader commit, last entry of this append): entries past
+ * the append may still be a stale tail the leader has not replaced yet */
+Test(replication_5_3, follower_commit_is_capped_at_the_last_new_entry)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry old[3] = {{2, 2, RAFT_ENTRY_NORMAL, NULL},
+	                     {2, 3, RAFT_ENTRY_NORMAL, NULL},
+	                     {2, 4, RAFT_ENTRY_NORMAL, NULL}};
+	ms_append(&w.ms, old, 3);
+	w.ms.term = 2;
+	raft_config c = raw_config(&w, 2);
+	raw_start(&w, &c);
+	/* the term-3 leader committed its own entries 3 and 4; this append carries 2 only */
+	raft_entry e = {2, 2, RAFT_ENTRY_NORMAL, NULL};
+	raft_message m = append_msg(1, 2, 3, 1, 1, &e, 1, 4);
+	raw_recv(&w, &m);
+	const raft_message *r = raw_find(&w, RAFT_MSG_APPEND_RESP, 1);
+	cr_assert(!r->reject);
+	cr_assert_eq(r->index, 2);
+	cr_assert_eq(raw_status(&w).commit, 2, "stale entries 3 and 4 must not be committed");
+	raw_free(&w);
+}
+
+/* heartbeats never carry a commit index beyond what the follower is known to store */
+Test(replication_5_3, heartbeat_commit_is_capped_at_the_follower_match)
+{
+	raw w;
+	raw_new(&w, 1, 3);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message v;
+	memset(&v, 0, sizeof(v));
+	v.type = RAFT_MSG_VOTE_RESP;
+	v.from = 2;
+	v.to = 1;
+	v.term = 2;
+	raw_recv(&w, &v);
+	cr_assert_eq(raw_status(&w).role, RAFT_LEADER);
+	raft_message ack;
+	memset(&ack, 0, sizeof(ack));
+	ack.type = RAFT_MSG_APPEND_RESP;
+	ack.from = 2;
+	ack.to = 1;
+	ack.term = 2;
+	ack.index = 2;
+	raw_recv(&w, &ack);
+	cr_assert_eq(raw_status(&w).commit, 2);
+	raw_tick(&w, 1);
+	const raft_message *h2 = raw_find(&w, RAFT_MSG_HEARTBEAT, 2);
+	const raft_message *h3 = raw_find(&w, RAFT_MSG_HEARTBEAT, 3);
+	cr_assert_not_null(h2);
+	cr_assert_not_null(h3);
+	cr_assert_eq(h2->commit, 2);
+	cr_assert_eq(h3->commit, 0, "3 has not acknowledged anything in this term");
+	raw_free(&w);
+}
+
+/* a follower never commits past its log on a heartbeat */
+Test(replication_5_3, heartbeat_commit_beyond_the_log_is_ignored)
+{
+	raw w;
+	raw_new(&w, 2, 3);
+	raft_message hb;
+	memset(&hb, 0, sizeof(hb));
+	hb.type = RAFT_MSG_HEARTBEAT;
+	hb.from = 1;
+	hb.to = 2;
+	hb.term = 2;
+	hb.commit = 7;
+	cr_assert_eq(raw_recv(&w, &hb), 0);
+	cr_assert_eq(raw_status(&w).commit, 1);
+	cr_assert_not_null(raw_find(&w, RAFT_MSG_HEARTBEAT_RESP, 1));
+	raw_free(&w);
+}
+
+/* §5.3 with the leader's no-op: a candidate adopts a voter's commit index only when
+ * its own log holds that very entry (same index and term) */
+Test(replication_5_3, candidate_learns_commit_only_for_a_matching_entry)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry old[2] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL}};
+	ms_append(&w.ms, old, 2);
+	w.ms.term = 2;
+	raft_config c = raw_config(&w, 1);
+	raw_start(&w, &c);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message v;
+	memset(&v, 0, sizeof(v));
+	v.type = RAFT_MSG_VOTE_RESP;
+	v.from = 2;
+	v.to = 1;
+	v.term = 3;
+	v.reject = true;
+	v.commit = 3;
+	v.log_term = 3; /* 2's entry 3 has term 3: not ours */
+	raw_recv(&w, &v);
+	cr_assert_eq(raw_status(&w).commit, 1, "a different entry at 3 proves nothing");
+	v.from = 3;
+	v.log_term = 2; /* the same entry as ours */
+	raw_recv(&w, &v);
+	cr_assert_eq(raw_status(&w).commit, 3);
+	raw_free(&w);
+}
+
+/* a follower in probe state gets one APPEND per heartbeat round, not a stream */
+Test(flow_control, probe_state_sends_one_append_until_answered)
+{
+	raw w;
+	raw_new(&w, 1, 3);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message v;
+	memset(&v, 0, sizeof(v));
+	v.type = RAFT_MSG_VOTE_RESP;
+	v.from = 2;
+	v.to = 1;
+	v.term = 2;
+	raw_recv(&w, &v); /* leader: probes 2 and 3 with the no-op */
+	cr_assert_eq(raw_count(&w, RAFT_MSG_APPEND), 2);
+	raft_blob *b = raft_blob_copy("12345678", 8);
+	raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {&b, 1}};
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(raft_step(w.r, &ev), 0);
+		raw_process(&w);
+		cr_assert_eq(raw_count(&w, RAFT_MSG_APPEND), 0, "probe outstanding: paused");
+	}
+	raft_blob_unref(b);
+	raft_message hr;
+	memset(&hr, 0, sizeof(hr));
+	hr.type = RAFT_MSG_HEARTBEAT_RESP;
+	hr.from = 3;
+	hr.to = 1;
+	hr.term = 2;
+	raw_recv(&w, &hr);
+	cr_assert_eq(raw_count(&w, RAFT_MSG_APPEND), 1, "a heartbeat answer allows one probe");
+	const raft_message *p = raw_find(&w, RAFT_MSG_APPEND, 3);
+	cr_assert_eq(p->index, 1);
+	cr_assert_eq(p->n_entries, 6, "the probe batches everything from the guessed next");
+	raw_free(&w);
+}
+
+Test(proposals, disable_forwarding_refuses_on_followers)
+{
+	sim s;
+	sim_opts o;
+	cluster_opts(&o, 3);
+	sim_init(&s, &o, 8);
+	cluster_elect(&s, 1);
+	sim_crash(&s, 3);
+	memstore *ms = &s.nodes[3].ms;
+	raft_config c;
+	memset(&c, 0, sizeof(c));
+	c.id = 3;
+	c.disable_forwarding = true;
+	c.storage = ms_storage(ms);
+	raft *r;
+	cr_assert_eq(raft_create(&c, &r), 0);
+	raft_message hb;
+	memset(&hb, 0, sizeof(hb));
+	hb.type = RAFT_MSG_HEARTBEAT;
+	hb.from = 1;
+	hb.to = 3;
+	hb.term = sim_term(&s, 1);
+	raft_step(r, &(raft_event){.type = RAFT_EV_RECEIVE, .receive.msg = &hb});
+	raft_status st;
+	raft_get_status(r, &st);
+	cr_assert_eq(st.lead, 1);
+	raft_blob *b = raft_blob_copy("x", 1);
+	raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {&b, 1}};
+	cr_assert_eq(raft_step(r, &ev), RAFT_ENOLEADER);
+	raft_blob_unref(b);
+	raft_destroy(r);
+	sim_free(&s);
 }

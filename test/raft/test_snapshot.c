@@ -184,3 +184,76 @@ Test(restart, storage_failure_poisons_the_handle)
 	cr_assert_eq(raft_get_ready(w.r, &rd), RAFT_EPOISONED);
 	raw_free(&w);
 }
+
+/* while a snapshot is in flight the follower gets nothing else; a failed send puts it
+ * back in probe state and the snapshot is sent again */
+Test(compaction_7, snapshot_in_flight_pauses_the_follower_until_reported)
+{
+	raw w;
+	raw_init_storage(&w, 3);
+	raft_entry e[9];
+	for (int i = 0; i < 9; i++)
+		e[i] = (raft_entry){1, 2 + (raft_index)i, RAFT_ENTRY_NORMAL, NULL};
+	ms_append(&w.ms, e, 9);
+	w.ms.commit = 10;
+	ms_snapshot_and_compact(&w.ms, 8, &w.ms.conf, NULL, 9);
+	raft_config c = raw_config(&w, 1);
+	c.applied = 8;
+	raw_start(&w, &c);
+	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
+	raw_process(&w);
+	raft_message m;
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_VOTE_RESP;
+	m.from = 2;
+	m.to = 1;
+	m.term = 2;
+	raw_recv(&w, &m);
+	cr_assert_eq(raw_status(&w).role, RAFT_LEADER);
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_APPEND_RESP;
+	m.from = 2;
+	m.to = 1;
+	m.term = 2;
+	m.index = 11; /* 2 has everything up to the leader's no-op: replicate state */
+	raw_recv(&w, &m);
+	/* 3 has nothing past index 1: the entries it needs are compacted */
+	memset(&m, 0, sizeof(m));
+	m.type = RAFT_MSG_APPEND_RESP;
+	m.from = 3;
+	m.to = 1;
+	m.term = 2;
+	m.index = 10;
+	m.reject = true;
+	m.reject_hint = 1;
+	m.log_term = 1;
+	raw_recv(&w, &m);
+	const raft_message *sm = raw_find(&w, RAFT_MSG_SNAPSHOT, 3);
+	cr_assert_not_null(sm, "a follower needing compacted entries gets a snapshot");
+	cr_assert_eq(sm->index, 8);
+	raft_blob *b = raft_blob_copy("12345678", 8);
+	raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {&b, 1}};
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(raft_step(w.r, &ev), 0);
+		raw_process(&w);
+		cr_assert_null(raw_find(&w, RAFT_MSG_APPEND, 3), "paused: a snapshot is out");
+		cr_assert_not_null(raw_find(&w, RAFT_MSG_APPEND, 2));
+	}
+	raft_blob_unref(b);
+	raft_message hr;
+	memset(&hr, 0, sizeof(hr));
+	hr.type = RAFT_MSG_HEARTBEAT_RESP;
+	hr.from = 3;
+	hr.to = 1;
+	hr.term = 2;
+	raw_recv(&w, &hr);
+	cr_assert_null(raw_find(&w, RAFT_MSG_APPEND, 3));
+	cr_assert_null(raw_find(&w, RAFT_MSG_SNAPSHOT, 3));
+	/* the transport reports the send failed: probe again after the next heartbeat */
+	raft_event rep = {.type = RAFT_EV_SNAPSHOT_STATUS, .peer = {3, true}};
+	cr_assert_eq(raft_step(w.r, &rep), 0);
+	raw_process(&w);
+	raw_recv(&w, &hr);
+	cr_assert_not_null(raw_find(&w, RAFT_MSG_SNAPSHOT, 3), "the snapshot is sent again");
+	raw_free(&w);
+}

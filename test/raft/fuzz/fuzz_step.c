@@ -4,11 +4,19 @@
  * The input is read as a little program: each op byte picks an event (a message
  * with fuzzer-chosen fields, ticks, proposals, reads, conf changes, transfers,
  * campaigns, caller compaction); after each op the member's ready is processed the
- * way the node loop does (persist into a memstore, apply, advance) and invariants
- * are checked: no crash or sanitizer report, commit never beyond the log nor going
- * back, term never going back, applied never beyond commit, a leader leads itself,
- * and only the documented errors come back. Memory is bounded by libFuzzer's
- * -malloc_limit_mb / -rss_limit_mb.
+ * way the node loop does (persist into a memstore, send, apply, advance) and
+ * invariants are checked; any violation aborts, which libFuzzer reports as a crash:
+ *   - the ready: in-order apply, committed entries are the stored ones, must_sync
+ *     whenever a term, vote, entries or a snapshot must be persisted, outgoing
+ *     messages come from this member, go to another one and carry a term;
+ *   - the persisted hard state: term never goes back, a vote never changes within a
+ *     term, commit never goes back;
+ *   - the log: commit within the log, applied <= commit, a committed (index, term)
+ *     never changes while the entry is still in the log, a leader's log is append-only
+ *     within its term;
+ *   - only the documented errors come back from raft_step.
+ * Memory is bounded by libFuzzer's -rss_limit_mb / -malloc_limit_mb, and ASan (when
+ * the build uses it) reports leaks at the end of each run.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +44,64 @@ static uint64_t take(rd *r, int bytes)
 static raft_index applied;
 static raft_conf_state conf;
 
+/* what was observed committed: term of each committed index (0 = not known) */
+static raft_term *cterm;
+static size_t ccap;
+/* the leader's log end in its term, for the append-only check */
+static raft_term lead_term;
+static raft_index lead_last;
+static raft_term lead_last_term;
+
+static void fail(void)
+{
+	abort();
+}
+
+static void note_committed(raft_index i, raft_term t)
+{
+	if (i >= ccap) {
+		size_t n = ccap ? ccap : 64;
+		while (n <= i)
+			n *= 2;
+		raft_term *p = realloc(cterm, n * sizeof(*p));
+		if (p == NULL)
+			fail();
+		memset(p + ccap, 0, (n - ccap) * sizeof(*p));
+		cterm = p;
+		ccap = n;
+	}
+	if (cterm[i] != 0 && t != 0 && cterm[i] != t)
+		fail(); /* a committed index changed its entry */
+	if (t != 0)
+		cterm[i] = t;
+}
+
+static void check_ready(const raft_ready *rdy, const memstore *ms)
+{
+	bool vote_changed = rdy->has_hard_state &&
+	                    (rdy->hard.term != ms->term || rdy->hard.vote != ms->vote);
+	if ((vote_changed || rdy->n_entries > 0 || rdy->snapshot) && !rdy->must_sync)
+		fail();
+	if (rdy->has_hard_state) {
+		if (rdy->hard.term < ms->term || rdy->hard.commit < ms->commit)
+			fail();
+		if (rdy->hard.term == ms->term && ms->vote != 0 && rdy->hard.vote != ms->vote)
+			fail();
+	}
+	for (size_t i = 1; i < rdy->n_entries; i++)
+		if (rdy->entries[i].index != rdy->entries[i - 1].index + 1)
+			fail();
+	for (size_t i = 0; i < rdy->n_messages; i++) {
+		const raft_message *m = &rdy->messages[i];
+		if (m->from != 1 || m->to == 0 || m->to == 1)
+			fail();
+		if (m->term == 0 && m->type != RAFT_MSG_PROPOSE && m->type != RAFT_MSG_READ_INDEX)
+			fail();
+		if (m->n_entries > 0 && m->entries == NULL)
+			fail();
+	}
+}
+
 static void process(raft *r, memstore *ms)
 {
 	while (raft_has_ready(r)) {
@@ -43,17 +109,21 @@ static void process(raft *r, memstore *ms)
 		int rc = raft_get_ready(r, &rdy);
 		if (rc != 0)
 			return;
+		check_ready(&rdy, ms);
 		if (rdy.snapshot)
 			ms_apply_snapshot(ms, rdy.snapshot);
 		ms_append(ms, rdy.entries, rdy.n_entries);
 		if (rdy.has_hard_state)
 			ms_set_hard_state(ms, &rdy.hard);
-		if (rdy.snapshot)
+		if (rdy.snapshot) {
 			applied = rdy.snapshot->index;
+			note_committed(rdy.snapshot->index, rdy.snapshot->term);
+		}
 		for (size_t i = 0; i < rdy.n_committed; i++) {
 			const raft_entry *e = &rdy.committed[i];
 			if (e->index != applied + 1)
-				abort(); /* committed entries must come in order */
+				fail(); /* committed entries must come in order */
+			note_committed(e->index, e->term);
 			applied = e->index;
 			if (e->type == RAFT_ENTRY_CONF_CHANGE && e->data) {
 				raft_confchange cc;
@@ -72,9 +142,28 @@ static void check(raft *r, raft_status *prev)
 	raft_get_status(r, &st);
 	if (st.commit > st.last_index || st.commit < prev->commit || st.term < prev->term ||
 	    st.applied > st.commit)
-		abort();
+		fail();
 	if (st.role == RAFT_LEADER && st.lead != st.id)
-		abort();
+		fail();
+	/* every committed entry still in the log is the one that was committed */
+	for (raft_index i = st.first_index; i <= st.commit; i++) {
+		raft_term t = 0;
+		if (raft_log_term(r, i, &t) == 0)
+			note_committed(i, t);
+	}
+	if (st.role == RAFT_LEADER) {
+		if (lead_term == st.term) {
+			raft_term t = 0;
+			if (st.last_index < lead_last ||
+			    (raft_log_term(r, lead_last, &t) == 0 && t != lead_last_term))
+				fail(); /* a leader never overwrites or drops its own entries */
+		}
+		lead_term = st.term;
+		lead_last = st.last_index;
+		raft_log_term(r, lead_last, &lead_last_term);
+	} else {
+		lead_term = 0;
+	}
 	*prev = st;
 }
 
@@ -124,8 +213,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.storage = ms_storage(&ms);
 	raft *r = NULL;
 	if (raft_create(&c, &r) != 0)
-		abort();
+		fail();
 	applied = 1;
+	lead_term = 0;
+	if (ccap > 0)
+		memset(cterm, 0, ccap * sizeof(*cterm));
 	raft_status prev;
 	raft_get_status(r, &prev);
 	raft_entry ents[8];
@@ -235,7 +327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		}
 		if (!ok_rc(rc))
-			abort();
+			fail();
 		process(r, &ms);
 		check(r, &prev);
 	}
