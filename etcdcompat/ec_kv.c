@@ -1040,9 +1040,17 @@ int64_t ec_kv_compact_revision(ec_kv *kv)
 	return s.compact_rev;
 }
 
+/* The applied index as the applier sees it (an open apply group included). */
+static uint64_t applier_index(ec_kv *kv)
+{
+	st_kv_state s;
+	st_apply_state(kv->db, &s);
+	return s.applied;
+}
+
 int ec_kv_set_applied(ec_kv *kv, uint64_t index)
 {
-	if (index <= ec_kv_applied_index(kv))
+	if (index <= applier_index(kv))
 		return ST_OK;
 	return st_mvcc_set_applied(kv->db, index);
 }
@@ -1086,7 +1094,7 @@ int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req
 {
 	*resp = NULL;
 	*err = EC_OK;
-	if (index <= ec_kv_applied_index(kv))
+	if (index <= applier_index(kv))
 		return ST_OK; /* replay of an entry already applied */
 
 	exec ex = {.kv = kv};

@@ -69,49 +69,103 @@ int srv_node_failed(srv_node *n)
 }
 
 /*
- * Apply one log entry's request at @index and complete its waiter, if any.
- * @req is the decoded request (the proposer's own, or unpacked from the log).
- * Returns 0 or -1 on a storage failure.
+ * An applied entry whose reply waits for its apply group to be written: the
+ * response (or error) apply built and the request id of its waiter.
  */
-static int apply_one(srv_node *n, uint64_t index, const Metastore__InternalRequest *req)
+typedef struct applied {
+	uint64_t id;
+	int err;
+	ProtobufCMessage *resp;
+} applied;
+
+/*
+ * Apply one log entry's request at @index inside the open apply group and
+ * record its result in *@out (completed later by complete_applied). @req is the
+ * decoded request (the proposer's own, or unpacked from the log). Returns 0 or
+ * -1 on a storage failure.
+ */
+static int apply_one(srv_node *n, uint64_t index, const Metastore__InternalRequest *req,
+		     applied *out)
 {
 	ec_hdr hdr = srv_node_hdr(n);
-	ProtobufCMessage *resp = NULL;
-	int err = EC_OK;
-	int rc = ec_kv_apply(n->cfg.kv, index, req, &hdr, &resp, &err);
+	out->id = req->id;
+	out->resp = NULL;
+	out->err = EC_OK;
+	int rc = ec_kv_apply(n->cfg.kv, index, req, &hdr, &out->resp, &out->err);
 	if (rc != 0) {
 		fprintf(stderr, "metastore: apply of index %llu failed: %s\n",
 			(unsigned long long)index, st_strerror(rc));
 		return -1;
 	}
-	srv_waiter *w = srv_wait_take(&n->wait, req->id);
-	if (w) {
-		w->fn(w->ctx, err, err == EC_OK ? resp : NULL);
-		if (err != EC_OK)
-			ec_msg_free(resp);
-		free(w);
-	} else {
-		ec_msg_free(resp);
-	}
 	return 0;
 }
 
-/* Apply a stored entry (replay path: decode from the log). */
-static int apply_stored(srv_node *n, const st_entry *e)
+/*
+ * Hand each of @n results to its waiter (if it still has one) once their group
+ * is written: with @fail non-zero every waiter gets @fail instead (the group was
+ * not written). Frees the responses.
+ */
+static void complete_applied(srv_node *n, applied *res, size_t cnt, int fail)
 {
-	if (e->type != METASTORE__ENTRY_TYPE__ENTRY_NORMAL || e->len == 0) {
-		/* No-op entries only advance the applied index. */
-		Metastore__InternalRequest noop = METASTORE__INTERNAL_REQUEST__INIT;
-		return apply_one(n, e->index, &noop);
+	for (size_t i = 0; i < cnt; i++) {
+		int err = fail ? fail : res[i].err;
+		srv_waiter *w = srv_wait_take(&n->wait, res[i].id);
+		if (w) {
+			w->fn(w->ctx, err, err == EC_OK ? res[i].resp : NULL);
+			if (err != EC_OK)
+				ec_msg_free(res[i].resp);
+			free(w);
+		} else {
+			ec_msg_free(res[i].resp);
+		}
 	}
-	Metastore__InternalRequest *req = metastore__internal_request__unpack(NULL, e->len, e->data);
-	if (!req) {
-		fprintf(stderr, "metastore: log entry %llu does not decode: log is corrupt\n",
-			(unsigned long long)e->index);
+}
+
+/* Commit the open apply group; on failure say so and close it. */
+static int group_commit(srv_node *n)
+{
+	int rc = st_apply_commit(n->cfg.db);
+	if (rc != 0)
+		fprintf(stderr, "metastore: writing applied entries failed: %s\n", st_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+/* Apply stored entries @ents[0..cnt) (replay: decode from the log) in one group. */
+static int apply_stored(srv_node *n, const st_entry *ents, size_t cnt)
+{
+	applied *res = calloc(cnt, sizeof(*res));
+	if (!res || st_apply_begin(n->cfg.db) != 0) {
+		free(res);
 		return -1;
 	}
-	int rc = apply_one(n, e->index, req);
-	metastore__internal_request__free_unpacked(req, NULL);
+	size_t done = 0;
+	int rc = 0;
+	for (; done < cnt && rc == 0; done++) {
+		const st_entry *e = &ents[done];
+		if (e->type != METASTORE__ENTRY_TYPE__ENTRY_NORMAL || e->len == 0) {
+			/* No-op entries only advance the applied index. */
+			Metastore__InternalRequest noop = METASTORE__INTERNAL_REQUEST__INIT;
+			rc = apply_one(n, e->index, &noop, &res[done]);
+			continue;
+		}
+		Metastore__InternalRequest *req =
+			metastore__internal_request__unpack(NULL, e->len, e->data);
+		if (!req) {
+			fprintf(stderr, "metastore: log entry %llu does not decode: log is corrupt\n",
+				(unsigned long long)e->index);
+			rc = -1;
+			break;
+		}
+		rc = apply_one(n, e->index, req, &res[done]);
+		metastore__internal_request__free_unpacked(req, NULL);
+	}
+	if (rc == 0)
+		rc = group_commit(n);
+	else
+		st_apply_abort(n->cfg.db);
+	/* Replayed entries have no waiters (ids are new each run); free responses. */
+	complete_applied(n, res, done, rc == 0 ? 0 : EC_INTERNAL);
+	free(res);
 	return rc;
 }
 
@@ -129,13 +183,12 @@ static int replay(srv_node *n, char *errbuf, size_t errlen)
 				 (unsigned long long)next, st_strerror(rc));
 			return -1;
 		}
-		for (size_t i = 0; i < cnt; i++) {
-			if (apply_stored(n, &ents[i]) != 0) {
-				st_entries_free(ents, cnt);
-				snprintf(errbuf, errlen, "replaying log entry %llu failed",
-					 (unsigned long long)ents[i].index);
-				return -1;
-			}
+		if (apply_stored(n, ents, cnt) != 0) {
+			snprintf(errbuf, errlen, "replaying log entries %llu..%llu failed",
+				 (unsigned long long)ents[0].index,
+				 (unsigned long long)ents[cnt - 1].index);
+			st_entries_free(ents, cnt);
+			return -1;
 		}
 		next = ents[cnt - 1].index + 1;
 		st_entries_free(ents, cnt);
@@ -207,23 +260,35 @@ static int commit_batch(srv_node *n, srv_prop *props)
 	n->st.entries += nents;
 	pthread_mutex_unlock(&n->mu);
 
+	/* Apply the whole batch in one group; replies leave once it is written. */
+	applied *res = calloc(nents, sizeof(*res));
+	if (!res || st_apply_begin(n->cfg.db) != 0) {
+		free(res);
+		goto fail;
+	}
+	size_t done = 0;
+	rc = 0;
 	if (!cnt) {
 		Metastore__InternalRequest noop = METASTORE__INTERNAL_REQUEST__INIT;
-		if (apply_one(n, first, &noop) != 0)
-			goto fail;
-		return 0;
+		rc = apply_one(n, first, &noop, &res[0]);
+		done = 1;
 	}
-	i = 0;
-	while (props) {
+	for (srv_prop *p = props; p && rc == 0; p = p->next, done++)
+		rc = apply_one(n, first + done, p->req, &res[done]);
+	if (rc == 0)
+		rc = group_commit(n);
+	else
+		st_apply_abort(n->cfg.db);
+	complete_applied(n, res, done, rc == 0 ? 0 : EC_INTERNAL);
+	free(res);
+	/* every proposal of the batch has been completed above or fails below */
+	for (size_t k = 0; k < done && props; k++) {
 		srv_prop *p = props;
 		props = p->next;
-		if (apply_one(n, first + i, p->req) != 0) {
-			props = p; /* this one and the rest fail below */
-			goto fail;
-		}
 		free(p);
-		i++;
 	}
+	if (rc != 0)
+		goto fail;
 	return 0;
 
 fail:

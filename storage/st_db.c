@@ -132,6 +132,8 @@ static void db_free(st_db *db)
 		rocksdb_block_based_options_destroy(db->table_opts);
 	if (db->cache != NULL)
 		rocksdb_cache_destroy(db->cache);
+	if (db->grp_wb != NULL)
+		rocksdb_writebatch_wi_destroy(db->grp_wb);
 	pthread_mutex_destroy(&db->mu);
 	free(db->dir);
 	free(db);

@@ -9,6 +9,7 @@
 #define METASTORE_ST_INTERNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <rocksdb/c.h>
@@ -53,6 +54,14 @@ struct st_db {
 	uint64_t log_base_term;
 	uint64_t log_last_index; /* = log_base_index when the log is empty */
 	st_kv_state kv;
+
+	/* The open apply group (st_apply_begin; node thread only, never under mu):
+	 * changes staged by the group's write txns, indexed so that later txns of
+	 * the group read them, and the keyspace state after them. grp_wb is kept
+	 * (cleared) between groups so its buffers are reused. */
+	rocksdb_writebatch_wi_t *grp_wb;
+	bool grp_open;
+	st_kv_state grp_st;
 };
 
 static inline void st_put_be64(uint8_t *p, uint64_t v)

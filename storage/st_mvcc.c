@@ -39,6 +39,13 @@ struct change {
 	bool tomb;
 };
 
+/* A growable byte buffer. */
+typedef struct buf {
+	uint8_t *p;
+	size_t len, cap;
+} buf;
+typedef buf buf_t;
+
 /* A staged lease record change (st_txn_lease_grant / st_txn_lease_revoke). */
 struct lease_op {
 	int64_t id;
@@ -49,6 +56,7 @@ struct lease_op {
 struct st_txn {
 	st_db *db;
 	bool write;
+	bool grp; /* a write txn inside an open apply group */
 	const rocksdb_snapshot_t *snap;
 	rocksdb_readoptions_t *ro;
 	st_kv_state st;
@@ -57,16 +65,14 @@ struct st_txn {
 	int64_t compact_to;
 	struct lease_op *lops;
 	size_t nlops, caplops;
+	/* lease attachment records to delete at commit (revokes): each is a
+	 * size_t length followed by the record key */
+	buf_t lease_dels;
 	/* st_txn_get's copy of the last result */
 	uint8_t *getbuf;
 	size_t getcap;
 };
 
-/* A growable byte buffer. */
-typedef struct buf {
-	uint8_t *p;
-	size_t len, cap;
-} buf;
 
 static int buf_reserve(buf *b, size_t extra)
 {
@@ -273,6 +279,11 @@ int st_txn_begin(st_db *db, bool write, st_txn **out)
 	t->snap = rocksdb_create_snapshot(db->rdb);
 	t->st = db->kv;
 	pthread_mutex_unlock(&db->mu);
+	if (write && db->grp_open) {
+		/* the group is the node thread's own: no lock needed */
+		t->grp = true;
+		t->st = db->grp_st;
+	}
 	rocksdb_readoptions_set_snapshot(t->ro, t->snap);
 	*out = t;
 	return ST_OK;
@@ -306,6 +317,7 @@ static void txn_free(st_txn *t)
 	}
 	free(t->ch);
 	free(t->lops);
+	free(t->lease_dels.p);
 	free(t->getbuf);
 	rocksdb_readoptions_destroy(t->ro);
 	rocksdb_release_snapshot(t->db->rdb, t->snap);
@@ -353,7 +365,33 @@ static bool in_range(const uint8_t *k, size_t kl, const uint8_t *key, size_t kle
 }
 
 /*
- * Walk committed data (the snapshot) over [key, end) at revision @rev. Returns
+ * An iterator over column family @cf as @t sees it: @ro (its snapshot and
+ * bounds) and, for a write txn inside an apply group, every change the group
+ * staged before it, laid over the snapshot (t's own changes are merged by the
+ * callers). The group's part ignores @ro's upper bound: callers check their
+ * bounds themselves. NULL when out of memory.
+ */
+static rocksdb_iterator_t *txn_iter(st_txn *t, const rocksdb_readoptions_t *ro, int cf)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[cf]);
+	if (it != NULL && t->grp) /* takes over the base iterator */
+		it = rocksdb_writebatch_wi_create_iterator_with_base_cf(t->db->grp_wb, it,
+									t->db->cf[cf]);
+	return it;
+}
+
+/* Bytewise order of two encoded keys, as RocksDB's default comparator. */
+static int raw_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	if (c != 0)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+/*
+ * Walk the data @t reads (its snapshot, plus an apply group's staged changes)
+ * over [key, end) at revision @rev. Returns
  * 0 (including when the visitor stopped; *@stopped tells), the visitor's abort
  * value, or a storage error.
  */
@@ -381,13 +419,20 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 	rocksdb_readoptions_set_snapshot(ro, t->snap);
 	if (kind != RANGE_TO_END)
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper.p, upper.len);
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_KV]);
+	rocksdb_iterator_t *it = txn_iter(t, ro, ST_CF_KV);
+	if (it == NULL) {
+		rocksdb_readoptions_destroy(ro);
+		rc = ST_ENOMEM;
+		goto out;
+	}
 	rocksdb_iter_seek(it, (const char *)start.p, start.len);
 
 	while (rc == ST_OK && rocksdb_iter_valid(it)) {
 		size_t kl, plen;
 		int64_t main, sub;
 		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		if (kind != RANGE_TO_END && raw_cmp(k, kl, upper.p, upper.len) >= 0)
+			break;
 		rc = kv_key_parse(k, kl, &plen, &main, &sub, NULL);
 		if (rc != ST_OK)
 			break;
@@ -761,12 +806,38 @@ int st_txn_lease_grant(st_txn *t, int64_t id, int64_t ttl)
 	return add_lease_op(t, id, ttl, false);
 }
 
-int st_txn_lease_revoke(st_txn *t, int64_t id)
+static int lease_walk(st_txn *t, uint8_t tag, bool one, int64_t id, st_lease_visit lfn,
+		      st_lease_key_visit kfn, void *arg);
+
+/* Remember attachment record @key of the lease being revoked (lease_dels). */
+static int lease_del_visit(void *arg, const uint8_t *key, size_t klen)
 {
-	return add_lease_op(t, id, 0, true);
+	st_txn *t = arg;
+	uint8_t h[9];
+	h[0] = LEASE_TAG_KEY;
+	st_put_be64(h + 1, (uint64_t)t->lops[t->nlops - 1].id);
+	size_t len = 9 + klen;
+	if (buf_add(&t->lease_dels, &len, sizeof(len)) != ST_OK ||
+	    buf_add(&t->lease_dels, h, 9) != ST_OK || buf_add(&t->lease_dels, key, klen) != ST_OK)
+		return ST_ENOMEM;
+	return 0;
 }
 
-/* Walk the committed 'tag' records (of lease @id when @one) at the snapshot. */
+int st_txn_lease_revoke(st_txn *t, int64_t id)
+{
+	int rc = add_lease_op(t, id, 0, true);
+	if (rc != ST_OK)
+		return rc;
+	/* Every attachment record still there goes at commit, whether or not the
+	 * caller deleted its key (the index then never outlives the lease). */
+	rc = lease_walk(t, LEASE_TAG_KEY, true, id, NULL, lease_del_visit, t);
+	if (rc != ST_OK)
+		t->nlops--;
+	return rc;
+}
+
+/* Walk the 'tag' records (of lease @id when @one) that @t reads: its snapshot
+ * plus an apply group's staged changes, not @t's own. */
 static int lease_walk(st_txn *t, uint8_t tag, bool one, int64_t id, st_lease_visit lfn,
 		      st_lease_key_visit kfn, void *arg)
 {
@@ -775,7 +846,7 @@ static int lease_walk(st_txn *t, uint8_t tag, bool one, int64_t id, st_lease_vis
 	lo[0] = tag;
 	if (one)
 		st_put_be64(lo + 1, (uint64_t)id);
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, t->ro, t->db->cf[ST_CF_LEASE]);
+	rocksdb_iterator_t *it = txn_iter(t, t->ro, ST_CF_LEASE);
 	if (it == NULL)
 		return ST_ENOMEM;
 	int rc = ST_OK;
@@ -823,12 +894,43 @@ int st_txn_lease_keys(st_txn *t, int64_t id, st_lease_key_visit fn, void *arg)
 
 /* ---- commit and compaction -------------------------------------------- */
 
-static void batch_kvstate(rocksdb_writebatch_t *b, st_db *db, const st_kv_state *s)
+/*
+ * Where a commit's writes go: a plain write batch, or the open apply group's
+ * indexed batch (exactly one of the two is set).
+ */
+typedef struct sink {
+	rocksdb_writebatch_t *b;
+	rocksdb_writebatch_wi_t *wi;
+} sink;
+
+static void sink_put(sink *o, rocksdb_column_family_handle_t *cf, const void *k, size_t kl,
+		     const void *v, size_t vl)
+{
+	if (o->wi != NULL)
+		rocksdb_writebatch_wi_put_cf(o->wi, cf, k, kl, v, vl);
+	else
+		rocksdb_writebatch_put_cf(o->b, cf, k, kl, v, vl);
+}
+
+static void sink_del(sink *o, rocksdb_column_family_handle_t *cf, const void *k, size_t kl)
+{
+	if (o->wi != NULL)
+		rocksdb_writebatch_wi_delete_cf(o->wi, cf, k, kl);
+	else
+		rocksdb_writebatch_delete_cf(o->b, cf, k, kl);
+}
+
+static void sink_kvstate(sink *o, st_db *db, const st_kv_state *s)
 {
 	uint8_t v[32];
 	st__kvstate_encode(s, v);
-	rocksdb_writebatch_put_cf(b, db->cf[ST_CF_DEFAULT], ST_META_KVSTATE, strlen(ST_META_KVSTATE),
-				  (char *)v, 32);
+	sink_put(o, db->cf[ST_CF_DEFAULT], ST_META_KVSTATE, strlen(ST_META_KVSTATE), v, 32);
+}
+
+static void batch_kvstate(rocksdb_writebatch_t *b, st_db *db, const st_kv_state *s)
+{
+	sink o = {.b = b};
+	sink_kvstate(&o, db, s);
 }
 
 static int write_batch(st_db *db, rocksdb_writebatch_t *b)
@@ -941,6 +1043,80 @@ static int compact_physical(st_db *db, int64_t from, int64_t to)
 	return rc;
 }
 
+/* Stage every change of write txn @t into @o. Returns 0 or ST_ENOMEM. */
+static int stage_changes(st_txn *t, sink *o)
+{
+	st_db *db = t->db;
+	buf k = {0}, v = {0};
+	int rc = ST_OK;
+	int64_t main = t->st.rev + 1;
+	for (size_t i = 0; i < t->nch && rc == ST_OK; i++) {
+		const struct change *c = &t->ch[i];
+		if ((rc = kv_key(&k, c->key, c->klen, main, c->sub)) != ST_OK ||
+		    (rc = kv_val_encode(&v, c)) != ST_OK)
+			break;
+		sink_put(o, db->cf[ST_CF_KV], k.p, k.len, v.p, v.len);
+		uint8_t rk[REVKEY_LEN];
+		st_put_be64(rk, (uint64_t)main);
+		st_put_be64(rk + 8, (uint64_t)c->sub);
+		v.len = 0;
+		uint8_t flag = c->tomb ? KVF_TOMBSTONE : 0;
+		if ((rc = buf_add(&v, &flag, 1)) != ST_OK || (rc = buf_add(&v, c->key, c->klen)) != ST_OK)
+			break;
+		sink_put(o, db->cf[ST_CF_REV], rk, REVKEY_LEN, v.p, v.len);
+		/* The lease index follows the key: detach from the old lease, attach to
+		 * the new one (an unchanged lease writes nothing). */
+		int64_t now_lease = c->tomb ? 0 : c->lease;
+		if (c->prev_lease != now_lease) {
+			if (c->prev_lease != 0) {
+				if ((rc = lease_key(&k, LEASE_TAG_KEY, c->prev_lease, c->key, c->klen)) != ST_OK)
+					break;
+				sink_del(o, db->cf[ST_CF_LEASE], k.p, k.len);
+			}
+			if (now_lease != 0) {
+				if ((rc = lease_key(&k, LEASE_TAG_KEY, now_lease, c->key, c->klen)) != ST_OK)
+					break;
+				sink_put(o, db->cf[ST_CF_LEASE], k.p, k.len, "", 0);
+			}
+		}
+	}
+	for (size_t i = 0; i < t->nlops && rc == ST_OK; i++) {
+		const struct lease_op *op = &t->lops[i];
+		if ((rc = lease_key(&k, LEASE_TAG_LEASE, op->id, NULL, 0)) != ST_OK)
+			break;
+		if (op->revoke) {
+			sink_del(o, db->cf[ST_CF_LEASE], k.p, k.len);
+		} else {
+			uint8_t val[9];
+			val[0] = LEASE_FORMAT;
+			st_put_be64(val + 1, (uint64_t)op->ttl);
+			sink_put(o, db->cf[ST_CF_LEASE], k.p, k.len, val, 9);
+		}
+	}
+	/* attachment records of revoked leases (st_txn_lease_revoke) */
+	for (size_t off = 0; rc == ST_OK && off < t->lease_dels.len;) {
+		size_t len;
+		memcpy(&len, t->lease_dels.p + off, sizeof(len));
+		off += sizeof(len);
+		sink_del(o, db->cf[ST_CF_LEASE], t->lease_dels.p + off, len);
+		off += len;
+	}
+	free(k.p);
+	free(v.p);
+	return rc;
+}
+
+/* The keyspace state once write txn @t is committed with @applied. */
+static st_kv_state state_after(const st_txn *t, uint64_t applied)
+{
+	st_kv_state s = t->st;
+	s.applied = applied;
+	s.rev = st_txn_rev(t);
+	if (t->compact_to > 0)
+		s.compact_rev = t->compact_to;
+	return s;
+}
+
 int st_txn_commit(st_txn *t, uint64_t applied)
 {
 	if (!t->write) {
@@ -949,75 +1125,34 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 	}
 	st_db *db = t->db;
 	int rc = ST_OK;
+	if (t->grp) {
+		/* Inside an apply group: stage; st_apply_commit writes. */
+		sink o = {.wi = db->grp_wb};
+		if (!db->grp_open || db->grp_st.rev != t->st.rev ||
+		    db->grp_st.compact_rev != t->st.compact_rev)
+			rc = ST_EINVAL; /* a second writer, or the group is gone */
+		if (rc == ST_OK)
+			rc = stage_changes(t, &o);
+		if (rc == ST_OK)
+			db->grp_st = state_after(t, applied);
+		txn_free(t);
+		return rc;
+	}
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-	buf k = {0}, v = {0};
 	if (b == NULL) {
 		txn_free(t);
 		return ST_ENOMEM;
 	}
-	int64_t main = t->st.rev + 1;
-	for (size_t i = 0; i < t->nch && rc == ST_OK; i++) {
-		const struct change *c = &t->ch[i];
-		if ((rc = kv_key(&k, c->key, c->klen, main, c->sub)) != ST_OK ||
-		    (rc = kv_val_encode(&v, c)) != ST_OK)
-			break;
-		rocksdb_writebatch_put_cf(b, db->cf[ST_CF_KV], (char *)k.p, k.len, (char *)v.p, v.len);
-		uint8_t rk[REVKEY_LEN];
-		st_put_be64(rk, (uint64_t)main);
-		st_put_be64(rk + 8, (uint64_t)c->sub);
-		v.len = 0;
-		uint8_t flag = c->tomb ? KVF_TOMBSTONE : 0;
-		if ((rc = buf_add(&v, &flag, 1)) != ST_OK || (rc = buf_add(&v, c->key, c->klen)) != ST_OK)
-			break;
-		rocksdb_writebatch_put_cf(b, db->cf[ST_CF_REV], (char *)rk, REVKEY_LEN, (char *)v.p, v.len);
-		/* The lease index follows the key: detach from the old lease, attach to
-		 * the new one (an unchanged lease writes nothing). */
-		int64_t now_lease = c->tomb ? 0 : c->lease;
-		if (c->prev_lease != now_lease) {
-			if (c->prev_lease != 0) {
-				if ((rc = lease_key(&k, LEASE_TAG_KEY, c->prev_lease, c->key, c->klen)) != ST_OK)
-					break;
-				rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len);
-			}
-			if (now_lease != 0) {
-				if ((rc = lease_key(&k, LEASE_TAG_KEY, now_lease, c->key, c->klen)) != ST_OK)
-					break;
-				rocksdb_writebatch_put_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len, "", 0);
-			}
-		}
-	}
-	for (size_t i = 0; i < t->nlops && rc == ST_OK; i++) {
-		const struct lease_op *o = &t->lops[i];
-		if ((rc = lease_key(&k, LEASE_TAG_LEASE, o->id, NULL, 0)) != ST_OK)
-			break;
-		if (o->revoke) {
-			rocksdb_writebatch_delete_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len);
-			/* and any attachment left (the caller deleted the keys already) */
-			uint8_t lo[9], hi[9];
-			lo[0] = hi[0] = LEASE_TAG_KEY;
-			st_put_be64(lo + 1, (uint64_t)o->id);
-			st_put_be64(hi + 1, (uint64_t)o->id + 1);
-			if ((uint64_t)o->id != UINT64_MAX)
-				rocksdb_writebatch_delete_range_cf(b, db->cf[ST_CF_LEASE], (char *)lo, 9,
-								   (char *)hi, 9);
-		} else {
-			uint8_t val[9];
-			val[0] = LEASE_FORMAT;
-			st_put_be64(val + 1, (uint64_t)o->ttl);
-			rocksdb_writebatch_put_cf(b, db->cf[ST_CF_LEASE], (char *)k.p, k.len, (char *)val, 9);
-		}
-	}
+	sink o = {.b = b};
+	rc = stage_changes(t, &o);
 	int64_t cfrom = 0, cto = 0;
 	if (rc == ST_OK) {
 		pthread_mutex_lock(&db->mu);
-		if (db->kv.rev != t->st.rev || db->kv.compact_rev != t->st.compact_rev) {
+		if (db->grp_open || db->kv.rev != t->st.rev || db->kv.compact_rev != t->st.compact_rev) {
 			rc = ST_EINVAL; /* a second writer: not allowed */
 		} else {
-			st_kv_state s = db->kv;
-			s.applied = applied;
-			s.rev = st_txn_rev(t);
-			if (t->compact_to > 0)
-				s.compact_rev = t->compact_to;
+			st_kv_state s = state_after(t, applied);
+			s.compact_done = db->kv.compact_done;
 			batch_kvstate(b, db, &s);
 			rc = write_batch(db, b);
 			if (rc == ST_OK)
@@ -1028,9 +1163,70 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 		pthread_mutex_unlock(&db->mu);
 	}
 	rocksdb_writebatch_destroy(b);
-	free(k.p);
-	free(v.p);
 	txn_free(t);
+	if (rc == ST_OK && cto > cfrom)
+		rc = compact_physical(db, cfrom, cto);
+	return rc;
+}
+
+/* ---- apply groups ----------------------------------------------------- */
+
+int st_apply_begin(st_db *db)
+{
+	if (db->grp_open)
+		return ST_EINVAL;
+	if (db->grp_wb == NULL && (db->grp_wb = rocksdb_writebatch_wi_create(0, 1)) == NULL)
+		return ST_ENOMEM;
+	pthread_mutex_lock(&db->mu);
+	db->grp_st = db->kv;
+	pthread_mutex_unlock(&db->mu);
+	db->grp_open = true;
+	return ST_OK;
+}
+
+bool st_apply_open(const st_db *db)
+{
+	return db->grp_open;
+}
+
+void st_apply_state(st_db *db, st_kv_state *out)
+{
+	if (db->grp_open)
+		*out = db->grp_st;
+	else
+		st_kv_state_get(db, out);
+}
+
+void st_apply_abort(st_db *db)
+{
+	if (!db->grp_open)
+		return;
+	rocksdb_writebatch_wi_clear(db->grp_wb);
+	db->grp_open = false;
+}
+
+int st_apply_commit(st_db *db)
+{
+	if (!db->grp_open)
+		return ST_EINVAL;
+	sink o = {.wi = db->grp_wb};
+	sink_kvstate(&o, db, &db->grp_st);
+	char *err = NULL;
+	pthread_mutex_lock(&db->mu);
+	rocksdb_write_writebatch_wi(db->rdb, db->wo, db->grp_wb, &err);
+	int rc = ST_OK;
+	if (err != NULL) {
+		rc = st__rocks_err(err);
+		if (rc == ST_ENOTFOUND)
+			rc = ST_EIO;
+		free(err);
+	} else {
+		db->kv = db->grp_st;
+	}
+	int64_t cfrom = db->kv.compact_done, cto = db->kv.compact_rev;
+	pthread_mutex_unlock(&db->mu);
+	rocksdb_writebatch_wi_clear(db->grp_wb);
+	db->grp_open = false;
 	if (rc == ST_OK && cto > cfrom)
 		rc = compact_physical(db, cfrom, cto);
 	return rc;
@@ -1047,6 +1243,10 @@ int st_mvcc_finish_compaction(st_db *db)
 
 int st_mvcc_set_applied(st_db *db, uint64_t index)
 {
+	if (db->grp_open) {
+		db->grp_st.applied = index;
+		return ST_OK;
+	}
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	if (b == NULL)
 		return ST_ENOMEM;

@@ -181,8 +181,38 @@ int st_mvcc_finish_compaction(st_db *db);
 
 /*
  * st_mvcc_set_applied - record applied index @index with no change to the
- * keyspace (entries that are not KV requests: no-ops, conf changes).
+ * keyspace (entries that are not KV requests: no-ops, conf changes). Inside an
+ * apply group it is staged with the group.
  */
 int st_mvcc_set_applied(st_db *db, uint64_t index);
+
+/*
+ * Apply groups: many applied log entries, one RocksDB write (DESIGN.md: apply
+ * the committed entries of one round in one write batch that also records the
+ * applied index). Node thread only; at most one group is open.
+ *
+ * st_apply_begin - open a group. Until it is committed or aborted, every write
+ *   txn (st_txn_begin(db, true)) reads the committed data plus everything the
+ *   group staged before it, and st_txn_commit stages its changes, revision,
+ *   compaction and applied index into the group instead of writing them;
+ *   st_mvcc_set_applied likewise. Read txns (any thread) see none of it: they
+ *   see the state as of the last commit. Returns 0, ST_EINVAL (a group is
+ *   already open) or ST_ENOMEM.
+ * st_apply_commit - write everything staged, with the new keyspace state, in
+ *   ONE RocksDB write batch (not synced: the log is durable and replay is
+ *   idempotent) and publish it to readers atomically; then run the physical
+ *   part of any compaction staged. Returns 0, ST_EINVAL (no group), ST_EIO or
+ *   ST_ENOMEM; on error nothing was written and the group is closed.
+ * st_apply_abort - drop what the group staged and close it (no-op without one).
+ *   Writes already committed before st_apply_begin are not touched.
+ * st_apply_open - whether a group is open.
+ * st_apply_state - the state the next write txn starts from: the open group's,
+ *   else the committed one (node thread only).
+ */
+int st_apply_begin(st_db *db);
+int st_apply_commit(st_db *db);
+void st_apply_abort(st_db *db);
+bool st_apply_open(const st_db *db);
+void st_apply_state(st_db *db, st_kv_state *out);
 
 #endif

@@ -431,3 +431,208 @@ Test(mvcc, compaction_interrupted_by_a_crash_is_finished_on_open)
 	open_db();
 	cr_assert_eq(count_history(2, 23), 1, "only b@23 is left in history");
 }
+
+/* ---- apply groups ------------------------------------------------------ */
+
+/* A write txn's view, flattened as range_at (reads what an apply group staged). */
+static const char *wrange_at(const char *k, const char *e, int64_t rev, struct flat *f)
+{
+	st_txn *t;
+	memset(f, 0, sizeof(*f));
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	if (rev == 0)
+		rev = st_txn_rev(t);
+	/* "\0" as either bound is etcd's one-byte NUL ("from the start", "to the end") */
+	size_t kl = k[0] ? strlen(k) : 1, el = e == NULL ? 0 : e[0] ? strlen(e) : 1;
+	int rc = st_txn_range(t, (const uint8_t *)k, kl, (const uint8_t *)e, el, rev, flat_visit, f);
+	st_txn_abort(t);
+	cr_assert_eq(rc, ST_OK, "range rc %d", rc);
+	return f->s;
+}
+
+Test(mvcc, apply_group_stages_revisions_that_later_txns_read)
+{
+	struct flat f;
+	put1("a", "0"); /* rev 2, committed before the group */
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	cr_assert(st_apply_open(db));
+	cr_assert_eq(st_apply_begin(db), ST_EINVAL, "one group at a time");
+	put1("a", "1"); /* rev 3: sees a@2, so version 2, create 2 */
+	put1("b", "1"); /* rev 4 */
+	put1("a", "2"); /* rev 5: sees a@3 staged in the group */
+	cr_assert_eq(del1("b", NULL), 1); /* rev 6: finds the staged b */
+	put1("d", "1"); /* rev 7 */
+	st_kv_state s;
+	st_apply_state(db, &s);
+	cr_assert_eq(s.rev, 7);
+	cr_assert_eq(s.applied, next_index - 1);
+
+	/* readers see nothing of the group yet, writers see all of it */
+	cr_assert_str_eq(all_at(0, &f), "a=0@2/2/1");
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 2);
+	cr_assert_str_eq(wrange_at("\0", "\0", 0, &f), "a=2@5/2/3 d=1@7/7/1");
+	cr_assert_str_eq(wrange_at("\0", "\0", 4, &f), "a=1@3/2/2 b=1@4/4/1",
+			 "history inside the group");
+	/* the staged d is past the end of [a, c): bounds hold over staged data */
+	cr_assert_str_eq(wrange_at("a", "c", 0, &f), "a=2@5/2/3");
+	cr_assert_str_eq(wrange_at("c", "e", 0, &f), "d=1@7/7/1");
+	cr_assert_str_eq(wrange_at("b", NULL, 0, &f), "");
+
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	cr_assert_not(st_apply_open(db));
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 7);
+	cr_assert_eq(s.applied, next_index - 1);
+	cr_assert_str_eq(all_at(0, &f), "a=2@5/2/3 d=1@7/7/1");
+	cr_assert_str_eq(all_at(4, &f), "a=1@3/2/2 b=1@4/4/1");
+	cr_assert_eq(count_history(2, 7), 6);
+
+	/* durable as one write: a clean restart sees exactly the same */
+	st_db_close(db);
+	open_db();
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 7);
+	cr_assert_str_eq(all_at(0, &f), "a=2@5/2/3 d=1@7/7/1");
+	put1("a", "3");
+	cr_assert_str_eq(all_at(0, &f), "a=3@8/2/4 d=1@7/7/1");
+}
+
+Test(mvcc, apply_group_abort_writes_nothing)
+{
+	struct flat f;
+	put1("a", "0");
+	uint64_t applied = next_index - 1;
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	put1("a", "1");
+	put1("b", "1");
+	cr_assert_eq(st_mvcc_set_applied(db, 99), ST_OK);
+	st_apply_abort(db);
+	cr_assert_not(st_apply_open(db));
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.rev, 2);
+	cr_assert_eq(s.applied, applied);
+	st_apply_state(db, &s);
+	cr_assert_eq(s.rev, 2, "without a group the writer's state is the committed one");
+	cr_assert_str_eq(all_at(0, &f), "a=0@2/2/1");
+	cr_assert_eq(st_apply_commit(db), ST_EINVAL, "no group to commit");
+	/* and the next group starts from the committed state */
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	put1("c", "1");
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	cr_assert_str_eq(all_at(0, &f), "a=0@2/2/1 c=1@3/3/1");
+}
+
+Test(mvcc, apply_group_set_applied_is_staged)
+{
+	put1("a", "0");
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	cr_assert_eq(st_mvcc_set_applied(db, 77), ST_OK);
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	cr_assert_neq(s.applied, 77);
+	st_apply_state(db, &s);
+	cr_assert_eq(s.applied, 77);
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.applied, 77);
+	cr_assert_eq(s.rev, 2);
+}
+
+Test(mvcc, apply_group_compaction_is_logical_at_once_physical_at_commit)
+{
+	struct flat f;
+	for (int i = 0; i < 5; i++) {
+		char v[8];
+		snprintf(v, sizeof(v), "%d", i);
+		put1("a", v); /* revs 2..6 */
+	}
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	put1("a", "5"); /* 7 */
+	st_txn *t;
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_compact(t, 6), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	put1("a", "6"); /* 8 */
+	st_kv_state s;
+	st_apply_state(db, &s);
+	cr_assert_eq(s.compact_rev, 6);
+	cr_assert_eq(s.rev, 8);
+	/* a later txn of the group cannot compact at or below 6 again */
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_compact(t, 6), ST_EINVAL);
+	st_txn_abort(t);
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_rev, 0, "readers: not compacted before the commit");
+	cr_assert_eq(count_history(2, 8), 5, "nothing removed before the commit");
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_rev, 6);
+	cr_assert_eq(s.compact_done, 6);
+	cr_assert_str_eq(all_at(6, &f), "a=4@6/2/5");
+	cr_assert_str_eq(all_at(0, &f), "a=6@8/2/7");
+	/* only a@6 is left at or below the compaction (on disk: unhide it) */
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 8, 1, 1);
+	open_db();
+	cr_assert_eq(count_history(2, 6), 1);
+}
+
+/* Lease attachment keys of @id as a write txn sees them, joined by spaces. */
+static int lk_visit(void *arg, const uint8_t *key, size_t klen)
+{
+	struct flat *f = arg;
+	size_t l = strlen(f->s);
+	snprintf(f->s + l, sizeof(f->s) - l, "%s%.*s", f->n++ ? " " : "", (int)klen, (const char *)key);
+	return 0;
+}
+
+static const char *lease_keys(int64_t id, bool write, struct flat *f)
+{
+	st_txn *t;
+	memset(f, 0, sizeof(*f));
+	cr_assert_eq(st_txn_begin(db, write, &t), ST_OK);
+	cr_assert_eq(st_txn_lease_keys(t, id, lk_visit, f), ST_OK);
+	st_txn_abort(t);
+	return f->s;
+}
+
+Test(mvcc, apply_group_lease_attachments_and_revoke)
+{
+	struct flat f;
+	st_txn *t;
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_lease_grant(t, 7, 60), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_put(t, S("k1"), S("v"), 7), ST_OK);
+	cr_assert_eq(st_txn_put(t, S("k2"), S("v"), 7), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	cr_assert_str_eq(lease_keys(7, true, &f), "k1 k2", "the group's attachments are read");
+	cr_assert_str_eq(lease_keys(7, false, &f), "", "readers see none before the commit");
+	/* revoke in the same group without deleting k2 first: its record goes too */
+	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+	cr_assert_eq(st_txn_delete_range(t, S("k1"), NULL, 0, NULL), ST_OK);
+	cr_assert_eq(st_txn_lease_revoke(t, 7), ST_OK);
+	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	cr_assert_str_eq(lease_keys(7, true, &f), "");
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	cr_assert_str_eq(lease_keys(7, false, &f), "");
+	cr_assert_str_eq(all_at(0, &f), "k2=v@2/2/1", "a grant moves no revision");
+}
+
+Test(mvcc, commit_outside_a_group_is_refused_while_one_is_open)
+{
+	st_txn *r, *w;
+	cr_assert_eq(st_txn_begin(db, true, &w), ST_OK); /* begun before the group */
+	cr_assert_eq(st_txn_put(w, S("x"), S("1"), 0), ST_OK);
+	cr_assert_eq(st_apply_begin(db), ST_OK);
+	cr_assert_eq(st_txn_commit(w, next_index++), ST_EINVAL, "a second writer");
+	cr_assert_eq(st_txn_begin(db, false, &r), ST_OK);
+	cr_assert_eq(st_txn_commit(r, 0), ST_OK, "a read txn just ends");
+	cr_assert_eq(st_apply_commit(db), ST_OK);
+	struct flat f;
+	cr_assert_str_eq(all_at(0, &f), "");
+}
