@@ -121,13 +121,26 @@ static void complete_applied(srv_node *n, applied *res, size_t cnt, int fail)
 	}
 }
 
-/* Commit the open apply group; on failure say so and close it. */
-static int group_commit(srv_node *n)
+/*
+ * End the open apply group holding @done results in @res: commit it when every
+ * apply succeeded (@rc 0), else drop it; then complete the waiters (with
+ * EC_INTERNAL if nothing was written) and free @res. Returns 0 or -1.
+ */
+static int group_finish(srv_node *n, int rc, applied *res, size_t done)
 {
-	int rc = st_apply_commit(n->cfg.db);
-	if (rc != 0)
-		fprintf(stderr, "metastore: writing applied entries failed: %s\n", st_strerror(rc));
-	return rc == 0 ? 0 : -1;
+	if (rc == 0) {
+		int src = st_apply_commit(n->cfg.db);
+		if (src != 0) {
+			fprintf(stderr, "metastore: writing applied entries failed: %s\n",
+				st_strerror(src));
+			rc = -1;
+		}
+	} else {
+		st_apply_abort(n->cfg.db);
+	}
+	complete_applied(n, res, done, rc == 0 ? 0 : EC_INTERNAL);
+	free(res);
+	return rc;
 }
 
 /* Apply stored entries @ents[0..cnt) (replay: decode from the log) in one group. */
@@ -159,14 +172,8 @@ static int apply_stored(srv_node *n, const st_entry *ents, size_t cnt)
 		rc = apply_one(n, e->index, req, &res[done]);
 		metastore__internal_request__free_unpacked(req, NULL);
 	}
-	if (rc == 0)
-		rc = group_commit(n);
-	else
-		st_apply_abort(n->cfg.db);
-	/* Replayed entries have no waiters (ids are new each run); free responses. */
-	complete_applied(n, res, done, rc == 0 ? 0 : EC_INTERNAL);
-	free(res);
-	return rc;
+	/* Replayed entries have no waiters (ids are new each run): this only frees. */
+	return group_finish(n, rc, res, done);
 }
 
 /* Replay entries (applied, last] that a crash left unapplied. */
@@ -275,12 +282,7 @@ static int commit_batch(srv_node *n, srv_prop *props)
 	}
 	for (srv_prop *p = props; p && rc == 0; p = p->next, done++)
 		rc = apply_one(n, first + done, p->req, &res[done]);
-	if (rc == 0)
-		rc = group_commit(n);
-	else
-		st_apply_abort(n->cfg.db);
-	complete_applied(n, res, done, rc == 0 ? 0 : EC_INTERNAL);
-	free(res);
+	rc = group_finish(n, rc, res, done);
 	/* every proposal of the batch has been completed above or fails below */
 	for (size_t k = 0; k < done && props; k++) {
 		srv_prop *p = props;

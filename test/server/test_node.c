@@ -2,6 +2,8 @@
  * Unit tests for srv_node, the single-member node loop, on a real RocksDB in a
  * temp dir: concurrent proposals are all persisted, applied and completed once
  * with their own response; concurrent proposers share fsyncs (group commit);
+ * puts of one key batched together chain their versions through the batch's
+ * apply group and are answered only once readers can see them;
  * oversized proposals are refused without a log entry; stop finishes queued
  * work; and a member killed after the log write but before apply replays the
  * entry on the next start (state equals what the acknowledged writes promised).
@@ -166,6 +168,99 @@ Test(node, concurrent_proposals_group_commit_and_apply)
 	cr_assert_eq(srv_node_propose(e.node, &one.ir, put_done, &one), EC_OK);
 	wait_done(&one);
 	cr_assert_eq(one.rev, n + 2);
+	env_close(&e);
+	tu_rmrf(e.dir);
+	free(e.dir);
+}
+
+/* Same-key puts: each proposer's reply with its prev_kv and what a reader saw. */
+typedef struct chain_op {
+	put_op op;
+	int64_t prev_mod, prev_ver, seen_rev;
+} chain_op;
+
+static ec_kv *chain_kv;
+
+static void chain_done(void *ctx, int err, void *resp)
+{
+	chain_op *c = ctx;
+	c->op.err = err;
+	if (resp) {
+		Etcdserverpb__PutResponse *r = resp;
+		c->op.rev = r->header ? r->header->revision : -1;
+		c->prev_mod = r->prev_kv ? r->prev_kv->mod_revision : 0;
+		c->prev_ver = r->prev_kv ? r->prev_kv->version : 0;
+		ec_msg_free(resp);
+	}
+	/* what any reader sees at the moment the reply leaves */
+	c->seen_rev = ec_kv_revision(chain_kv);
+	atomic_fetch_add(&c->op.done, 1);
+}
+
+#define CHAIN 600
+static chain_op chain[CHAIN];
+
+static void *chain_proposer(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	for (int i = t; i < CHAIN; i += NTHREADS) {
+		chain_op *c = &chain[i];
+		put_init(&c->op, 0); /* every one writes key-00000 */
+		c->op.put.prev_kv = 1;
+		if (srv_node_propose(shared_node, &c->op.ir, chain_done, c) != EC_OK)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+/* Puts of one key batched together: each reads the one before it in the same
+ * batch (versions chain without a gap), and no reply leaves before a reader can
+ * see its revision (replies wait for the batch's one apply write). */
+Test(node, same_key_puts_in_one_batch_chain_and_reply_after_the_write)
+{
+	env e = {.dir = tu_tmpdir()};
+	env_open(&e);
+	shared_node = e.node;
+	chain_kv = e.kv;
+	srv_node_status before, after;
+	srv_node_get_status(e.node, &before);
+	pthread_t th[NTHREADS];
+	for (intptr_t t = 0; t < NTHREADS; t++)
+		pthread_create(&th[t], NULL, chain_proposer, (void *)t);
+	for (int t = 0; t < NTHREADS; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		cr_assert_null(r, "propose refused");
+	}
+	static chain_op *by_rev[CHAIN + 2];
+	memset(by_rev, 0, sizeof(by_rev));
+	for (int i = 0; i < CHAIN; i++) {
+		wait_done(&chain[i].op);
+		cr_assert_eq(chain[i].op.err, EC_OK);
+		int64_t r = chain[i].op.rev;
+		cr_assert(r >= 2 && r <= CHAIN + 1, "rev %lld", (long long)r);
+		cr_assert_null(by_rev[r], "two puts got revision %lld", (long long)r);
+		by_rev[r] = &chain[i];
+		cr_assert_geq(chain[i].seen_rev, r, "reply for rev %lld left while readers saw %lld",
+			      (long long)r, (long long)chain[i].seen_rev);
+	}
+	for (int64_t r = 2; r <= CHAIN + 1; r++) {
+		cr_assert_eq(by_rev[r]->prev_mod, r == 2 ? 0 : r - 1, "rev %lld", (long long)r);
+		cr_assert_eq(by_rev[r]->prev_ver, r == 2 ? 0 : r - 2, "rev %lld", (long long)r);
+	}
+	srv_node_get_status(e.node, &after);
+	cr_assert_lt(after.batches - before.batches, (uint64_t)CHAIN, "no batching happened");
+	Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	rq.key.data = (uint8_t *)"key-00000";
+	rq.key.len = 9;
+	ec_hdr h = {1, 2, 3};
+	Etcdserverpb__RangeResponse *rr = NULL;
+	cr_assert_eq(ec_kv_range(e.kv, &rq, &h, &rr), EC_OK);
+	cr_assert_eq(rr->n_kvs, 1);
+	cr_assert_eq(rr->kvs[0]->version, CHAIN);
+	cr_assert_eq(rr->kvs[0]->create_revision, 2);
+	cr_assert_eq(rr->kvs[0]->mod_revision, CHAIN + 1);
+	ec_msg_free(rr);
 	env_close(&e);
 	tu_rmrf(e.dir);
 	free(e.dir);
