@@ -212,12 +212,10 @@ static int apply_revoke(ec_lessor *l, st_txn *t, const Etcdserverpb__LeaseRevoke
 		return EC_LEASE_NOT_FOUND;
 	/* lessor.Revoke: all attached keys go in one write txn = one revision. */
 	keylist kl = {0};
-	int rc = st_txn_lease_keys(t, rv->id, keylist_add, &kl);
+	int rc = st_txn_lease_revoke(t, rv->id, keylist_add, &kl);
 	for (size_t i = 0; rc == ST_OK && i < kl.n; i++)
 		rc = st_txn_delete_range(t, kl.v[i].data, kl.v[i].len, NULL, 0, NULL);
 	keylist_free(&kl);
-	if (rc == ST_OK)
-		rc = st_txn_lease_revoke(t, rv->id);
 	Etcdserverpb__LeaseRevokeResponse *r = NULL;
 	if (rc == ST_OK) {
 		r = malloc(sizeof(*r));

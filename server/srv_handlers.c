@@ -193,7 +193,7 @@ void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)
 	self.peerurls = app->peer_urls.url;
 	self.n_clienturls = app->client_urls->n;
 	self.clienturls = (char **)app->client_urls->url;
-	Etcdserverpb__Member *members[1] = { &self };
+	Etcdserverpb__Member *members[1] = {&self};
 	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
 	resp.header = &hdr;
 	resp.n_members = 1;

@@ -9,7 +9,6 @@
  */
 #include "server/srv_lease.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -105,7 +104,7 @@ static void ka_close(srv_stream *st, void *ctx, bool cancelled)
 void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
 {
 	(void)req;
-	srv_stream_ops ops = { .on_recv = ka_recv, .on_close = ka_close };
+	srv_stream_ops ops = {.on_recv = ka_recv, .on_close = ka_close};
 	srv_stream_set_ops(st, &ops, NULL);
 }
 

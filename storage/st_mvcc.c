@@ -44,8 +44,6 @@ typedef struct buf {
 	uint8_t *p;
 	size_t len, cap;
 } buf;
-typedef buf buf_t;
-
 /* A staged lease record change (st_txn_lease_grant / st_txn_lease_revoke). */
 struct lease_op {
 	int64_t id;
@@ -67,7 +65,7 @@ struct st_txn {
 	size_t nlops, caplops;
 	/* lease attachment records to delete at commit (revokes): each is a
 	 * size_t length followed by the record key */
-	buf_t lease_dels;
+	buf lease_dels;
 	/* st_txn_get's copy of the last result */
 	uint8_t *getbuf;
 	size_t getcap;
@@ -809,28 +807,39 @@ int st_txn_lease_grant(st_txn *t, int64_t id, int64_t ttl)
 static int lease_walk(st_txn *t, uint8_t tag, bool one, int64_t id, st_lease_visit lfn,
 		      st_lease_key_visit kfn, void *arg);
 
-/* Remember attachment record @key of the lease being revoked (lease_dels). */
-static int lease_del_visit(void *arg, const uint8_t *key, size_t klen)
+/* A revoke's walk over its lease's attachments (st_txn_lease_revoke). */
+struct revoke_walk {
+	st_txn *t;
+	int64_t id;
+	st_lease_key_visit fn;
+	void *arg;
+};
+
+/* Remember attachment record @key for deletion at commit (lease_dels), then
+ * hand the key to the caller's visitor. */
+static int revoke_visit(void *arg, const uint8_t *key, size_t klen)
 {
-	st_txn *t = arg;
+	struct revoke_walk *w = arg;
 	uint8_t h[9];
 	h[0] = LEASE_TAG_KEY;
-	st_put_be64(h + 1, (uint64_t)t->lops[t->nlops - 1].id);
+	st_put_be64(h + 1, (uint64_t)w->id);
 	size_t len = 9 + klen;
-	if (buf_add(&t->lease_dels, &len, sizeof(len)) != ST_OK ||
-	    buf_add(&t->lease_dels, h, 9) != ST_OK || buf_add(&t->lease_dels, key, klen) != ST_OK)
+	if (buf_add(&w->t->lease_dels, &len, sizeof(len)) != ST_OK ||
+	    buf_add(&w->t->lease_dels, h, 9) != ST_OK ||
+	    buf_add(&w->t->lease_dels, key, klen) != ST_OK)
 		return ST_ENOMEM;
-	return 0;
+	return w->fn != NULL ? w->fn(w->arg, key, klen) : 0;
 }
 
-int st_txn_lease_revoke(st_txn *t, int64_t id)
+int st_txn_lease_revoke(st_txn *t, int64_t id, st_lease_key_visit fn, void *arg)
 {
 	int rc = add_lease_op(t, id, 0, true);
 	if (rc != ST_OK)
 		return rc;
-	/* Every attachment record still there goes at commit, whether or not the
-	 * caller deleted its key (the index then never outlives the lease). */
-	rc = lease_walk(t, LEASE_TAG_KEY, true, id, NULL, lease_del_visit, t);
+	/* One walk serves both: every attachment record goes at commit, whether
+	 * or not the caller deletes its key (the index never outlives the lease). */
+	struct revoke_walk w = {t, id, fn, arg};
+	rc = lease_walk(t, LEASE_TAG_KEY, true, id, NULL, revoke_visit, &w);
 	if (rc != ST_OK)
 		t->nlops--;
 	return rc;

@@ -140,17 +140,20 @@ int st_txn_commit(st_txn *t, uint64_t applied);
  * st_txn_lease_grant - stage the record of lease @id (non-zero) with @ttl, written by
  *   st_txn_commit (overwrites a record of the same id).
  * st_txn_lease_revoke - stage the removal of lease @id's record and of every
- *   attachment still recorded for it (the caller deletes the keys first).
+ *   attachment recorded for it (as @t reads them: snapshot plus an open apply
+ *   group), handing each attached key to @fn (NULL: none) so that the caller can
+ *   delete the keys in the same txn. Returns as below, or @fn's abort value.
  * Neither changes the revision. Return 0, ST_EINVAL (read txn, @id 0) or
  * ST_ENOMEM.
  */
-int st_txn_lease_grant(st_txn *t, int64_t id, int64_t ttl);
-int st_txn_lease_revoke(st_txn *t, int64_t id);
 
 /* Visitors: return 0 to go on, ST_VISIT_STOP to stop (the walk returns 0), any
  * other value aborts the walk and is returned. Pointers live for the call. */
 typedef int (*st_lease_visit)(void *arg, int64_t id, int64_t ttl);
 typedef int (*st_lease_key_visit)(void *arg, const uint8_t *key, size_t klen);
+
+int st_txn_lease_grant(st_txn *t, int64_t id, int64_t ttl);
+int st_txn_lease_revoke(st_txn *t, int64_t id, st_lease_key_visit fn, void *arg);
 
 /* st_txn_leases - visit every committed lease record in id order, as of @t's
  * snapshot (staged changes of @t are not seen). Returns 0, the visitor's

@@ -57,6 +57,18 @@ static inline void raw_start(raw *w, const raft_config *c)
 	w->applied = w->ms.snap.index;
 }
 
+/* member @id of voters 1..@n whose stored log already holds @ents[0..@k) and whose
+ * stored term is @term, started with raw_config's settings */
+static inline void raw_new_with_log(raw *w, raft_id id, size_t n, const raft_entry *ents, size_t k,
+				    raft_term term)
+{
+	raw_init_storage(w, n);
+	ms_append(&w->ms, ents, k);
+	w->ms.term = term;
+	raft_config c = raw_config(w, id);
+	raw_start(w, &c);
+}
+
 static inline void raw_new(raw *w, raft_id id, size_t n)
 {
 	raw_init_storage(w, n);

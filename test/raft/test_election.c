@@ -140,12 +140,8 @@ Test(election_5_2, stale_term_vote_refused_with_current_term)
 Test(election_5_4_1, vote_denied_to_less_up_to_date_log)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry e[2] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {3, 3, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, e, 2);
-	w.ms.term = 3;
-	raft_config c = raw_config(&w, 1);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 1, 3, e, 2, 3);
 	/* higher last index but lower last term: refused */
 	raft_message m = vote_msg(RAFT_MSG_VOTE, 2, 1, 4, 10, 2);
 	raw_recv(&w, &m);
@@ -431,12 +427,8 @@ Test(election_5_2, vote_survives_a_restart)
 Test(prevote, prevote_denied_to_less_up_to_date_log)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry e = {2, 2, RAFT_ENTRY_NORMAL, NULL};
-	ms_append(&w.ms, &e, 1);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 1);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 1, 3, &e, 1, 2);
 	raft_message m = vote_msg(RAFT_MSG_PREVOTE, 2, 1, 3, 1, 1);
 	raw_recv(&w, &m);
 	cr_assert(raw_find(&w, RAFT_MSG_PREVOTE_RESP, 2)->reject);

@@ -64,14 +64,10 @@ Test(replication_5_3, follower_rejects_when_previous_entry_does_not_match)
 Test(replication_5_3, follower_truncates_conflicting_suffix)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry old[3] = {{2, 2, RAFT_ENTRY_NORMAL, NULL},
 	                     {2, 3, RAFT_ENTRY_NORMAL, NULL},
 	                     {2, 4, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, old, 3);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 2);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 2, 3, old, 3, 2);
 	raft_entry e[2] = {{3, 3, RAFT_ENTRY_NORMAL, NULL}, {3, 4, RAFT_ENTRY_NORMAL, NULL}};
 	raft_message m = append_msg(1, 2, 3, 2, 2, e, 2, 3);
 	raw_recv(&w, &m);
@@ -141,14 +137,10 @@ Test(replication_5_3, fast_backoff_skips_whole_terms)
 Test(replication_5_3, reject_hint_skips_the_conflicting_term)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry old[5] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL},
 	                     {4, 4, RAFT_ENTRY_NORMAL, NULL}, {4, 5, RAFT_ENTRY_NORMAL, NULL},
 	                     {4, 6, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, old, 5);
-	w.ms.term = 4;
-	raft_config c = raw_config(&w, 2);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 2, 3, old, 5, 4);
 	/* the leader of term 5 probes after index 9 (term 3): we have nothing there */
 	raft_message m = append_msg(1, 2, 5, 9, 3, NULL, 0, 0);
 	raw_recv(&w, &m);
@@ -164,12 +156,8 @@ Test(replication_5_3, reject_hint_skips_the_conflicting_term)
 Test(safety_5_4_2, no_commit_of_previous_term_entry_by_counting)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry e = {2, 2, RAFT_ENTRY_NORMAL, NULL};
-	ms_append(&w.ms, &e, 1);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 1);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 1, 3, &e, 1, 2);
 	raft_event camp = {.type = RAFT_EV_CAMPAIGN};
 	cr_assert_eq(raft_step(w.r, &camp), 0);
 	raw_process(&w);
@@ -369,12 +357,8 @@ Test(proposals, entry_size_and_uncommitted_limits)
 Test(replication_5_3, follower_rejects_when_previous_term_differs)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry old[2] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, old, 2);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 2);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 2, 3, old, 2, 2);
 	raft_entry e = {4, 4, RAFT_ENTRY_NORMAL, NULL};
 	raft_message m = append_msg(1, 2, 4, 3, 3, &e, 1, 4);
 	raw_recv(&w, &m);
@@ -394,14 +378,10 @@ Test(replication_5_3, follower_rejects_when_previous_term_differs)
 Test(replication_5_3, follower_commit_is_capped_at_the_last_new_entry)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry old[3] = {{2, 2, RAFT_ENTRY_NORMAL, NULL},
 	                     {2, 3, RAFT_ENTRY_NORMAL, NULL},
 	                     {2, 4, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, old, 3);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 2);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 2, 3, old, 3, 2);
 	/* the term-3 leader committed its own entries 3 and 4; this append carries 2 only */
 	raft_entry e = {2, 2, RAFT_ENTRY_NORMAL, NULL};
 	raft_message m = append_msg(1, 2, 3, 1, 1, &e, 1, 4);
@@ -470,12 +450,8 @@ Test(replication_5_3, heartbeat_commit_beyond_the_log_is_ignored)
 Test(replication_5_3, candidate_learns_commit_only_for_a_matching_entry)
 {
 	raw w;
-	raw_init_storage(&w, 3);
 	raft_entry old[2] = {{2, 2, RAFT_ENTRY_NORMAL, NULL}, {2, 3, RAFT_ENTRY_NORMAL, NULL}};
-	ms_append(&w.ms, old, 2);
-	w.ms.term = 2;
-	raft_config c = raw_config(&w, 1);
-	raw_start(&w, &c);
+	raw_new_with_log(&w, 1, 3, old, 2, 2);
 	raft_step(w.r, &(raft_event){.type = RAFT_EV_CAMPAIGN});
 	raw_process(&w);
 	raft_message v;

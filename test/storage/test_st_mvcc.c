@@ -615,7 +615,7 @@ Test(mvcc, apply_group_lease_attachments_and_revoke)
 	/* revoke in the same group without deleting k2 first: its record goes too */
 	cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
 	cr_assert_eq(st_txn_delete_range(t, S("k1"), NULL, 0, NULL), ST_OK);
-	cr_assert_eq(st_txn_lease_revoke(t, 7), ST_OK);
+	cr_assert_eq(st_txn_lease_revoke(t, 7, NULL, NULL), ST_OK);
 	cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
 	cr_assert_str_eq(lease_keys(7, true, &f), "");
 	cr_assert_eq(st_apply_commit(db), ST_OK);
