@@ -116,7 +116,15 @@ check_says below-file "fatal metastore: cannot open data dir .*Not a directory"
 mkdir -p "$_IT_TMP/ro"
 if [ "$(id -u)" -eq 0 ]; then
     chmod 0755 "$_IT_TMP" "$_IT_TMP/ro"    # nobody may traverse, not write
-    run_bad no-perm "$_IT_TMP/ro/data" runuser -u nobody --
+    # nobody may not reach the server where it was built (a checkout under a 0700
+    # dir, as mktemp -d makes): run a copy from the scenario's own temp dir.
+    mkdir -p "$_IT_TMP/bin"
+    cp "$IT_SERVER" "$_IT_TMP/bin/"
+    chmod 0755 "$_IT_TMP/bin" "$_IT_TMP/bin/$(basename "$IT_SERVER")"
+    if ! runuser -u nobody -- test -x "$_IT_TMP/bin/$(basename "$IT_SERVER")"; then
+        fail no-perm-setup "user nobody cannot execute $_IT_TMP/bin (is \$TMPDIR private?)"
+    fi
+    IT_SERVER=$_IT_TMP/bin/$(basename "$IT_SERVER") run_bad no-perm "$_IT_TMP/ro/data" runuser -u nobody --
 else
     chmod 0555 "$_IT_TMP/ro"
     run_bad no-perm "$_IT_TMP/ro/data"
