@@ -91,6 +91,8 @@ enum {
 	  "etcdserver: request timed out, possibly due to connection lost")                  \
 	X(EC_TIMEOUT_WAIT_APPLIED, UNAVAILABLE,                                              \
 	  "etcdserver: request timed out, waiting for the applied index took too long")      \
+	X(EC_TIMEOUT_LEADER_TRANSFER, UNAVAILABLE,                                          \
+	  "etcdserver: request timed out, leader transfer took too long")                    \
 	X(EC_UNHEALTHY, UNAVAILABLE, "etcdserver: unhealthy cluster")                        \
 	X(EC_CORRUPT, DATA_LOSS, "etcdserver: corrupt cluster")                              \
 	X(EC_NOT_SUPPORTED_FOR_LEARNER, UNAVAILABLE, "etcdserver: rpc not supported for learner") \

@@ -468,6 +468,17 @@ size_t ec_lessor_expired(ec_lessor *l, int64_t *ids, size_t max)
 	return k;
 }
 
+void ec_lessor_promote(ec_lessor *l)
+{
+	pthread_mutex_lock(&l->mu);
+	int64_t t = now(l);
+	for (size_t i = 0; i < l->n; i++) {
+		l->v[i].deadline = deadline_for(t, l->v[i].ttl);
+		l->v[i].handed_at = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
 int64_t ec_lessor_next_deadline(ec_lessor *l)
 {
 	int64_t best = INT64_MAX;

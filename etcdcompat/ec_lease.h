@@ -113,6 +113,11 @@ int ec_lessor_leases(ec_lessor *l, const ec_hdr *hdr, Etcdserverpb__LeaseLeasesR
  */
 size_t ec_lessor_expired(ec_lessor *l, int64_t *ids, size_t max);
 
+/* ec_lessor_promote - this member became leader: every lease's deadline
+ * becomes now + its granted TTL (etcd's Promote), so a failover never
+ * mass-expires leases. Any thread. */
+void ec_lessor_promote(ec_lessor *l);
+
 /* ec_lessor_next_deadline - the soonest deadline (ms on the configured clock)
  * among leases not handed out for revoking, or INT64_MAX when there is none. */
 int64_t ec_lessor_next_deadline(ec_lessor *l);

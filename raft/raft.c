@@ -692,3 +692,18 @@ int raft_log_term(raft *r, raft_index i, raft_term *out)
 {
 	return rlog_term(&r->log, i, out);
 }
+
+int raft_progress(const raft *cr, raft_id id, raft_index *match, bool *active)
+{
+	raft *r = (raft *)cr;
+	if (r->role != RAFT_LEADER)
+		return RAFT_ENOTLEADER;
+	rprogress *p = rtracker_get(&r->trk, id);
+	if (p == NULL)
+		return RAFT_ENOTMEMBER;
+	if (match)
+		*match = p->match;
+	if (active)
+		*active = id == r->id || p->recent_active;
+	return 0;
+}

@@ -595,6 +595,15 @@ typedef struct raft_status {
 void raft_get_status(const raft *r, raft_status *st);
 
 /*
+ * raft_progress - what the leader knows of member @id's log: *@match, the highest
+ * index known replicated there, and *@active, whether it was heard from within
+ * the last election timeout. Meaningful on the leader only (membership checks:
+ * is a learner caught up, would enough members stay active). Returns 0, or
+ * RAFT_ENOTMEMBER (@id is not in the configuration) or RAFT_ENOTLEADER.
+ */
+int raft_progress(const raft *r, raft_id id, raft_index *match, bool *active);
+
+/*
  * raft_log_term - term of entry @i as raft sees it (including entries not yet
  * persisted). Returns 0, RAFT_ECOMPACTED or RAFT_EUNAVAILABLE; sets *@out on 0.
  */

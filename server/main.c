@@ -7,6 +7,8 @@
  * the node (which finishes every queued proposal), then close storage.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,16 +17,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "etcdcompat/ec_cluster.h"
+#include "etcdcompat/ec_errors.h"
 #include "etcdcompat/ec_kv.h"
 #include "etcdcompat/ec_lease.h"
 #include "etcdcompat/ec_member.h"
 #include "ms_version.h"
 #include "server/srv_app.h"
+#include "server/srv_cluster.h"
 #include "server/srv_config.h"
 #include "server/srv_handlers.h"
 #include "server/srv_lease.h"
 #include "server/srv_methods.h"
 #include "server/srv_node.h"
+#include "server/srv_peer.h"
 #include "server/srv_rpc.h"
 #include "storage/st_db.h"
 
@@ -80,12 +86,181 @@ static int meta_get_u64(st_db *db, const char *name, uint64_t *out)
 }
 
 /*
- * Settle member and cluster id: read them from the data dir, or on first start
- * derive them from --initial-cluster as etcd does and persist them.
+ * The members of --initial-cluster as a member set: ids derived as etcd
+ * derives them (sorted peer URLs + token), names, peer URLs; no client URLs
+ * until each member publishes them. *@cid receives the cluster id. Returns
+ * NULL (with a reason in @err) on a malformed list or out of memory; free with
+ * metastore__member_set__free_unpacked.
+ */
+static Metastore__MemberSet *initial_members(const srv_config *cfg, uint64_t *cid, char *err,
+					     size_t errlen)
+{
+	Metastore__MemberSet tmp = METASTORE__MEMBER_SET__INIT;
+	Etcdserverpb__Member ms[64], *mp[64];
+	srv_urls urls[64];
+	char *names[64];
+	size_t n = 0;
+	uint64_t ids[64];
+	char *ic = strdup(cfg->initial_cluster), *save = NULL;
+	if (ic == NULL)
+		return NULL;
+	for (char *tok = strtok_r(ic, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (!eq) {
+			snprintf(err, errlen, "--initial-cluster: \"%s\" is not name=url", tok);
+			goto bad;
+		}
+		*eq = '\0';
+		bool dup = false;
+		for (size_t i = 0; i < n; i++)
+			dup |= strcmp(names[i], tok) == 0;
+		if (dup)
+			continue;
+		if (n == 64) {
+			snprintf(err, errlen, "--initial-cluster: more than 64 members");
+			goto bad;
+		}
+		memset(&urls[n], 0, sizeof(urls[n]));
+		srv_config_peer_urls_of(cfg->initial_cluster, tok, &urls[n]);
+		names[n] = tok;
+		etcdserverpb__member__init(&ms[n]);
+		ms[n].id = ec_member_id((const char *const *)urls[n].url, urls[n].n,
+					cfg->initial_cluster_token, 0);
+		ms[n].name = tok;
+		ms[n].peerurls = urls[n].url;
+		ms[n].n_peerurls = urls[n].n;
+		ids[n] = ms[n].id;
+		mp[n] = &ms[n];
+		n++;
+	}
+	tmp.format = 1;
+	tmp.members = mp;
+	tmp.n_members = n;
+	*cid = ec_cluster_id(ids, n);
+	size_t len = metastore__member_set__get_packed_size(&tmp);
+	uint8_t *buf = malloc(len ? len : 1);
+	Metastore__MemberSet *out = NULL;
+	if (buf) {
+		metastore__member_set__pack(&tmp, buf);
+		out = metastore__member_set__unpack(NULL, len, buf);
+		free(buf);
+	}
+	for (size_t i = 0; i < n; i++)
+		srv_urls_free(&urls[i]);
+	free(ic);
+	return out;
+bad:
+	for (size_t i = 0; i < n; i++)
+		srv_urls_free(&urls[i]);
+	free(ic);
+	return NULL;
+}
+
+static int persist_identity(st_db *db, uint64_t mid, uint64_t cid, const srv_urls *peer)
+{
+	uint8_t b[8];
+	char joined[4096] = "";
+	for (size_t i = 0; i < peer->n; i++) {
+		if (i)
+			strncat(joined, ",", sizeof(joined) - strlen(joined) - 1);
+		strncat(joined, peer->url[i], sizeof(joined) - strlen(joined) - 1);
+	}
+	int rc;
+	put_be64(b, cid);
+	if ((rc = st_meta_put(db, META_CLUSTER_ID, b, 8, false)) == 0 &&
+	    (rc = st_meta_put(db, META_PEER_URLS, joined, strlen(joined), false)) == 0) {
+		put_be64(b, mid);
+		/* member_id last and synced: its presence marks a complete identity. */
+		rc = st_meta_put(db, META_MEMBER_ID, b, 8, true);
+	}
+	return rc;
+}
+
+/*
+ * A joining member (--initial-cluster-state existing) asks the members named
+ * in --initial-cluster for the cluster (etcd: GetClusterFromRemotePeers) and
+ * finds itself in it by its peer URLs. Returns the set (caller frees) and the
+ * ids, or NULL after logging why.
+ */
+static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls *self_urls,
+					   uint64_t *mid, uint64_t *cid)
+{
+	Metastore__MemberSet *init = NULL;
+	uint64_t dummy;
+	char err[256] = "";
+	if ((init = initial_members(cfg, &dummy, err, sizeof(err))) == NULL) {
+		logf_("fatal", "%s", err[0] ? err : "out of memory");
+		return NULL;
+	}
+	const char *urls[256];
+	size_t nu = 0;
+	for (size_t i = 0; i < init->n_members; i++)
+		for (size_t j = 0; j < init->members[i]->n_peerurls && nu < 256; j++) {
+			bool mine = false;
+			for (size_t k = 0; k < self_urls->n; k++)
+				mine |= strcmp(self_urls->url[k], init->members[i]->peerurls[j]) == 0;
+			if (!mine)
+				urls[nu++] = init->members[i]->peerurls[j];
+		}
+	Metastore__MemberSet *set = NULL;
+	for (int attempt = 0; attempt < 10 && set == NULL; attempt++) {
+		uint8_t *out = NULL;
+		size_t outlen = 0;
+		int rc = srv_peer_fetch(urls, nu, SRV_FWD_CLUSTER, NULL, 0, 2000, &out, &outlen);
+		if (rc == 0) {
+			Metastore__ForwardReply *fr = metastore__forward_reply__unpack(NULL, outlen, out);
+			if (fr && fr->err == 0) {
+				set = metastore__member_set__unpack(NULL, fr->data.len, fr->data.data);
+				*cid = fr->cluster_id;
+			}
+			if (fr)
+				metastore__forward_reply__free_unpacked(fr, NULL);
+		}
+		free(out);
+		if (set == NULL) {
+			logf_("warn", "could not get cluster response from %zu peer URL(s): %s", nu,
+			      rc ? srv_peer_strerror(rc) : "bad answer");
+			struct timespec ts = {0, 500 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	metastore__member_set__free_unpacked(init, NULL);
+	if (set == NULL) {
+		logf_("fatal", "cannot fetch cluster info from peer urls: could not retrieve cluster "
+			       "information from the given URLs");
+		return NULL;
+	}
+	*mid = 0;
+	for (size_t i = 0; i < set->n_members && !*mid; i++) {
+		const Etcdserverpb__Member *m = set->members[i];
+		size_t hit = 0;
+		for (size_t j = 0; j < m->n_peerurls; j++)
+			for (size_t k = 0; k < self_urls->n; k++)
+				hit += strcmp(m->peerurls[j], self_urls->url[k]) == 0;
+		if (hit && hit == self_urls->n)
+			*mid = m->id;
+	}
+	if (*mid == 0) {
+		logf_("fatal", "error validating peerURLs: member with peer URLs %s is not in the "
+			       "cluster (add it with 'etcdctl member add' first)",
+		      self_urls->n ? self_urls->url[0] : "");
+		metastore__member_set__free_unpacked(set, NULL);
+		return NULL;
+	}
+	return set;
+}
+
+/*
+ * Settle member and cluster id and prepare the raft state: a data dir that
+ * holds a member restarts as it is (after checking that the flags describe the
+ * same cluster); an empty one becomes an initial member of a new cluster or
+ * joins a running one, as --initial-cluster-state says.
  */
 static int settle_identity(srv_app *app, const srv_config *cfg)
 {
 	uint64_t mid = 0, cid = 0;
+	char err[512] = "";
+	bool is_new = strcmp(cfg->initial_cluster_state, "existing") != 0;
 	int rc = meta_get_u64(app->db, META_MEMBER_ID, &mid);
 	if (rc == 0 && (rc = meta_get_u64(app->db, META_CLUSTER_ID, &cid)) == 0) {
 		void *urls = NULL;
@@ -97,8 +272,50 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 			free(s);
 			free(urls);
 		}
+		/* The flags of a new cluster must describe the cluster this dir holds. */
+		if (is_new && srv_config_is_set(cfg, "initial-cluster")) {
+			uint64_t fcid = 0;
+			Metastore__MemberSet *init = initial_members(cfg, &fcid, err, sizeof(err));
+			bool found = false;
+			for (size_t i = 0; init && i < init->n_members; i++)
+				found |= init->members[i]->id == mid;
+			if (init)
+				metastore__member_set__free_unpacked(init, NULL);
+			if (!found || fcid != cid) {
+				logf_("fatal",
+				      "data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
+				      ", but --initial-cluster/--initial-cluster-token describe cluster "
+				      "%016" PRIx64 "%s; refusing to start (nothing was changed)",
+				      cfg->data_dir, mid, cid, fcid,
+				      found ? "" : " without this member");
+				return -1;
+			}
+		}
 		app->member_id = mid;
 		app->cluster_id = cid;
+		if (ec_cluster_open(app->db, &app->cluster) != 0 ||
+		    srv_node_bootstrap(app->db, app->cluster, SRV_BOOT_RESTART, mid, NULL, err,
+				       sizeof(err)) != 0) {
+			logf_("fatal", "restarting member in %s: %s", cfg->data_dir,
+			      err[0] ? err : "cannot read the member set");
+			return -1;
+		}
+		if (ec_cluster_count(app->cluster) == 0) {
+			/* A single member from before the cluster work: it is its own set. */
+			Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT, *sp = &self;
+			Metastore__MemberSet set = METASTORE__MEMBER_SET__INIT;
+			self.id = mid;
+			self.name = (char *)cfg->name;
+			self.peerurls = app->peer_urls.url;
+			self.n_peerurls = app->peer_urls.n;
+			set.format = 1;
+			set.members = &sp;
+			set.n_members = 1;
+			if (ec_cluster_replace(app->cluster, &set) != 0) {
+				logf_("fatal", "upgrading %s: cannot write the member set", cfg->data_dir);
+				return -1;
+			}
+		}
 		logf_("info", "restarting member %016" PRIx64 " in cluster %016" PRIx64, mid, cid);
 		return 0;
 	}
@@ -112,56 +329,190 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 		      app->name);
 		return -1;
 	}
-	/* Every member of the initial cluster, for the cluster id. */
-	uint64_t ids[64];
-	size_t nids = 0;
-	char *ic = strdup(cfg->initial_cluster);
-	char *save = NULL;
-	char *names_seen[64];
-	for (char *tok = strtok_r(ic, ",", &save); tok && nids < 64; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		if (!eq)
-			continue;
-		*eq = '\0';
-		int dup = 0;
-		for (size_t i = 0; i < nids; i++)
-			if (strcmp(names_seen[i], tok) == 0)
-				dup = 1;
-		if (dup)
-			continue;
-		srv_urls u;
-		srv_config_peer_urls_of(cfg->initial_cluster, tok, &u);
-		ids[nids] = ec_member_id((const char *const *)u.url, u.n, cfg->initial_cluster_token, 0);
-		names_seen[nids++] = tok;
-		srv_urls_free(&u);
+	Metastore__MemberSet *set = NULL;
+	srv_boot_mode mode;
+	if (is_new) {
+		set = initial_members(cfg, &cid, err, sizeof(err));
+		if (set == NULL) {
+			logf_("fatal", "%s", err[0] ? err : "out of memory");
+			return -1;
+		}
+		mid = ec_member_id((const char *const *)app->peer_urls.url, app->peer_urls.n,
+				   cfg->initial_cluster_token, 0);
+		mode = SRV_BOOT_NEW;
+	} else {
+		set = fetch_cluster(cfg, &app->peer_urls, &mid, &cid);
+		if (set == NULL)
+			return -1;
+		mode = SRV_BOOT_JOIN;
 	}
-	mid = ec_member_id((const char *const *)app->peer_urls.url, app->peer_urls.n,
-			   cfg->initial_cluster_token, 0);
-	cid = ec_cluster_id(ids, nids);
-	free(ic);
-
-	uint8_t b[8];
-	char joined[4096] = "";
-	for (size_t i = 0; i < app->peer_urls.n; i++) {
-		if (i)
-			strncat(joined, ",", sizeof(joined) - strlen(joined) - 1);
-		strncat(joined, app->peer_urls.url[i], sizeof(joined) - strlen(joined) - 1);
-	}
-	put_be64(b, cid);
-	if ((rc = st_meta_put(app->db, META_CLUSTER_ID, b, 8, false)) == 0 &&
-	    (rc = st_meta_put(app->db, META_PEER_URLS, joined, strlen(joined), false)) == 0) {
-		put_be64(b, mid);
-		/* member_id last and synced: its presence marks a complete identity. */
-		rc = st_meta_put(app->db, META_MEMBER_ID, b, 8, true);
-	}
-	if (rc != 0) {
-		logf_("fatal", "persisting member identity: %s", st_strerror(rc));
+	rc = ec_cluster_open(app->db, &app->cluster);
+	if (rc != 0 || srv_node_bootstrap(app->db, app->cluster, mode, mid, set, err, sizeof(err)) != 0 ||
+	    (rc = persist_identity(app->db, mid, cid, &app->peer_urls)) != 0) {
+		logf_("fatal", "initialising %s: %s", cfg->data_dir, err[0] ? err : st_strerror(rc));
+		metastore__member_set__free_unpacked(set, NULL);
 		return -1;
 	}
+	metastore__member_set__free_unpacked(set, NULL);
 	app->member_id = mid;
 	app->cluster_id = cid;
 	logf_("info", "starting member %016" PRIx64 " in cluster %016" PRIx64, mid, cid);
 	return 0;
+}
+
+/* ---- glue between the node, the transport and the lessor ---------------- */
+
+typedef struct glue {
+	srv_app *app;
+	srv_peer *peer;
+	srv_lease *lease;
+	atomic_bool leader;
+} glue;
+
+static void glue_send(void *ctx, const raft_message *msgs, size_t n)
+{
+	glue *g = ctx;
+	if (g->peer)
+		srv_peer_send(g->peer, msgs, n);
+}
+
+static void glue_on_leader(void *ctx, bool leader)
+{
+	glue *g = ctx;
+	atomic_store(&g->leader, leader);
+	srv_lease_set_leader(g->lease, leader);
+}
+
+/* The member set changed: give the transport every other member's URLs. */
+static void glue_on_members(void *ctx)
+{
+	glue *g = ctx;
+	if (!g->peer)
+		return;
+	Metastore__MemberSet *set = ec_cluster_copy(g->app->cluster);
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n_members; i++) {
+		const Etcdserverpb__Member *m = set->members[i];
+		if (m->id != g->app->member_id)
+			srv_peer_add(g->peer, m->id, (const char *const *)m->peerurls, m->n_peerurls);
+	}
+	for (size_t i = 0; i < set->n_removed; i++)
+		srv_peer_remove(g->peer, set->removed[i]);
+	metastore__member_set__free_unpacked(set, NULL);
+}
+
+static void peer_on_message(void *ctx, raft_message *msg)
+{
+	glue *g = ctx;
+	if (g->app->node == NULL || ec_cluster_is_removed(g->app->cluster, msg->from)) {
+		srv_peer_msg_free(msg);
+		return;
+	}
+	srv_node_step_message(g->app->node, msg, srv_peer_msg_free);
+}
+
+static void peer_on_unreachable(void *ctx, uint64_t to)
+{
+	glue *g = ctx;
+	if (g->app->node)
+		srv_node_report_unreachable(g->app->node, to);
+}
+
+static void peer_on_snapshot_status(void *ctx, uint64_t to, bool failed)
+{
+	glue *g = ctx;
+	if (g->app->node)
+		srv_node_report_snapshot(g->app->node, to, failed);
+}
+
+static int forward_reply(int err, const uint8_t *data, size_t len, uint64_t cid, uint8_t **out,
+			 size_t *outlen)
+{
+	Metastore__ForwardReply fr = METASTORE__FORWARD_REPLY__INIT;
+	fr.err = err;
+	fr.data.data = (uint8_t *)data;
+	fr.data.len = len;
+	fr.cluster_id = cid;
+	*outlen = metastore__forward_reply__get_packed_size(&fr);
+	*out = malloc(*outlen ? *outlen : 1);
+	if (*out == NULL)
+		return EC_NOMEM;
+	metastore__forward_reply__pack(&fr, *out);
+	return 0;
+}
+
+static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
+			   uint8_t **out, size_t *outlen)
+{
+	glue *g = ctx;
+	srv_app *app = g->app;
+	(void)from;
+	switch (kind) {
+	case SRV_FWD_CLUSTER: {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		if (ec_cluster_pack(app->cluster, &buf, &len) != 0)
+			return EC_NOMEM;
+		int rc = forward_reply(0, buf, len, app->cluster_id, out, outlen);
+		free(buf);
+		return rc;
+	}
+	case SRV_FWD_PROMOTE:
+		if (inlen != 8 || app->node == NULL)
+			return EC_BAD_REQUEST;
+		return forward_reply(srv_node_learner_ready(app->node, get_be64(in)), NULL, 0,
+				     app->cluster_id, out, outlen);
+	case SRV_FWD_KEEPALIVE: {
+		if (inlen != 8)
+			return EC_BAD_REQUEST;
+		if (!atomic_load(&g->leader))
+			return forward_reply(EC_NOT_LEADER, NULL, 0, app->cluster_id, out, outlen);
+		int64_t ttl = 0;
+		int e = ec_lessor_renew(app->lessor, (int64_t)get_be64(in), &ttl);
+		uint8_t b[8];
+		put_be64(b, (uint64_t)ttl);
+		return forward_reply(e, b, 8, app->cluster_id, out, outlen);
+	}
+	default:
+		return EC_BAD_REQUEST;
+	}
+}
+
+/* ---- publish: make this member's name and client URLs known ------------ */
+
+typedef struct publish_req {
+	srv_app *app;
+	Metastore__InternalRequest ir;
+	Metastore__MemberAttr attr;
+	atomic_bool done;
+} publish_req;
+
+static void publish_done(void *ctx, int err, void *resp)
+{
+	publish_req *pr = ctx;
+	if (resp)
+		metastore__member_set__free_unpacked(resp, NULL);
+	if (err == EC_OK) {
+		logf_("info", "published local member to cluster through raft: {\"name\":\"%s\"} "
+			      "member %016" PRIx64 " cluster %016" PRIx64,
+		      pr->attr.name, pr->app->member_id, pr->app->cluster_id);
+		atomic_store(&pr->done, true);
+		return;
+	}
+	logf_("warn", "failed to publish local member to cluster through raft: %s (will retry)",
+	      ec_strerror(err));
+	atomic_store(&pr->done, false);
+}
+
+static void publish(publish_req *pr)
+{
+	Metastore__InternalRequest ir = METASTORE__INTERNAL_REQUEST__INIT;
+	pr->ir = ir;
+	pr->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_MEMBER_ATTR;
+	pr->ir.member_attr = &pr->attr;
+	if (srv_node_propose(pr->app->node, &pr->ir, publish_done, pr) != EC_OK)
+		atomic_store(&pr->done, false);
 }
 
 int main(int argc, char **argv)
@@ -184,6 +535,16 @@ int main(int argc, char **argv)
 		srv_config_free(&cfg);
 		return 2;
 	}
+	{
+		const char *lines[SRV_CONFIG_MAX_WARNINGS];
+		size_t nw = srv_config_warnings(&cfg, lines, SRV_CONFIG_MAX_WARNINGS);
+		for (size_t i = 0; i < nw && i < SRV_CONFIG_MAX_WARNINGS; i++)
+			logf_("warn", "%s", lines[i]);
+		const char *names[SRV_CONFIG_MAX_FLAGS];
+		size_t ni = srv_config_ignored(&cfg, names, SRV_CONFIG_MAX_FLAGS);
+		for (size_t i = 0; i < ni && i < SRV_CONFIG_MAX_FLAGS; i++)
+			logf_("warn", "flag --%s has no effect in metastore (ignored)", names[i]);
+	}
 
 	/* Signals are taken by sigwait in this thread only; set the mask before any
 	 * other thread exists so they all inherit it. */
@@ -198,10 +559,14 @@ int main(int argc, char **argv)
 	srv_app app = {0};
 	app.cfg = &cfg;
 	app.name = cfg.name;
+	app.token = cfg.initial_cluster_token;
 	app.client_urls = &cfg.advertise_client;
 	app.kv_cfg.max_txn_ops = cfg.max_txn_ops;
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
-	srv_lease *lease_expiry = NULL;
+	glue g = {.app = &app};
+	atomic_init(&g.leader, false);
+	publish_req pub = {.app = &app};
+	atomic_init(&pub.done, false);
 
 	st_options sopts = {.create_if_missing = true};
 	int rc = st_db_open(cfg.data_dir, &sopts, &app.db, err, sizeof(err));
@@ -226,21 +591,64 @@ int main(int argc, char **argv)
 		logf_("fatal", "opening the leases in %s: %s", cfg.data_dir, st_strerror(rc));
 		goto out;
 	}
+
+	/* The peer transport and its port, before the node: raft talks at once. */
+	srv_peer_config tcfg = {
+		.self_id = app.member_id,
+		.cluster_id = app.cluster_id,
+		.on_message = peer_on_message,
+		.on_unreachable = peer_on_unreachable,
+		.on_snapshot_status = peer_on_snapshot_status,
+		.on_forward = peer_on_forward,
+		.ctx = &g,
+	};
+	if (srv_peer_new(&tcfg, &g.peer) != 0) {
+		logf_("fatal", "cannot start the peer transport: out of memory");
+		goto out;
+	}
+	app.peer = g.peer;
+	srv_rpc_config pcfg = {0};
+	pcfg.listen = (const char *const *)cfg.listen_peer.addr;
+	pcfg.n_listen = cfg.listen_peer.n;
+	pcfg.threads = 2;
+	pcfg.max_request_bytes = SRV_PEER_MAX_REQUEST_BYTES;
+	srv_method prows[SRV_PEER_N_METHODS];
+	size_t np = srv_peer_methods(prows, SRV_PEER_N_METHODS);
+	if (srv_rpc_start(&pcfg, prows, np, g.peer, &peer_rpc, err, sizeof(err)) != 0) {
+		logf_("fatal", "cannot listen for peers: %s", err);
+		goto out;
+	}
+	glue_on_members(&g);
+
+	/* Raft ticks at a tenth of the heartbeat interval (finer timing than etcd's
+	 * one tick per heartbeat, same timeouts). */
+	unsigned tick = (unsigned)(cfg.heartbeat_interval_ms / 10);
+	if (tick == 0)
+		tick = 1;
 	srv_node_config ncfg = {
 		.db = app.db,
 		.kv = app.kv,
+		.cluster = app.cluster,
 		.member_id = app.member_id,
 		.cluster_id = app.cluster_id,
 		.max_request_bytes = (uint64_t)cfg.max_request_bytes,
+		.tick_ms = tick,
+		.heartbeat_ticks = (unsigned)(cfg.heartbeat_interval_ms / tick),
+		.election_ticks = (unsigned)(cfg.election_timeout_ms / tick),
+		.send = glue_send,
+		.on_leader = glue_on_leader,
+		.on_members = glue_on_members,
+		.ctx = &g,
 	};
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
 		logf_("fatal", "starting the node: %s", err);
 		goto out;
 	}
-	if (srv_lease_start(app.lessor, app.node, &lease_expiry) != 0) {
+	if (srv_lease_start(app.lessor, app.node, &g.lease) != 0) {
 		logf_("fatal", "starting the lease expiry thread: out of memory or threads");
 		goto out;
 	}
+	srv_lease_set_leader(g.lease, atomic_load(&g.leader));
 
 	srv_rpc_config rcfg = {0};
 	rcfg.listen = (const char *const *)cfg.listen_client.addr;
@@ -255,7 +663,12 @@ int main(int argc, char **argv)
 	methods[SRV_M_KV_TXN].unary = srv_kv_txn;
 	methods[SRV_M_KV_COMPACT].unary = srv_kv_compact;
 	methods[SRV_M_STATUS].unary = srv_maint_status;
+	methods[SRV_M_MOVE_LEADER].unary = srv_maint_move_leader;
 	methods[SRV_M_MEMBER_LIST].unary = srv_cluster_member_list;
+	methods[SRV_M_MEMBER_ADD].unary = srv_cluster_member_add;
+	methods[SRV_M_MEMBER_REMOVE].unary = srv_cluster_member_remove;
+	methods[SRV_M_MEMBER_UPDATE].unary = srv_cluster_member_update;
+	methods[SRV_M_MEMBER_PROMOTE].unary = srv_cluster_member_promote;
 	methods[SRV_M_LEASE_GRANT].unary = srv_lease_grant;
 	methods[SRV_M_LEASE_REVOKE].unary = srv_lease_revoke;
 	methods[SRV_M_LEASE_TIME_TO_LIVE].unary = srv_lease_time_to_live;
@@ -265,46 +678,68 @@ int main(int argc, char **argv)
 		logf_("fatal", "cannot serve clients: %s", err);
 		goto out;
 	}
-	/* The peer port is claimed now so a second member cannot take it; it answers
-	 * UNIMPLEMENTED until the cluster transport lands. */
-	srv_rpc_config pcfg = rcfg;
-	pcfg.listen = (const char *const *)cfg.listen_peer.addr;
-	pcfg.n_listen = cfg.listen_peer.n;
-	pcfg.threads = 1;
-	srv_method none[SRV_M__COUNT];
-	srv_etcd_methods(none);
-	if (srv_rpc_start(&pcfg, none, SRV_M__COUNT, &app, &peer_rpc, err, sizeof(err)) != 0) {
-		logf_("fatal", "cannot listen for peers: %s", err);
-		goto out;
-	}
-	for (size_t i = 0; i < cfg.listen_client.n; i++)
-		logf_("info", "ready to serve client requests on %s", cfg.listen_client.url[i]);
 	for (size_t i = 0; i < cfg.listen_peer.n; i++)
 		logf_("info", "listening for peers on %s", cfg.listen_peer.url[i]);
+	for (size_t i = 0; i < cfg.listen_client.n; i++)
+		logf_("info", "ready to serve client requests on %s", cfg.listen_client.url[i]);
 
-	/* Wait for a signal, checking once a second that storage is still healthy. */
+	/* Publish name + client URLs through the log (etcd's publish), retried until
+	 * it is applied; then the member counts as started. */
+	pub.attr = (Metastore__MemberAttr)METASTORE__MEMBER_ATTR__INIT;
+	pub.attr.member_id = app.member_id;
+	pub.attr.name = (char *)cfg.name;
+	pub.attr.client_urls = cfg.advertise_client.url;
+	pub.attr.n_client_urls = cfg.advertise_client.n;
+	publish(&pub);
+	bool announced = false;
+
+	/* Wait for a signal, checking that storage is healthy and the member is
+	 * still in the cluster. */
 	exit_code = 0;
+	unsigned since_publish = 0;
 	for (;;) {
-		struct timespec tick = {1, 0};
-		int sig = sigtimedwait(&sigs, NULL, &tick);
+		struct timespec tick_ts = {0, 100 * 1000000L};
+		int sig = sigtimedwait(&sigs, NULL, &tick_ts);
 		if (sig == SIGINT || sig == SIGTERM) {
 			logf_("info", "received %s, shutting down", sig == SIGINT ? "interrupt" : "terminated");
 			break;
 		}
 		if (srv_node_failed(app.node)) {
-			logf_("fatal", "storage failed; stopping (no unacknowledged write was acknowledged)");
-			exit_code = 1;
+			srv_node_status st;
+			srv_node_get_status(app.node, &st);
+			if (st.removed) {
+				logf_("warn", "the member has been permanently removed from the cluster; "
+					      "stopping");
+				exit_code = 0;
+			} else {
+				logf_("fatal", "storage failed; stopping (no unacknowledged write was "
+					       "acknowledged)");
+				exit_code = 1;
+			}
 			break;
+		}
+		if (atomic_load(&pub.done) && !announced) {
+			announced = true;
+			logf_("info", "enabled capabilities for version 3.4");
+		}
+		/* A publish that timed out (no leader yet) is proposed again. */
+		if (!atomic_load(&pub.done) && ++since_publish >= 100) {
+			since_publish = 0;
+			publish(&pub);
 		}
 	}
 
 out:
-	srv_rpc_shutdown(peer_rpc);
 	srv_rpc_shutdown(rpc);
-	srv_lease_stop(lease_expiry);
+	srv_lease_stop(g.lease);
+	g.lease = NULL;
 	srv_node_stop(app.node);
+	app.node = NULL;
+	srv_rpc_shutdown(peer_rpc);
+	srv_peer_stop(g.peer);
 	ec_lessor_close(app.lessor);
 	ec_kv_close(app.kv);
+	ec_cluster_close(app.cluster);
 	st_db_close(app.db);
 	srv_urls_free(&app.peer_urls);
 	srv_config_free(&cfg);

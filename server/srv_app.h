@@ -8,11 +8,19 @@
 
 #include <stdint.h>
 
+#include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
 #include "etcdcompat/ec_lease.h"
 #include "server/srv_config.h"
 #include "server/srv_node.h"
 #include "storage/st_db.h"
+
+/* Kinds of srv_peer_forward requests between members (main.c serves them). */
+enum {
+	SRV_FWD_CLUSTER = 1,   /* a joining member asks for the member set */
+	SRV_FWD_PROMOTE = 2,   /* is learner <BE64 id> caught up? (asked of the leader) */
+	SRV_FWD_KEEPALIVE = 3, /* renew lease <BE64 id> (served by the leader) */
+};
 
 typedef struct srv_app {
 	const srv_config *cfg;
@@ -21,10 +29,13 @@ typedef struct srv_app {
 	ec_kv_config kv_cfg;
 	srv_node *node;
 	ec_lessor *lessor; /* leases (srv_lease.c) */
+	ec_cluster *cluster; /* the replicated member set */
+	void *peer;          /* the peer transport (srv_peer), NULL until started */
 	uint64_t member_id;
 	uint64_t cluster_id;
 	const char *name;
 	srv_urls peer_urls;          /* this member's advertised peer URLs */
+	const char *token;           /* --initial-cluster-token (member ids of MemberAdd) */
 	const srv_urls *client_urls; /* this member's advertised client URLs */
 } srv_app;
 

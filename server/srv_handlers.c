@@ -4,10 +4,11 @@
  *
  * Writes: validate (ec_check_*), wrap in an InternalRequest, propose to the node
  * loop; the reply is sent from the node thread once the entry is durable and
- * applied. Reads: served on the gRPC thread from a consistent snapshot. With a
- * single member every acknowledged write is applied before its reply leaves, so a
- * local read started after that reply sees it: local reads are linearizable here.
- * (The cluster issue adds ReadIndex for linearizable reads on followers/leaders.)
+ * applied. Reads: serializable ones are served on the gRPC thread from a
+ * consistent snapshot at once; linearizable ones (the default) first wait for a
+ * ReadIndex round (srv_node_read) and are then served the same way, on the node
+ * thread (or at once when this member is the only voter). Learners refuse both
+ * writes and linearizable reads, as etcd's do.
  */
 #include "server/srv_handlers.h"
 
@@ -25,6 +26,15 @@ static srv_app *app_of(srv_call *call)
 
 /* A proposal in flight: the internal request borrows the call's decoded request,
  * which stays valid until the call completes in write_done. */
+/* Whether this member is a learner: etcd refuses it writes and linearizable
+ * reads ("etcdserver: rpc not supported for learner"). */
+static bool is_learner(srv_app *app)
+{
+	srv_node_status st;
+	srv_node_get_status(app->node, &st);
+	return st.is_learner;
+}
+
 typedef struct pending_write {
 	srv_call *call;
 	Metastore__InternalRequest ir;
@@ -49,6 +59,8 @@ static void write_done(void *ctx, int err, void *resp)
 void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
                        ProtobufCMessage *msg)
 {
+	if (err == EC_OK && is_learner(app_of(call)))
+		err = EC_NOT_SUPPORTED_FOR_LEARNER;
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
 		return;
@@ -93,19 +105,75 @@ void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__Requ
 	}
 }
 
+/* A linearizable read waiting for its ReadIndex round: the call and which read. */
+typedef struct pending_read {
+	srv_call *call;
+	const ProtobufCMessage *req; /* the call's request, valid until it completes */
+	bool txn;
+} pending_read;
+
+static void serve_read(srv_call *call, const ProtobufCMessage *req, bool txn)
+{
+	srv_app *app = app_of(call);
+	ec_hdr hdr = srv_node_hdr(app->node);
+	if (txn) {
+		Etcdserverpb__TxnResponse *resp = NULL;
+		int err = ec_kv_txn_read(app->kv, (const Etcdserverpb__TxnRequest *)req, &hdr, &resp);
+		srv_finish(call, err, resp);
+	} else {
+		Etcdserverpb__RangeResponse *resp = NULL;
+		int err = ec_kv_range(app->kv, (const Etcdserverpb__RangeRequest *)req, &hdr, &resp);
+		srv_finish(call, err, resp);
+	}
+}
+
+static void read_ready(void *ctx, int err)
+{
+	pending_read *pr = ctx;
+	if (err != EC_OK)
+		srv_call_fail(pr->call, err);
+	else
+		serve_read(pr->call, pr->req, pr->txn);
+	free(pr);
+}
+
+/* Serve a read now (@serializable) or once a ReadIndex round confirms it. */
+static void read_linearizable(srv_call *call, const ProtobufCMessage *req, bool serializable,
+			      bool txn)
+{
+	srv_app *app = app_of(call);
+	if (serializable) {
+		serve_read(call, req, txn);
+		return;
+	}
+	if (is_learner(app)) {
+		srv_call_fail(call, EC_NOT_SUPPORTED_FOR_LEARNER);
+		return;
+	}
+	pending_read *pr = malloc(sizeof(*pr));
+	if (pr == NULL) {
+		srv_call_fail(call, EC_NOMEM);
+		return;
+	}
+	pr->call = call;
+	pr->req = req;
+	pr->txn = txn;
+	int err = srv_node_read(app->node, read_ready, pr);
+	if (err != EC_OK) {
+		free(pr);
+		srv_call_fail(call, err);
+	}
+}
+
 void srv_kv_range(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__RangeRequest *r = (const Etcdserverpb__RangeRequest *)req;
-	srv_app *app = app_of(call);
 	int err = ec_check_range(r);
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
 		return;
 	}
-	ec_hdr hdr = srv_node_hdr(app->node);
-	Etcdserverpb__RangeResponse *resp = NULL;
-	err = ec_kv_range(app->kv, r, &hdr, &resp);
-	srv_finish(call, err, resp);
+	read_linearizable(call, req, r->serializable, false);
 }
 
 void srv_kv_put(srv_call *call, const ProtobufCMessage *req)
@@ -123,6 +191,20 @@ void srv_kv_delete_range(srv_call *call, const ProtobufCMessage *req)
 	                  (ProtobufCMessage *)req);
 }
 
+/* etcd's isTxnSerializable: every op of both branches is a serializable Range. */
+static bool txn_serializable(const Etcdserverpb__TxnRequest *r)
+{
+	for (size_t i = 0; i < r->n_success; i++)
+		if (r->success[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE ||
+		    !r->success[i]->request_range->serializable)
+			return false;
+	for (size_t i = 0; i < r->n_failure; i++)
+		if (r->failure[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE ||
+		    !r->failure[i]->request_range->serializable)
+			return false;
+	return true;
+}
+
 void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__TxnRequest *r = (const Etcdserverpb__TxnRequest *)req;
@@ -130,10 +212,7 @@ void srv_kv_txn(srv_call *call, const ProtobufCMessage *req)
 	int err = ec_check_txn(r, &app->kv_cfg);
 	if (err == EC_OK && ec_txn_is_readonly(r)) {
 		/* As etcd: a txn of reads only needs no log entry. */
-		ec_hdr hdr = srv_node_hdr(app->node);
-		Etcdserverpb__TxnResponse *resp = NULL;
-		err = ec_kv_txn_read(app->kv, r, &hdr, &resp);
-		srv_finish(call, err, resp);
+		read_linearizable(call, req, txn_serializable(r), true);
 		return;
 	}
 	srv_propose_write(call, err, METASTORE__INTERNAL_REQUEST__REQUEST_TXN,
@@ -172,11 +251,11 @@ void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
 	resp.version = (char *)MS_ETCD_VERSION;
 	resp.dbsize = total;
 	resp.dbsizeinuse = in_use;
-	resp.leader = app->member_id;
+	resp.leader = st.lead;
 	resp.raftindex = st.commit_index;
 	resp.raftterm = st.term;
 	resp.raftappliedindex = st.applied_index;
-	resp.islearner = 0;
+	resp.islearner = st.is_learner;
 	srv_call_reply(call, &resp.base);
 }
 
@@ -184,19 +263,17 @@ void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)
 {
 	(void)req;
 	srv_app *app = app_of(call);
+	Metastore__MemberSet *set = ec_cluster_copy(app->cluster);
+	if (set == NULL) {
+		srv_call_fail(call, EC_NOMEM);
+		return;
+	}
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 	srv_fill_header(app, &hdr, false);
-	Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT;
-	self.id = app->member_id;
-	self.name = (char *)app->name;
-	self.n_peerurls = app->peer_urls.n;
-	self.peerurls = app->peer_urls.url;
-	self.n_clienturls = app->client_urls->n;
-	self.clienturls = (char **)app->client_urls->url;
-	Etcdserverpb__Member *members[1] = {&self};
 	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
 	resp.header = &hdr;
-	resp.n_members = 1;
-	resp.members = members;
+	resp.n_members = set->n_members;
+	resp.members = set->members;
 	srv_call_reply(call, &resp.base);
+	metastore__member_set__free_unpacked(set, NULL);
 }

@@ -10,6 +10,7 @@
 #include "server/srv_lease.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 #include "etcdcompat/ec_errors.h"
 #include "server/srv_app.h"
 #include "server/srv_handlers.h"
+#include "server/srv_peer.h"
 
 #define EXPIRY_TICK_MS 100
 #define EXPIRY_BATCH   256
@@ -69,6 +71,71 @@ void srv_lease_leases(srv_call *call, const ProtobufCMessage *req)
 
 /* ---- KeepAlive stream ------------------------------------------------------ */
 
+/* Send one keep-alive answer: @ttl 0 for an unknown or expired lease. */
+static void ka_answer(srv_stream *st, int64_t id, int64_t ttl)
+{
+	srv_app *app = srv_stream_app(st);
+	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	srv_fill_header(app, &hdr, true);
+	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+	resp.header = &hdr;
+	resp.id = id;
+	resp.ttl = ttl;
+	srv_stream_send(st, &resp.base);
+}
+
+/* A keep-alive a follower forwarded to the leader (only the leader renews). */
+typedef struct ka_fwd {
+	srv_stream *st;
+	int64_t id;
+} ka_fwd;
+
+static void ka_forwarded(void *ctx, int err, const uint8_t *out, size_t outlen)
+{
+	ka_fwd *f = ctx;
+	int64_t ttl = 0;
+	if (err == 0) {
+		Metastore__ForwardReply *fr = metastore__forward_reply__unpack(NULL, outlen, out);
+		if (fr && fr->err == 0 && fr->data.len == 8) {
+			uint64_t v = 0;
+			for (int i = 0; i < 8; i++)
+				v = v << 8 | fr->data.data[i];
+			ttl = (int64_t)v;
+		}
+		if (fr)
+			metastore__forward_reply__free_unpacked(fr, NULL);
+	}
+	ka_answer(f->st, f->id, ttl);
+	srv_stream_unref(f->st);
+	free(f);
+}
+
+/* Forward a keep-alive to the leader when this member does not lead; returns
+ * true when the answer will come from there. */
+static bool ka_forward(srv_stream *st, int64_t id)
+{
+	srv_app *app = srv_stream_app(st);
+	srv_node_status ns;
+	srv_node_get_status(app->node, &ns);
+	if (ns.is_leader || ns.lead == 0 || app->peer == NULL)
+		return false;
+	ka_fwd *f = malloc(sizeof(*f));
+	if (f == NULL)
+		return false;
+	f->st = st;
+	f->id = id;
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)id >> (56 - 8 * i));
+	srv_stream_ref(st);
+	if (srv_peer_forward(app->peer, ns.lead, SRV_FWD_KEEPALIVE, b, 8, 5000, ka_forwarded, f) != 0) {
+		srv_stream_unref(st);
+		free(f);
+		return false;
+	}
+	return true;
+}
+
 static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 {
 	(void)ctx;
@@ -80,18 +147,12 @@ static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 	const Etcdserverpb__LeaseKeepAliveRequest *r =
 	        (const Etcdserverpb__LeaseKeepAliveRequest *)msg;
 	srv_app *app = srv_stream_app(st);
-	/* Header before the renew, as etcd: its revision is never newer than the
-	 * renew itself. */
-	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	srv_fill_header(app, &hdr, true);
-	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
-	resp.header = &hdr;
-	resp.id = r->id;
+	if (ka_forward(st, r->id))
+		return;
 	int64_t ttl = 0;
 	if (ec_lessor_renew(app->lessor, r->id, &ttl) != EC_OK)
 		ttl = 0;
-	resp.ttl = ttl;
-	srv_stream_send(st, &resp.base);
+	ka_answer(st, r->id, ttl);
 }
 
 static void ka_close(srv_stream *st, void *ctx, bool cancelled)
@@ -113,6 +174,7 @@ void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
 struct srv_lease {
 	ec_lessor *les;
 	srv_node *node;
+	atomic_bool leader; /* only the leader expires leases */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -137,6 +199,8 @@ static void propose_expired(srv_lease *sl)
 {
 	int64_t ids[EXPIRY_BATCH];
 	size_t n;
+	if (!atomic_load(&sl->leader))
+		return;
 	do {
 		n = ec_lessor_expired(sl->les, ids, EXPIRY_BATCH);
 		for (size_t i = 0; i < n; i++) {
@@ -194,6 +258,7 @@ int srv_lease_start(ec_lessor *les, srv_node *node, srv_lease **out)
 		return -1;
 	sl->les = les;
 	sl->node = node;
+	atomic_init(&sl->leader, false);
 	pthread_mutex_init(&sl->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -208,6 +273,18 @@ int srv_lease_start(ec_lessor *les, srv_node *node, srv_lease **out)
 	}
 	*out = sl;
 	return 0;
+}
+
+void srv_lease_set_leader(srv_lease *sl, bool leader)
+{
+	if (sl == NULL)
+		return;
+	if (leader && !atomic_load(&sl->leader))
+		ec_lessor_promote(sl->les);
+	atomic_store(&sl->leader, leader);
+	pthread_mutex_lock(&sl->mu);
+	pthread_cond_signal(&sl->cv);
+	pthread_mutex_unlock(&sl->mu);
 }
 
 void srv_lease_stop(srv_lease *sl)

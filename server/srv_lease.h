@@ -13,6 +13,7 @@
 #ifndef METASTORE_SRV_LEASE_H
 #define METASTORE_SRV_LEASE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "etcdcompat/ec_lease.h"
@@ -32,6 +33,11 @@ int64_t srv_lease_now_ms(void *arg);
  * outlive the srv_lease. Returns 0 and *@out, or -1 (no memory or no thread).
  */
 int srv_lease_start(ec_lessor *les, srv_node *node, srv_lease **out);
+
+/* srv_lease_set_leader - whether this member leads now: only the leader
+ * proposes revokes of expired leases, and becoming leader first gives every
+ * lease a fresh TTL (ec_lessor_promote). Any thread; NULL @sl is ignored. */
+void srv_lease_set_leader(srv_lease *sl, bool leader);
 
 /* srv_lease_stop - stop and join the expiry thread and free @sl (NULL ok).
  * Revokes already proposed complete in srv_node_stop. */

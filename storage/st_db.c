@@ -140,7 +140,7 @@ static void db_free(st_db *db)
 }
 
 /* Read a value of the default column family into a malloc'd buffer. */
-static int meta_get_raw(st_db *db, const char *key, char **val, size_t *len)
+int st__meta_get_raw(st_db *db, const char *key, char **val, size_t *len)
 {
 	char *err = NULL;
 	*val = rocksdb_get_cf(db->rdb, db->ro, db->cf[ST_CF_DEFAULT], key, strlen(key), len, &err);
@@ -196,7 +196,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 {
 	char *v = NULL;
 	size_t len = 0;
-	int rc = meta_get_raw(db, ST_META_FORMAT, &v, &len);
+	int rc = st__meta_get_raw(db, ST_META_FORMAT, &v, &len);
 	if (rc == ST_ENOTFOUND) {
 		/* A creation that crashed before its first write leaves empty families. */
 		if (cf_is_empty(db, ST_CF_DEFAULT) && cf_is_empty(db, ST_CF_LOG) &&
@@ -231,7 +231,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 		return ST_EFORMAT;
 	}
 
-	rc = meta_get_raw(db, ST_META_KVSTATE, &v, &len);
+	rc = st__meta_get_raw(db, ST_META_KVSTATE, &v, &len);
 	if (rc != ST_OK || len != 32) {
 		if (rc == ST_OK)
 			free(v);
@@ -250,7 +250,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 		return ST_ECORRUPT;
 	}
 
-	rc = meta_get_raw(db, ST_META_LOGBASE, &v, &len);
+	rc = st__meta_get_raw(db, ST_META_LOGBASE, &v, &len);
 	if (rc != ST_OK || len != 16) {
 		if (rc == ST_OK)
 			free(v);
@@ -512,20 +512,25 @@ int st_log_append(st_db *db, const st_entry *ents, size_t n, const st_hardstate 
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	if (b == NULL)
 		return ST_ENOMEM;
+	/* Appends come from the node thread only, so the bounds cannot move under us:
+	 * read them under the mutex, but never hold it across the (synced) write,
+	 * which readers of the log bounds would otherwise wait behind. */
 	pthread_mutex_lock(&db->mu);
+	uint64_t base = db->log_base_index, last = db->log_last_index;
+	pthread_mutex_unlock(&db->mu);
 	int rc = ST_OK;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	if (n > 0) {
 		uint64_t first = ents[0].index;
-		if (first <= db->log_base_index || first > db->log_last_index + 1) {
+		if (first <= base || first > last + 1) {
 			rc = ST_EINVAL; /* overwrites compacted entries, or leaves a gap */
 			goto out;
 		}
-		if (first <= db->log_last_index) {
+		if (first <= last) {
 			uint8_t lo[8], hi[8];
 			st_put_be64(lo, first);
-			st_put_be64(hi, db->log_last_index + 1);
+			st_put_be64(hi, last + 1);
 			rocksdb_writebatch_delete_range_cf(b, db->cf[ST_CF_LOG], (char *)lo, 8, (char *)hi, 8);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -564,10 +569,12 @@ int st_log_append(st_db *db, const st_entry *ents, size_t n, const st_hardstate 
 					  strlen(ST_META_HARDSTATE), (char *)hb, sz);
 	}
 	rc = write_batch(db, b, sync);
-	if (rc == ST_OK && n > 0)
+	if (rc == ST_OK && n > 0) {
+		pthread_mutex_lock(&db->mu);
 		db->log_last_index = ents[n - 1].index;
+		pthread_mutex_unlock(&db->mu);
+	}
 out:
-	pthread_mutex_unlock(&db->mu);
 	free(buf);
 	rocksdb_writebatch_destroy(b);
 	return rc;
@@ -805,7 +812,7 @@ int st_hardstate_load(st_db *db, st_hardstate *hs)
 	memset(hs, 0, sizeof(*hs));
 	char *v = NULL;
 	size_t len = 0;
-	int rc = meta_get_raw(db, ST_META_HARDSTATE, &v, &len);
+	int rc = st__meta_get_raw(db, ST_META_HARDSTATE, &v, &len);
 	if (rc == ST_ENOTFOUND)
 		return ST_OK;
 	if (rc != ST_OK)
@@ -862,7 +869,7 @@ int st_meta_get(st_db *db, const char *name, void **val, size_t *len)
 	if (user_meta_key(name, kb, sizeof(kb), &kl) == NULL)
 		return ST_EINVAL;
 	char *v;
-	int rc = meta_get_raw(db, kb, &v, len);
+	int rc = st__meta_get_raw(db, kb, &v, len);
 	if (rc != ST_OK)
 		return rc;
 	if (*len == 0) {

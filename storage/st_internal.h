@@ -34,6 +34,9 @@ enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF_LEASE, ST_CF__COUNT 
 #define ST_META_HARDSTATE "ms.hardstate"
 #define ST_META_LOGBASE "ms.logbase"
 #define ST_META_USER_PREFIX "m."
+/* Replicated records (membership, configuration: st_rmeta_*), part of the
+ * replicated state that raft snapshots carry. */
+#define ST_META_REPL_PREFIX "ms.r."
 
 struct st_db {
 	rocksdb_t *rdb;
@@ -82,6 +85,10 @@ static inline uint64_t st_get_be64(const uint8_t *p)
 
 /* st__rocks_err - classify a RocksDB error string into an ST_* code. */
 int st__rocks_err(const char *msg);
+
+/* st__meta_get_raw - the value of default-family key @key (NUL-terminated) in
+ * a malloc'd *@val; ST_ENOTFOUND when absent, ST_EIO on a read error. */
+int st__meta_get_raw(st_db *db, const char *key, char **val, size_t *len);
 
 /* st__kvstate_encode - the 32-byte value stored under ST_META_KVSTATE. */
 void st__kvstate_encode(const st_kv_state *s, uint8_t out[32]);

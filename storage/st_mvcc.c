@@ -1271,6 +1271,65 @@ int st_mvcc_set_applied(st_db *db, uint64_t index)
 	return rc;
 }
 
+/* "ms.r." + name in @buf, or NULL when it does not fit or @name is empty. */
+static char *rmeta_key(const char *name, char *buf, size_t cap, size_t *len)
+{
+	size_t nl = strlen(name), pl = strlen(ST_META_REPL_PREFIX);
+	if (nl == 0 || pl + nl + 1 > cap)
+		return NULL;
+	memcpy(buf, ST_META_REPL_PREFIX, pl);
+	memcpy(buf + pl, name, nl + 1);
+	*len = pl + nl;
+	return buf;
+}
+
+int st_rmeta_put(st_db *db, const char *name, const void *val, size_t len)
+{
+	char kb[128];
+	size_t kl;
+	if (rmeta_key(name, kb, sizeof(kb), &kl) == NULL)
+		return ST_EINVAL;
+	if (db->grp_open) {
+		sink o = {.wi = db->grp_wb};
+		sink_put(&o, db->cf[ST_CF_DEFAULT], kb, kl, val, len);
+		return ST_OK;
+	}
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	if (b == NULL)
+		return ST_ENOMEM;
+	rocksdb_writebatch_put_cf(b, db->cf[ST_CF_DEFAULT], kb, kl, (const char *)val, len);
+	char *err = NULL;
+	rocksdb_write(db->rdb, db->wo_sync, b, &err);
+	rocksdb_writebatch_destroy(b);
+	if (err != NULL) {
+		int rc = st__rocks_err(err);
+		free(err);
+		return rc == ST_ENOTFOUND ? ST_EIO : rc;
+	}
+	return ST_OK;
+}
+
+int st_rmeta_get(st_db *db, const char *name, void **val, size_t *len)
+{
+	char kb[128];
+	size_t kl;
+	*val = NULL;
+	*len = 0;
+	if (rmeta_key(name, kb, sizeof(kb), &kl) == NULL)
+		return ST_EINVAL;
+	char *v = NULL;
+	int rc = st__meta_get_raw(db, kb, &v, len);
+	if (rc != ST_OK)
+		return rc;
+	if (*len == 0) {
+		free(v);
+		if ((v = malloc(1)) == NULL)
+			return ST_ENOMEM;
+	}
+	*val = v;
+	return ST_OK;
+}
+
 /* ---- history ---------------------------------------------------------- */
 
 int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)

@@ -190,6 +190,21 @@ int st_mvcc_finish_compaction(st_db *db);
 int st_mvcc_set_applied(st_db *db, uint64_t index);
 
 /*
+ * Replicated metadata: small records every member holds identically because the
+ * log wrote them (the member set and the raft configuration), stored as
+ * "ms.r.<name>" in the default family and carried by raft snapshots.
+ * st_rmeta_put - inside an apply group, stage @val under @name with the group
+ *   (so it is written with the applied index of the entry that produced it);
+ *   without a group, write it at once, synced (bootstrap and upgrade). Node
+ *   thread only. Returns 0, ST_EINVAL (empty or over-long name), ST_EIO, ST_ENOMEM.
+ * st_rmeta_get - the committed value of @name in a malloc'd *@val (the caller
+ *   frees it; never NULL on success, even for an empty value). Any thread.
+ *   Returns 0, ST_ENOTFOUND, ST_EINVAL, ST_EIO, ST_ENOMEM.
+ */
+int st_rmeta_put(st_db *db, const char *name, const void *val, size_t len);
+int st_rmeta_get(st_db *db, const char *name, void **val, size_t *len);
+
+/*
  * Apply groups: many applied log entries, one RocksDB write (DESIGN.md: apply
  * the committed entries of one round in one write batch that also records the
  * applied index). Node thread only; at most one group is open.

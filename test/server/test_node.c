@@ -1,5 +1,5 @@
 /*
- * Unit tests for srv_node, the single-member node loop, on a real RocksDB in a
+ * Unit tests for srv_node, the node loop on raft/ as a one-member cluster, on a real RocksDB in a
  * temp dir: concurrent proposals are all persisted, applied and completed once
  * with their own response; concurrent proposers share fsyncs (group commit);
  * puts of one key batched together chain their versions through the batch's
@@ -24,17 +24,42 @@ typedef struct env {
 	char *dir;
 	st_db *db;
 	ec_kv *kv;
+	ec_cluster *cluster;
 	srv_node *node;
 } env;
 
+#define SELF_ID 0x8e9e05c52164694dULL
+
+/* Open the data dir; a fresh one becomes a one-member cluster of SELF_ID, one
+ * holding a log from before the cluster work is upgraded in place. */
 static void env_open(env *e)
 {
 	char err[256];
 	st_options o = {.create_if_missing = true};
 	cr_assert_eq(st_db_open(e->dir, &o, &e->db, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(ec_cluster_open(e->db, &e->cluster), 0);
+	if (ec_cluster_count(e->cluster) == 0 && st_log_last_index(e->db) > 0) {
+		cr_assert_eq(srv_node_bootstrap(e->db, e->cluster, SRV_BOOT_RESTART, SELF_ID, NULL,
+						err, sizeof(err)),
+			     0, "%s", err);
+	} else if (ec_cluster_count(e->cluster) == 0) {
+		Etcdserverpb__Member m = ETCDSERVERPB__MEMBER__INIT, *mp = &m;
+		char *urls[] = {"http://localhost:2380"};
+		m.id = SELF_ID;
+		m.name = "default";
+		m.peerurls = urls;
+		m.n_peerurls = 1;
+		Metastore__MemberSet set = METASTORE__MEMBER_SET__INIT;
+		set.format = 1;
+		set.members = &mp;
+		set.n_members = 1;
+		cr_assert_eq(srv_node_bootstrap(e->db, e->cluster, SRV_BOOT_NEW, SELF_ID, &set, err,
+						sizeof(err)),
+			     0, "%s", err);
+	}
 	ec_kv_config kc = {.max_txn_ops = 128};
 	cr_assert_eq(ec_kv_open(e->db, &kc, &e->kv), 0);
-	srv_node_config nc = {.db = e->db, .kv = e->kv, .member_id = 0x8e9e05c52164694dULL,
+	srv_node_config nc = {.db = e->db, .kv = e->kv, .cluster = e->cluster, .member_id = SELF_ID,
 			      .cluster_id = 0xcdf818194e3a8c32ULL, .max_request_bytes = 1572864};
 	cr_assert_eq(srv_node_start(&nc, &e->node, err, sizeof(err)), 0, "%s", err);
 }
@@ -43,9 +68,11 @@ static void env_close(env *e)
 {
 	srv_node_stop(e->node);
 	ec_kv_close(e->kv);
+	ec_cluster_close(e->cluster);
 	st_db_close(e->db);
 	e->node = NULL;
 	e->kv = NULL;
+	e->cluster = NULL;
 	e->db = NULL;
 }
 
@@ -148,8 +175,8 @@ Test(node, concurrent_proposals_group_commit_and_apply)
 	cr_assert_eq(ec_kv_revision(e.kv), n + 1);
 	srv_node_status after;
 	srv_node_get_status(e.node, &after);
-	cr_assert_eq(after.entries - before.entries, (uint64_t)n);
-	cr_assert_eq(after.last_index, before.last_index + (uint64_t)n);
+	cr_assert_eq(after.entries - before.entries, (uint64_t)n, "%llu entries for %d puts", (unsigned long long)(after.entries - before.entries), n);
+	cr_assert_eq(after.last_index, before.last_index + (uint64_t)n, "last %llu -> %llu", (unsigned long long)before.last_index, (unsigned long long)after.last_index);
 	cr_assert_eq(after.applied_index, after.last_index);
 	/* Group commit: concurrent proposers must have shared syncs. */
 	cr_assert_lt(after.batches - before.batches, (uint64_t)n,
