@@ -309,6 +309,31 @@ int ec_lessor_open(st_db *db, ec_kv *kv, const ec_lessor_config *cfg, ec_lessor 
 	return ST_OK;
 }
 
+int ec_lessor_reload(ec_lessor *l)
+{
+	ec_lessor fresh;
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.cfg = l->cfg;
+	st_txn *t;
+	int rc = st_txn_begin(l->db, false, &t);
+	if (rc == ST_OK) {
+		struct load_ctx c = {&fresh, now(l)};
+		rc = st_txn_leases(t, load_visit, &c);
+		st_txn_abort(t);
+	}
+	if (rc != ST_OK) {
+		free(fresh.v);
+		return rc;
+	}
+	pthread_mutex_lock(&l->mu);
+	free(l->v);
+	l->v = fresh.v;
+	l->n = fresh.n;
+	l->cap = fresh.cap;
+	pthread_mutex_unlock(&l->mu);
+	return ST_OK;
+}
+
 void ec_lessor_close(ec_lessor *l)
 {
 	if (l == NULL)

@@ -113,6 +113,11 @@ int ec_lessor_leases(ec_lessor *l, const ec_hdr *hdr, Etcdserverpb__LeaseLeasesR
  */
 size_t ec_lessor_expired(ec_lessor *l, int64_t *ids, size_t max);
 
+/* ec_lessor_reload - re-read every lease record after the keyspace was
+ * replaced by a raft snapshot; each lease gets a full TTL. Node thread.
+ * Returns 0 or an ST_* code (the old leases are kept then). */
+int ec_lessor_reload(ec_lessor *l);
+
 /* ec_lessor_promote - this member became leader: every lease's deadline
  * becomes now + its granted TTL (etcd's Promote), so a failover never
  * mass-expires leases. Any thread. */

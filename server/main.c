@@ -402,6 +402,14 @@ static void glue_on_members(void *ctx)
 	metastore__member_set__free_unpacked(set, NULL);
 }
 
+/* A raft snapshot replaced the keyspace: the lessor re-reads its leases. */
+static void glue_on_restore(void *ctx)
+{
+	glue *g = ctx;
+	if (ec_lessor_reload(g->app->lessor) != 0)
+		logf_("warn", "reloading leases after a snapshot failed");
+}
+
 static void peer_on_message(void *ctx, raft_message *msg)
 {
 	glue *g = ctx;
@@ -494,9 +502,15 @@ static void publish_done(void *ctx, int err, void *resp)
 	if (resp)
 		metastore__member_set__free_unpacked(resp, NULL);
 	if (err == EC_OK) {
-		logf_("info", "published local member to cluster through raft: {\"name\":\"%s\"} "
-			      "member %016" PRIx64 " cluster %016" PRIx64,
-		      pr->attr.name, pr->app->member_id, pr->app->cluster_id);
+		/* etcd's text: tools (and etcd's e2e suite) wait for "published". */
+		char urls[1024] = "";
+		for (size_t i = 0; i < pr->attr.n_client_urls; i++) {
+			if (i)
+				strncat(urls, " ", sizeof(urls) - strlen(urls) - 1);
+			strncat(urls, pr->attr.client_urls[i], sizeof(urls) - strlen(urls) - 1);
+		}
+		logf_("info", "published {Name:%s ClientURLs:[%s]} to cluster %" PRIx64,
+		      pr->attr.name, urls, pr->app->cluster_id);
 		atomic_store(&pr->done, true);
 		return;
 	}
@@ -638,6 +652,11 @@ int main(int argc, char **argv)
 		.send = glue_send,
 		.on_leader = glue_on_leader,
 		.on_members = glue_on_members,
+		.on_restore = glue_on_restore,
+		.snapshot_count = (uint64_t)cfg.snapshot_count,
+		/* etcd 3.4 defaults pre-vote off, 3.6 on: on unless the flag says */
+		.pre_vote = srv_config_is_set(&cfg, "pre-vote") ? cfg.pre_vote : true,
+		.strict_reconfig_check = cfg.strict_reconfig_check,
 		.ctx = &g,
 	};
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
@@ -655,6 +674,9 @@ int main(int argc, char **argv)
 	rcfg.n_listen = cfg.listen_client.n;
 	rcfg.threads = cfg.grpc_threads;
 	rcfg.max_request_bytes = (size_t)cfg.max_request_bytes;
+	rcfg.keepalive_min_time_ms = (int)cfg.grpc_keepalive_min_time_ms;
+	rcfg.keepalive_time_ms = (int)cfg.grpc_keepalive_interval_ms;
+	rcfg.keepalive_timeout_ms = (int)cfg.grpc_keepalive_timeout_ms;
 	srv_method methods[SRV_M__COUNT];
 	srv_etcd_methods(methods);
 	methods[SRV_M_KV_RANGE].unary = srv_kv_range;

@@ -1,17 +1,42 @@
 /*
- * srv_config: metastore's command line, spelled as etcd's (--name, --data-dir,
+ * srv_config: metastore's command line, spelled as etcd 3.4's (--name, --data-dir,
  * --listen-client-urls, ...) with etcd's defaults, so a metastore member starts
- * from the same flags as an etcd member. Both "--flag value" and "--flag=value"
- * are accepted, as etcd (pflag) does.
+ * from the same flags and ETCD_* environment variables as an etcd member.
+ *
+ * Syntax is etcd's (Go's "flag" package, which etcdmain uses): "-flag" or
+ * "--flag"; "--flag=value" or "--flag value"; a boolean flag takes no separate
+ * value ("--flag" means true, "--flag=false" to turn it off); "--" or the first
+ * non-flag argument ends the flags and is then an error ("'x' is not a valid
+ * flag"), as etcd has no positional arguments. Each flag --foo-bar not given on
+ * the command line may come from ETCD_FOO_BAR (a non-empty value); the same
+ * setting given both ways is an error, an ETCD_* variable that names no flag a
+ * warning (pkg/flags.SetFlagsFromEnv).
+ *
+ * Every flag of `etcd --help` is accepted. Each is one of:
+ *   - used by metastore: stored in a field below;
+ *   - stored for the cluster work but not yet acted upon, or without meaning
+ *     here (v2 API, pprof, log format, bbolt tuning...): accepted, and listed by
+ *     srv_config_ignored() when given with a value other than its default, so
+ *     main() can log that it has no effect;
+ *   - security (TLS, client/peer certificates, auth tokens, https:// and
+ *     unixs:// URLs) and bootstrap modes metastore lacks (--discovery,
+ *     --discovery-srv, --proxy on|readonly, --config-file, unix:// URLs): parsing
+ *     fails with a one-line reason unless the flag carries its default (e.g.
+ *     --auto-tls=false, --auth-token=simple), so metastore never serves in
+ *     plaintext what was asked to be secured.
  */
 #ifndef METASTORE_SRV_CONFIG_H
 #define METASTORE_SRV_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #define SRV_MAX_URLS 16
+/* Room for every flag of the table in srv_config.c (checked at compile time). */
+#define SRV_CONFIG_MAX_FLAGS    160
+#define SRV_CONFIG_MAX_WARNINGS 32
 
 typedef struct srv_urls {
 	size_t n;
@@ -20,41 +45,120 @@ typedef struct srv_urls {
 } srv_urls;
 
 typedef struct srv_config {
-	char *name;
-	char *data_dir;
-	srv_urls listen_client;
-	srv_urls advertise_client;
-	srv_urls listen_peer;
-	srv_urls initial_advertise_peer;
-	char *initial_cluster;
+	/* Member. */
+	char *name;                         /* --name "default" */
+	char *data_dir;                     /* --data-dir, default "${name}.metastore" */
+	char *wal_dir;                      /* --wal-dir "" (no effect: one RocksDB) */
+	srv_urls listen_client;             /* --listen-client-urls */
+	srv_urls advertise_client;          /* --advertise-client-urls */
+	srv_urls listen_peer;               /* --listen-peer-urls */
+	srv_urls initial_advertise_peer;    /* --initial-advertise-peer-urls */
+	srv_urls listen_metrics;            /* --listen-metrics-urls (may be empty) */
+	int64_t max_snapshots;              /* --max-snapshots 5 (0 = unlimited) */
+	int64_t max_wals;                   /* --max-wals 5 (0 = unlimited) */
+	int64_t snapshot_count;             /* --snapshot-count 10000 (etcd 3.6's default) */
+	int64_t heartbeat_interval_ms;      /* --heartbeat-interval 100 */
+	int64_t election_timeout_ms;        /* --election-timeout 1000 */
+	bool initial_election_tick_advance; /* --initial-election-tick-advance true */
+	int64_t quota_backend_bytes;        /* --quota-backend-bytes 0 (= etcd's 2 GiB) */
+	int64_t max_request_bytes;          /* --max-request-bytes 1572864 */
+	int64_t max_txn_ops;                /* --max-txn-ops 128 */
+	int64_t max_concurrent_streams;     /* --max-concurrent-streams 4294967295 */
+	int64_t grpc_keepalive_min_time_ms; /* --grpc-keepalive-min-time 5s */
+	int64_t grpc_keepalive_interval_ms; /* --grpc-keepalive-interval 2h (0 = off) */
+	int64_t grpc_keepalive_timeout_ms;  /* --grpc-keepalive-timeout 20s (0 = off) */
+
+	/* Clustering. */
+	char *initial_cluster;       /* default "${name}=${initial-advertise-peer-urls}" */
 	char *initial_cluster_state; /* "new" | "existing" */
-	char *initial_cluster_token;
-	int64_t heartbeat_interval_ms;
-	int64_t election_timeout_ms;
-	int64_t snapshot_count;
-	int64_t quota_backend_bytes;
-	int64_t max_request_bytes;
-	int64_t max_txn_ops;
-	char *auto_compaction_mode;
-	char *auto_compaction_retention;
-	int grpc_threads;
+	char *initial_cluster_token; /* "etcd-cluster" */
+	char *discovery;             /* --discovery "" (non-empty refused) */
+	char *discovery_fallback;    /* "proxy" | "exit" */
+	char *discovery_proxy;
+	char *discovery_srv; /* non-empty refused */
+	char *discovery_srv_name;
+	bool strict_reconfig_check;      /* --strict-reconfig-check true */
+	bool pre_vote;                   /* --pre-vote false (etcd 3.4) */
+	bool enable_v2;                  /* --enable-v2 false: no v2 API here */
+	char *auto_compaction_mode;      /* "periodic" | "revision" */
+	char *auto_compaction_retention; /* "0" = off; hours, a duration, or revisions */
+	bool force_new_cluster;          /* --force-new-cluster false */
+
+	/* v2 proxy: only "off" is served. */
+	char *proxy; /* "off" | "readonly" | "on" */
+	int64_t proxy_failure_wait_ms, proxy_refresh_interval_ms, proxy_dial_timeout_ms,
+	        proxy_write_timeout_ms, proxy_read_timeout_ms;
+
+	/* Logging and monitoring. */
+	char *logger;      /* "capnslog" | "zap" */
+	char *log_outputs; /* comma list, "default" */
+	char *log_level;   /* debug|info|warn|error|panic|fatal; --debug = debug */
+	bool enable_pprof;
+	char *metrics; /* "basic" | "extensive" */
+
+	/* Experimental / unsafe, stored for the cluster and storage work. */
+	bool experimental_initial_corrupt_check;
+	int64_t experimental_corrupt_check_time_ms;
+	bool unsafe_no_fsync;
+
+	/* metastore's own. */
+	int grpc_threads; /* --grpc-threads 2 */
+
+	/* Book-keeping (read through the functions below). */
+	unsigned char given_[SRV_CONFIG_MAX_FLAGS];  /* 1 command line, 2 environment */
+	unsigned char nondef_[SRV_CONFIG_MAX_FLAGS]; /* given with a non-default value */
+	size_t n_warnings_;
+	char *warnings_[SRV_CONFIG_MAX_WARNINGS];
 } srv_config;
 
 /* Outcomes of srv_config_parse besides 0 (run the server). */
 enum { SRV_CONFIG_HELP = 1, SRV_CONFIG_VERSION = 2, SRV_CONFIG_ERROR = -1 };
 
 /*
- * srv_config_parse - fill @cfg from argv with etcd's defaults for what is absent.
+ * srv_config_parse - fill @cfg from argv and the process environment (ETCD_*),
+ * with etcd's defaults for what is absent, and validate it as etcd does.
  * Returns 0, SRV_CONFIG_HELP / SRV_CONFIG_VERSION (caller prints and exits 0), or
- * SRV_CONFIG_ERROR with a one-line reason in @err (unknown flag, bad number, bad
- * URL, bad --initial-cluster-state). Strings in @cfg are owned by @cfg; free
- * with srv_config_free().
+ * SRV_CONFIG_ERROR with a one-line reason in @err: etcd's own text where etcd has
+ * one ("flag provided but not defined: -x", "invalid value \"x\" for flag -y:
+ * parse error", "--election-timeout[400ms] should be at least as 5 times as
+ * --heartbeat-interval[100ms]", a conflicting ETCD_* variable, ...), else a
+ * metastore sentence (TLS/auth not supported yet, ...). @cfg is always
+ * initialised: call srv_config_free() whatever the outcome. Strings in @cfg are
+ * owned by @cfg.
  */
 int srv_config_parse(srv_config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* srv_config_parse_env - as srv_config_parse, with the environment taken from
+ * @envp (NULL-terminated "KEY=value" strings) instead of the process's. */
+int srv_config_parse_env(srv_config *cfg, int argc, char **argv, char *const *envp, char *err,
+                         size_t errlen);
+
 void srv_config_free(srv_config *cfg);
 
 /* srv_config_usage - the --help text. */
 void srv_config_usage(FILE *out);
+
+/*
+ * srv_config_ignored - names (without dashes, e.g. "enable-pprof") of the flags
+ * that were given, on the command line or as ETCD_*, with a value other than
+ * their default, and that metastore accepts without acting on them. Stores up to
+ * @cap pointers to static strings in @names; returns how many such flags there
+ * are (may exceed @cap). main() logs one line per name, e.g.
+ * "flag --enable-pprof has no effect in metastore (ignored)".
+ */
+size_t srv_config_ignored(const srv_config *cfg, const char **names, size_t cap);
+
+/*
+ * srv_config_warnings - the warnings parsing produced, one line each, as etcd
+ * prints them: "unrecognized environment variable ETCD_FOO=bar", "recognized and
+ * used environment variable ETCD_NAME=n1", "flag \"-v\" is no longer supported -
+ * ignoring.". Stores up to @cap pointers (owned by @cfg) and returns the count.
+ */
+size_t srv_config_warnings(const srv_config *cfg, const char **lines, size_t cap);
+
+/* srv_config_is_set - whether flag @name (no dashes) was given on the command
+ * line or through its ETCD_* variable. Unknown names: false. */
+bool srv_config_is_set(const srv_config *cfg, const char *name);
 
 /*
  * srv_config_peer_urls_of - the peer URLs that --initial-cluster gives for member

@@ -98,7 +98,8 @@ void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__Requ
 		return;
 	}
 	pw->call = call;
-	err = srv_node_propose(app_of(call)->node, &pw->ir, write_done, pw);
+	err = srv_node_propose_within(app_of(call)->node, &pw->ir, srv_call_remaining_ms(call),
+				      write_done, pw);
 	if (err != EC_OK) {
 		free(pw);
 		srv_call_fail(call, err);

@@ -26,6 +26,7 @@
 
 #include "etcdcompat/ec_errors.h"
 #include "storage/st_mvcc.h"
+#include "storage/st_snap.h"
 
 #define META_SNAPSHOT "snapshot"
 #define RMETA_CONF "conf"
@@ -117,6 +118,20 @@ struct srv_node {
 	} transfer;
 	uint64_t lead;
 	raft_role role;
+	uint64_t next_expire_ms; /* next sweep of proposal deadlines */
+
+	/* Raft snapshot images: serialised by a background thread (st_snap_create
+	 * reads a RocksDB snapshot, so apply goes on meanwhile) and cached until
+	 * the log is compacted past them. snap_done/snap_ready_* are guarded by mu;
+	 * the rest is node thread only. */
+	pthread_t snap_thread;
+	bool snap_building;
+	bool snap_done;
+	raft_blob *snap_ready;
+	uint64_t snap_ready_applied;
+	raft_blob *snap_img;
+	uint64_t snap_img_index, snap_img_term;
+	raft_conf_state snap_img_conf;
 };
 
 static uint64_t mono_ms(void)
@@ -330,18 +345,111 @@ static int rs_entries(void *ud, raft_index lo, raft_index hi, size_t max_bytes, 
 	return 0;
 }
 
+/* Serialise an image of the replicated state (background thread). */
+static void *snap_main(void *arg)
+{
+	srv_node *n = arg;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t applied = 0;
+	raft_blob *b = NULL;
+	if (st_snap_create(n->cfg.db, &buf, &len, &applied) == ST_OK)
+		b = raft_blob_copy(buf, len);
+	free(buf);
+	pthread_mutex_lock(&n->mu);
+	n->snap_ready = b;
+	n->snap_ready_applied = applied;
+	n->snap_done = true;
+	pthread_cond_signal(&n->cv);
+	pthread_mutex_unlock(&n->mu);
+	return NULL;
+}
+
+/* Take a finished image from the background thread into the cache. */
+static void snap_collect(srv_node *n)
+{
+	if (!n->snap_building)
+		return;
+	pthread_mutex_lock(&n->mu);
+	bool done = n->snap_done;
+	raft_blob *b = n->snap_ready;
+	uint64_t applied = n->snap_ready_applied;
+	n->snap_done = false;
+	n->snap_ready = NULL;
+	pthread_mutex_unlock(&n->mu);
+	if (!done)
+		return;
+	pthread_join(n->snap_thread, NULL);
+	n->snap_building = false;
+	if (b == NULL) {
+		logf_("creating a raft snapshot failed");
+		return;
+	}
+	const uint8_t *cv = NULL;
+	size_t cl = 0;
+	uint64_t term = 0;
+	raft_conf_state cs;
+	Metastore__ConfState *pb = NULL;
+	if (st_log_term(n->cfg.db, applied, &term) != ST_OK ||
+	    st_snap_find_rmeta(b->data, b->len, RMETA_CONF, &cv, &cl) != ST_OK ||
+	    (pb = metastore__conf_state__unpack(NULL, cl, cv)) == NULL || conf_from_pb(pb, &cs) != ST_OK) {
+		if (pb)
+			metastore__conf_state__free_unpacked(pb, NULL);
+		raft_blob_unref(b);
+		return; /* stale (compacted meanwhile) or unreadable: made again on demand */
+	}
+	metastore__conf_state__free_unpacked(pb, NULL);
+	raft_blob_unref(n->snap_img);
+	n->snap_img = b;
+	n->snap_img_index = applied;
+	n->snap_img_term = term;
+	n->snap_img_conf = cs;
+	logf_("created raft snapshot at index %" PRIu64 " (%zu bytes)", applied, b->len);
+}
+
 static int rs_snapshot(void *ud, raft_snapshot *out)
 {
 	srv_node *n = ud;
 	memset(out, 0, sizeof(*out));
+	uint64_t first = st_log_first_index(n->cfg.db);
 	uint64_t index = 0, term = 0;
-	int rc = snaprec_load(n->cfg.db, &index, &term, &out->conf);
+	raft_conf_state cs;
+	/* The bootstrap snapshot (index 1: an empty keyspace) needs no image as long
+	 * as the log still follows it. */
+	if (snaprec_load(n->cfg.db, &index, &term, &cs) == ST_OK && index <= 1 && index + 1 >= first) {
+		out->index = index;
+		out->term = term;
+		out->conf = cs;
+		return 0;
+	}
+	snap_collect(n);
+	if (n->snap_img && n->snap_img_index + 1 >= first) {
+		out->index = n->snap_img_index;
+		out->term = n->snap_img_term;
+		out->conf = n->snap_img_conf;
+		out->data = raft_blob_ref(n->snap_img);
+		return 0;
+	}
+	if (!n->snap_building) {
+		n->snap_done = false;
+		if (pthread_create(&n->snap_thread, NULL, snap_main, n) == 0)
+			n->snap_building = true;
+	}
+	return RAFT_ESNAPTEMPUNAVAILABLE;
+}
+
+/* Compact the log once snapshot_count entries are applied beyond what the log
+ * must keep: a follower further behind gets a snapshot instead. */
+static void maybe_compact(srv_node *n)
+{
+	uint64_t keep = n->cfg.snapshot_count < 5000 ? n->cfg.snapshot_count : 5000;
+	uint64_t applied = ec_kv_applied_index(n->cfg.kv);
+	uint64_t first = st_log_first_index(n->cfg.db);
+	if (applied < first + n->cfg.snapshot_count + keep)
+		return;
+	int rc = st_log_compact(n->cfg.db, applied - keep);
 	if (rc != ST_OK)
-		return RAFT_ESNAPTEMPUNAVAILABLE;
-	out->index = index;
-	out->term = term;
-	out->data = NULL; /* the bootstrap image (index 1) is an empty keyspace */
-	return 0;
+		logf_("log compaction to %" PRIu64 " failed: %s", applied - keep, st_strerror(rc));
 }
 
 /* ------------------------------------------------------------ status -- */
@@ -910,23 +1018,27 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 
 /* -------------------------------------------------------------- ready -- */
 
-/* Install a snapshot raft handed out: the log restarts after it. */
+/* Install a snapshot raft handed out: the state and the log restart from it. */
 static int install_snapshot(srv_node *n, const raft_snapshot *s)
 {
-	if (s->data != NULL && s->data->len > 0) {
-		logf_("snapshot with state at index %" PRIu64 " received: not supported yet", s->index);
-		return -1;
-	}
-	int rc = st_log_reset(n->cfg.db, s->index, s->term);
+	int rc;
+	if (s->data != NULL && s->data->len > 0)
+		rc = st_snap_install(n->cfg.db, s->data->data, s->data->len, s->index, s->term);
+	else if ((rc = st_log_reset(n->cfg.db, s->index, s->term)) == ST_OK &&
+		 (rc = conf_store(n->cfg.db, &s->conf)) == ST_OK)
+		rc = ec_kv_set_applied(n->cfg.kv, s->index); /* the bootstrap image: empty */
 	if (rc == ST_OK)
 		rc = snaprec_store(n->cfg.db, s->index, s->term, &s->conf);
 	if (rc == ST_OK)
-		rc = conf_store(n->cfg.db, &s->conf);
-	if (rc == ST_OK)
-		rc = ec_kv_set_applied(n->cfg.kv, s->index);
-	if (rc != ST_OK)
+		rc = ec_cluster_reload(n->cfg.cluster);
+	if (rc != ST_OK) {
 		logf_("installing snapshot at index %" PRIu64 " failed: %s", s->index, st_strerror(rc));
-	return rc == ST_OK ? 0 : -1;
+		return -1;
+	}
+	logf_("applied raft snapshot at index %" PRIu64 " (term %" PRIu64 ")", s->index, s->term);
+	if (n->cfg.on_restore)
+		n->cfg.on_restore(n->cfg.ctx);
+	return 0;
 }
 
 static int persist(srv_node *n, const raft_ready *rd)
@@ -1020,6 +1132,7 @@ static int drive(srv_node *n, uint64_t now)
 		if (soft)
 			on_soft_state(n, &ss, now);
 	}
+	maybe_compact(n);
 	return 0;
 }
 
@@ -1081,7 +1194,8 @@ static void member_run(srv_node *n, srv_input *in, uint64_t now)
 	case SRV_MEMBER_REMOVE: {
 		bool learner = false;
 		err = ec_cluster_get(c, m->id, &learner, NULL) ? EC_OK : EC_MEMBER_NOT_FOUND;
-		if (err == EC_OK && !learner && n->role == RAFT_LEADER && !removal_keeps_quorum(n, m->id))
+		if (err == EC_OK && !learner && n->cfg.strict_reconfig_check && n->role == RAFT_LEADER &&
+		    !removal_keeps_quorum(n, m->id))
 			err = EC_MEMBER_NOT_ENOUGH_STARTED;
 		cc.changes[0].type = RAFT_CC_REMOVE_NODE;
 		break;
@@ -1320,7 +1434,9 @@ static void step_inputs(srv_node *n, srv_input *in, uint64_t now)
 		srv_input *next = in->next;
 		if (in->kind == IN_PROP) {
 			srv_prop *p = in->prop;
-			p->deadline_ms = now + n->cfg.request_timeout_ms;
+			uint64_t limit = now + n->cfg.request_timeout_ms;
+			if (p->deadline_ms == 0 || p->deadline_ms > limit)
+				p->deadline_ms = limit;
 			p->prev = n->plast;
 			if (n->plast)
 				n->plast->next = p;
@@ -1344,11 +1460,14 @@ static void step_inputs(srv_node *n, srv_input *in, uint64_t now)
 	reads_start_round(n, now);
 }
 
-/* Fail proposals whose deadline passed (the FIFO is in deadline order). */
+/* Fail proposals whose deadline passed. Deadlines differ by client, so the
+ * whole FIFO is looked at (it holds only what is in flight). */
 static void props_expire(srv_node *n, uint64_t now)
 {
-	while (n->pfirst && n->pfirst->deadline_ms <= now) {
-		srv_prop *p = n->pfirst;
+	for (srv_prop *p = n->pfirst, *next; p; p = next) {
+		next = p->next;
+		if (p->deadline_ms > now)
+			continue;
 		prop_unlink(n, p);
 		complete(n, p->id, n->lead ? EC_TIMEOUT : EC_TIMEOUT_LEADER_FAIL, NULL);
 		prop_free(p);
@@ -1460,7 +1579,10 @@ static void *node_main(void *arg)
 			continue;
 		}
 		reads_sweep(n, now, false);
-		props_expire(n, now);
+		if (now >= n->next_expire_ms) {
+			props_expire(n, now);
+			n->next_expire_ms = now + n->cfg.tick_ms;
+		}
 		if (n->st.removed)
 			atomic_store(&n->failed, 1);
 		/* Stopping: give queued proposals a few rounds to commit (a single member
@@ -1474,6 +1596,12 @@ static void *node_main(void *arg)
 }
 
 int srv_node_propose(srv_node *n, Metastore__InternalRequest *req, srv_wait_fn fn, void *ctx)
+{
+	return srv_node_propose_within(n, req, -1, fn, ctx);
+}
+
+int srv_node_propose_within(srv_node *n, Metastore__InternalRequest *req, int64_t timeout_ms,
+			    srv_wait_fn fn, void *ctx)
 {
 	if (atomic_load(&n->failed))
 		return EC_STOPPED;
@@ -1490,6 +1618,8 @@ int srv_node_propose(srv_node *n, Metastore__InternalRequest *req, srv_wait_fn f
 	}
 	p->id = req->id;
 	p->req = req;
+	/* 0 = the request timeout, set when the node thread queues it */
+	p->deadline_ms = timeout_ms >= 0 ? mono_ms() + (uint64_t)timeout_ms : 0;
 	metastore__internal_request__pack(req, p->blob->data);
 	if (srv_wait_add(&n->wait, p->id, fn, ctx) != 0) {
 		prop_free(p);
@@ -1574,6 +1704,8 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
 		n->cfg.election_ticks = 100;
 	if (n->cfg.election_ticks <= n->cfg.heartbeat_ticks)
 		n->cfg.election_ticks = n->cfg.heartbeat_ticks + 1;
+	if (!n->cfg.snapshot_count)
+		n->cfg.snapshot_count = 10000;
 	if (!n->cfg.request_timeout_ms)
 		n->cfg.request_timeout_ms = 5000 + 2 * n->cfg.election_ticks * n->cfg.tick_ms;
 	if (srv_wait_init(&n->wait) != 0) {
@@ -1601,7 +1733,7 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
 		.max_msg_bytes = 1u << 20,
 		.max_inflight = 256,
 		.max_uncommitted_bytes = 256u << 20,
-		.pre_vote = true,
+		.pre_vote = cfg->pre_vote,
 		.check_quorum = true,
 		.seed = wall_ms() ^ cfg->member_id,
 		.storage =
@@ -1668,6 +1800,11 @@ void srv_node_stop(srv_node *n)
 	pthread_mutex_unlock(&n->mu);
 	fail_inputs(n, rest, EC_STOPPED);
 	fail_everything(n, EC_STOPPED);
+	if (n->snap_building) {
+		pthread_join(n->snap_thread, NULL);
+		raft_blob_unref(n->snap_ready);
+	}
+	raft_blob_unref(n->snap_img);
 	raft_destroy(n->r);
 	srv_wait_destroy(&n->wait, EC_STOPPED);
 	pthread_mutex_destroy(&n->mu);

@@ -48,6 +48,12 @@ typedef struct srv_node_config {
 	unsigned heartbeat_ticks;   /* default 10 (100 ms at 10 ms ticks) */
 	unsigned election_ticks;    /* default 100 */
 	unsigned request_timeout_ms; /* default 5000 + 2 x election timeout, as etcd */
+	bool pre_vote;               /* raft pre-vote (thesis 9.6) */
+	bool strict_reconfig_check;  /* refuse removing a voter when the active voters
+	                              * left would not be a quorum (etcd's default) */
+	uint64_t snapshot_count;     /* compact the log every this many applied entries,
+	                              * keeping min(5000, snapshot_count) behind for
+	                              * slow followers; default 10000 (etcd 3.6) */
 	/* Transport hook (may be NULL for a member that has no peers): send the
 	 * messages of a ready; must copy what it needs and never block. */
 	void (*send)(void *ctx, const raft_message *msgs, size_t n);
@@ -57,6 +63,9 @@ typedef struct srv_node_config {
 	/* The member set changed (apply of a conf change or a member update): the
 	 * transport re-reads peer URLs. Node thread. May be NULL. */
 	void (*on_members)(void *ctx);
+	/* A raft snapshot replaced the keyspace (a lagging or new member): reload
+	 * what is cached from it (the lessor's leases). Node thread. May be NULL. */
+	void (*on_restore)(void *ctx);
 	void *ctx;
 } srv_node_config;
 
@@ -111,6 +120,16 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
  * without calling @fn: EC_REQUEST_TOO_LARGE, EC_STOPPED, EC_NOMEM.
  */
 int srv_node_propose(srv_node *n, Metastore__InternalRequest *req, srv_wait_fn fn, void *ctx);
+
+/*
+ * srv_node_propose_within - srv_node_propose for a client whose own deadline is
+ * @timeout_ms from now (a negative value: none, use the request timeout). A
+ * proposal still waiting for a leader when the client has given up is dropped,
+ * never proposed later (as etcd, whose proposals live in the client's context):
+ * a write the client was told failed cannot appear after a partition heals.
+ */
+int srv_node_propose_within(srv_node *n, Metastore__InternalRequest *req, int64_t timeout_ms,
+                            srv_wait_fn fn, void *ctx);
 
 /*
  * srv_node_read - wait until a linearizable read may be served from local state

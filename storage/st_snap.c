@@ -17,6 +17,7 @@
  * linked: RocksDB carries a copy but does not export it as API.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -624,6 +625,37 @@ static int in_buffer_open(snap_in *in, const uint8_t *buf, size_t len, uint64_t 
 	if (st__snap_xxh64(buf, len - 8) != st_get_be64(buf + len - 8))
 		return ST_ECORRUPT;
 	return ST_OK;
+}
+
+int st_snap_find_rmeta(const uint8_t *buf, size_t len, const char *name, const uint8_t **val,
+                       size_t *vlen)
+{
+	snap_in in;
+	uint64_t a = 0;
+	char key[128];
+	int kn = snprintf(key, sizeof(key), "%s%s", ST_META_REPL_PREFIX, name);
+	if (kn <= 0 || (size_t)kn >= sizeof(key))
+		return ST_EINVAL;
+	int rc = in_buffer_open(&in, buf, len, &a);
+	while (rc == ST_OK) {
+		const uint8_t *fam, *k, *v;
+		uint64_t kl, vl;
+		if ((rc = in_take(&in, 1, &fam)) != ST_OK)
+			break;
+		if (*fam == FAM_END || *fam >= FAM__COUNT)
+			return ST_ENOTFOUND;
+		if ((rc = in_varint(&in, &kl)) != ST_OK || kl > MAX_FIELD ||
+		    (rc = in_take(&in, (size_t)kl, &k)) != ST_OK ||
+		    (rc = in_varint(&in, &vl)) != ST_OK || vl > MAX_FIELD ||
+		    (rc = in_take(&in, (size_t)vl, &v)) != ST_OK)
+			return rc != ST_OK ? rc : ST_ECORRUPT;
+		if (*fam == FAM_META && key_is(k, (size_t)kl, key)) {
+			*val = v;
+			*vlen = (size_t)vl;
+			return ST_OK;
+		}
+	}
+	return rc;
 }
 
 int st_snap_verify(const uint8_t *buf, size_t len, uint64_t *applied)

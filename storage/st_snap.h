@@ -64,6 +64,15 @@ int st_snap_create(st_db *db, uint8_t **buf, size_t *len, uint64_t *applied);
 int st_snap_verify(const uint8_t *buf, size_t len, uint64_t *applied);
 
 /*
+ * st_snap_find_rmeta - the replicated meta record @name (as st_rmeta_put names
+ * it, e.g. "conf") inside the image @buf: *@val points into @buf (valid as long
+ * as @buf), *@vlen its length. Checks the header and checksum first. Returns 0,
+ * ST_ENOTFOUND, ST_ECORRUPT / ST_EFORMAT (a bad image), ST_EINVAL (name too long).
+ */
+int st_snap_find_rmeta(const uint8_t *buf, size_t len, const char *name, const uint8_t **val,
+                       size_t *vlen);
+
+/*
  * st_snap_install - replace @db's replicated state with the image @buf/@len and
  * restart the log after (@index, @term), as st_log_reset does.
  *

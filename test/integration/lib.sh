@@ -397,3 +397,433 @@ print("\n".join(bad))
 check_rev_unchanged() {
     check_eq "$1" "$2" "$(cur_rev)"
 }
+
+# ================================================================ clusters
+#
+# start_cluster [--proxy] [--token T] N [extra server flags...]
+#   Starts members m1..mN (fresh data dirs, free 127.0.0.1 ports) with etcd's own
+#   clustering flags and waits until every member is healthy and exactly one leader
+#   exists.  Extra flags go to every member; --heartbeat-interval 100 and
+#   --election-timeout 1000 are added unless the extra flags set them.
+#   --proxy: every member's advertised peer URL is a faultproxy.py route that
+#   forwards to the member's real (listening) peer port, so scenarios can cut,
+#   delay or blackhole peer traffic (see partition_member / proxy_ctl).
+# Per-member state, indexed 1..CL_N (a removed member keeps its index):
+#   CL_NAME CL_EP (host:port) CL_CURL (client URL) CL_PURL (advertised peer URL)
+#   CL_PPORT (listening peer port) CL_APORT (advertised peer port) CL_DATA CL_LOG
+#   CL_PID (empty when not running) CL_ID (member id, hex, once known)
+#   CL_LEARNER (1 while a learner) CL_GONE (1 once removed from the cluster)
+CL_N=0
+CL_GEN=0
+CL_TOKEN=
+CL_EXTRA=()
+CL_PROXY=0
+CL_PROXY_PID=
+CL_PROXY_SOCK=
+CL_ELECTION_MS=1000
+declare -a CL_NAME=() CL_EP=() CL_CURL=() CL_PURL=() CL_PPORT=() CL_APORT=() CL_DATA=() \
+    CL_LOG=() CL_PID=() CL_ID=() CL_LEARNER=() CL_GONE=() CL_STATE=() CL_ICLUSTER=()
+
+IT_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# proxy_ctl CMD...: send one command to the cluster's fault proxy; prints its answer.
+proxy_ctl() {
+    python3 "$IT_LIB_DIR/faultproxy.py" ctl "$CL_PROXY_SOCK" "$@"
+}
+
+_cl_start_proxy() {
+    CL_PROXY_SOCK=$_IT_TMP/proxy.sock
+    python3 "$IT_LIB_DIR/faultproxy.py" serve --control "$CL_PROXY_SOCK" >>"$_IT_TMP/proxy.log" 2>&1 &
+    CL_PROXY_PID=$!
+    _IT_PIDS+=("$CL_PROXY_PID")
+    local i
+    for i in $(seq 1 50); do
+        [ -S "$CL_PROXY_SOCK" ] && proxy_ctl ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "# faultproxy did not start; log:"
+    sed 's/^/#     /' "$_IT_TMP/proxy.log"
+    return 1
+}
+
+# _cl_alloc K: fresh ports and data dir for member K.
+_cl_alloc() {
+    local k=$1 c p a
+    read -r c p a < <(free_ports 3)
+    CL_NAME[$k]=m$k
+    CL_EP[$k]=127.0.0.1:$c
+    CL_CURL[$k]=http://127.0.0.1:$c
+    CL_PPORT[$k]=$p
+    if [ "$CL_PROXY" = 1 ]; then CL_APORT[$k]=$a; else CL_APORT[$k]=$p; fi
+    CL_PURL[$k]=http://127.0.0.1:${CL_APORT[$k]}
+    CL_DATA[$k]=$_IT_TMP/c$CL_GEN-m$k.data
+    CL_LOG[$k]=$_IT_TMP/c$CL_GEN-m$k.log
+    CL_PID[$k]=
+    CL_ID[$k]=
+    CL_LEARNER[$k]=0
+    CL_GONE[$k]=0
+    if [ "$CL_PROXY" = 1 ]; then
+        proxy_ctl route "m$k" "${CL_APORT[$k]}" "$p" >/dev/null ||
+            { echo "# proxy route for m$k failed"; return 1; }
+    fi
+}
+
+_cl_has_flag() {   # _cl_has_flag FLAG: is FLAG among CL_EXTRA?
+    local f
+    for f in "${CL_EXTRA[@]}"; do
+        [ "$f" = "$1" ] || [[ "$f" == "$1="* ]] && return 0
+    done
+    return 1
+}
+
+_cl_launch() {
+    local k=$1
+    local args=(
+        --name "${CL_NAME[$k]}"
+        --data-dir "${CL_DATA[$k]}"
+        --listen-client-urls "${CL_CURL[$k]}"
+        --advertise-client-urls "${CL_CURL[$k]}"
+        --listen-peer-urls "http://127.0.0.1:${CL_PPORT[$k]}"
+        --initial-advertise-peer-urls "${CL_PURL[$k]}"
+        --initial-cluster "${CL_ICLUSTER[$k]}"
+        --initial-cluster-state "${CL_STATE[$k]}"
+        --initial-cluster-token "$CL_TOKEN"
+    )
+    _cl_has_flag --heartbeat-interval || args+=(--heartbeat-interval 100)
+    _cl_has_flag --election-timeout || args+=(--election-timeout 1000)
+    echo "### $(date -u +%FT%TZ) start: $IT_SERVER ${args[*]} ${CL_EXTRA[*]}" >>"${CL_LOG[$k]}"
+    "$IT_SERVER" "${args[@]}" "${CL_EXTRA[@]}" >>"${CL_LOG[$k]}" 2>&1 &
+    CL_PID[$k]=$!
+    _IT_PIDS+=("${CL_PID[$k]}")
+    if [ "$CL_PROXY" = 1 ]; then
+        proxy_ctl pid "m$k" "${CL_PID[$k]}" >/dev/null
+    fi
+}
+
+start_cluster() {
+    CL_TOKEN=it-cluster-$$-$RANDOM
+    CL_PROXY=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --proxy) CL_PROXY=1; shift ;;
+            --token) CL_TOKEN=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    local n=$1
+    shift
+    CL_EXTRA=("$@")
+    CL_ELECTION_MS=1000
+    local i
+    for ((i = 0; i < ${#CL_EXTRA[@]}; i++)); do
+        case ${CL_EXTRA[$i]} in
+            --election-timeout) CL_ELECTION_MS=${CL_EXTRA[$((i + 1))]} ;;
+            --election-timeout=*) CL_ELECTION_MS=${CL_EXTRA[$i]#*=} ;;
+        esac
+    done
+    if [ "$CL_PROXY" = 1 ] && [ -z "$CL_PROXY_PID" ]; then
+        _cl_start_proxy || return 1
+    fi
+    CL_N=$n
+    CL_GEN=$((CL_GEN + 1))
+    local k ic=
+    for k in $(seq 1 "$n"); do
+        _cl_alloc "$k" || return 1
+        ic=${ic:+$ic,}m$k=${CL_PURL[$k]}
+    done
+    for k in $(seq 1 "$n"); do
+        CL_ICLUSTER[$k]=$ic
+        CL_STATE[$k]=new
+        _cl_launch "$k"
+    done
+    if wait_cluster_healthy; then
+        for k in $(seq 1 "$n"); do CL_ID[$k]=$(member_id "$k"); done
+        return 0
+    fi
+    echo "# start_cluster: the $n-member cluster did not become healthy"
+    cluster_log_tails
+    return 1
+}
+
+# cluster_log_tails [LINES]: print the tail of every member's log as diagnostics.
+cluster_log_tails() {
+    local k
+    for k in $(seq 1 "$CL_N"); do
+        echo "#   --- m$k (pid ${CL_PID[$k]:-none}) ${CL_LOG[$k]}"
+        tail -n "${1:-15}" "${CL_LOG[$k]}" 2>/dev/null | cut -c1-400 | sed 's/^/#     /'
+    done
+}
+
+# cl_ectl K ARGS...: etcdctl against member K only.
+cl_ectl() {
+    local k=$1
+    shift
+    etcdctl --endpoints="${CL_EP[$k]}" --dial-timeout=5s --command-timeout=30s "$@"
+}
+
+# running_members: indexes of members whose process runs (and was not removed).
+running_members() {
+    local k out=()
+    for k in $(seq 1 "$CL_N"); do
+        [ -n "${CL_PID[$k]}" ] && [ "${CL_GONE[$k]}" != 1 ] && out+=("$k")
+    done
+    echo "${out[*]}"
+}
+
+# voting_members: running members that are not learners.
+voting_members() {
+    local k out=()
+    for k in $(running_members); do
+        [ "${CL_LEARNER[$k]}" = 1 ] || out+=("$k")
+    done
+    echo "${out[*]}"
+}
+
+# all_endpoints: comma list of the running voting members' endpoints.
+all_endpoints() {
+    local k out=
+    for k in $(voting_members); do out=${out:+$out,}${CL_EP[$k]}; done
+    echo "$out"
+}
+
+# cl_ectl_all ARGS...: etcdctl against every running voting member (clientv3 balances).
+cl_ectl_all() {
+    etcdctl --endpoints="$(all_endpoints)" --dial-timeout=5s --command-timeout=30s "$@"
+}
+
+# cluster_status_json [K...]: `endpoint status -w json` over the given members
+# (default: all running members).
+cluster_status_json() {
+    local ks=("$@") eps= k
+    [ ${#ks[@]} -gt 0 ] || read -r -a ks <<<"$(running_members)"
+    for k in "${ks[@]}"; do eps=${eps:+$eps,}${CL_EP[$k]}; done
+    etcdctl --endpoints="$eps" --dial-timeout=2s --command-timeout=3s -w json endpoint status 2>/dev/null
+}
+
+# _cl_one_leader K...: exit 0 if every given member answers status and all name the
+# same non-zero leader, which is one of them; prints that leader's index.
+_cl_one_leader() {
+    local j
+    j=$(cluster_status_json "$@") || return 1
+    local map= k
+    for k in "$@"; do map="$map ${CL_EP[$k]}=$k"; done
+    printf '%s' "$j" | python3 -c '
+import json, sys
+want = dict(x.split("=") for x in sys.argv[1].split())
+d = json.loads(sys.stdin.read())
+seen = {e["Endpoint"]: e["Status"] for e in d}
+if set(seen) != set(want):
+    sys.exit(1)
+leaders = {s.get("leader", 0) for s in seen.values()}
+ids = {s["header"]["member_id"]: want[ep] for ep, s in seen.items()}
+if len(leaders) != 1:
+    sys.exit(1)
+l = leaders.pop()
+if l == 0 or l not in ids:
+    sys.exit(1)
+print(ids[l])
+' "$map"
+}
+
+# wait_cluster_healthy [TIMEOUT-S]: every running voting member answers `endpoint
+# health`, every running learner a serializable get, and all running members report
+# the same single leader (one of them).  Bounded (default 90 s).
+wait_cluster_healthy() {
+    local limit=${1:-90} i k okk voters learners
+    local end=$((SECONDS + limit))
+    while [ $SECONDS -lt $end ]; do
+        okk=1
+        for k in $(running_members); do
+            if ! kill -0 "${CL_PID[$k]}" 2>/dev/null; then okk=0; break; fi
+            if [ "${CL_LEARNER[$k]}" = 1 ]; then
+                etcdctl --endpoints="${CL_EP[$k]}" --dial-timeout=1s --command-timeout=2s \
+                    get --consistency=s health >/dev/null 2>&1 || { okk=0; break; }
+            else
+                etcdctl --endpoints="${CL_EP[$k]}" --dial-timeout=1s --command-timeout=2s \
+                    endpoint health >/dev/null 2>&1 || { okk=0; break; }
+            fi
+        done
+        if [ $okk = 1 ]; then
+            read -r -a voters <<<"$(running_members)"
+            _cl_one_leader "${voters[@]}" >/dev/null && return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# leader_index [K...]: index of the member all given (default: running) members name
+# as leader; empty + status 1 if there is no single agreed leader right now.
+leader_index() {
+    local ks=("$@")
+    [ ${#ks[@]} -gt 0 ] || read -r -a ks <<<"$(running_members)"
+    _cl_one_leader "${ks[@]}"
+}
+
+# wait_leader [TIMEOUT-S] [K...]: poll leader_index until the given members agree.
+wait_leader() {
+    local limit=${1:-60} l
+    shift || true
+    local end=$((SECONDS + limit))
+    while [ $SECONDS -lt $end ]; do
+        l=$(leader_index "$@") && { echo "$l"; return 0; }
+        sleep 0.25
+    done
+    return 1
+}
+
+# member_id K: member K's id in hex as etcdctl prints it (%x), from its status header.
+member_id() {
+    cluster_status_json "$1" | jget '"%x" % d[0]["Status"]["header"]["member_id"]'
+}
+
+# follower_index: some running voting member that is not the leader.
+follower_index() {
+    local l k
+    l=$(leader_index) || return 1
+    for k in $(voting_members); do
+        [ "$k" != "$l" ] && { echo "$k"; return 0; }
+    done
+    return 1
+}
+
+# kill_member K [SIG]: signal member K (default KILL) and reap it (SIGTERM: bounded
+# wait, then SIGKILL).  Its data dir and ports are kept for restart_member.
+kill_member() {
+    local k=$1 sig=${2:-KILL} pid=${CL_PID[$1]}
+    [ -n "$pid" ] || return 0
+    if [ "$sig" = KILL ] || [ "$sig" = 9 ]; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    else
+        _it_stop_pid "$pid" "$sig"
+    fi
+    _it_forget_pid "$pid"
+    CL_PID[$k]=
+}
+
+# restart_member K [--nowait]: start member K again on its data dir and ports; waits
+# until it answers endpoint health (serializable get for a learner) unless --nowait.
+restart_member() {
+    local k=$1 i
+    _cl_launch "$k"
+    [ "${2:-}" = --nowait ] && return 0
+    wait_member_up "$k"
+}
+
+# wait_member_up K [TIMEOUT-S]: member K answers (health, or a serializable get when learner).
+wait_member_up() {
+    local k=$1 limit=${2:-90}
+    local end=$((SECONDS + limit))
+    while [ $SECONDS -lt $end ]; do
+        kill -0 "${CL_PID[$k]}" 2>/dev/null || return 1
+        if [ "${CL_LEARNER[$k]}" = 1 ]; then
+            etcdctl --endpoints="${CL_EP[$k]}" --dial-timeout=1s --command-timeout=2s \
+                get --consistency=s health >/dev/null 2>&1 && return 0
+        else
+            etcdctl --endpoints="${CL_EP[$k]}" --dial-timeout=1s --command-timeout=2s \
+                endpoint health >/dev/null 2>&1 && return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# add_member [--learner] [--no-start]: `etcdctl member add` a new member m(CL_N+1)
+# through the running voters, then start it with --initial-cluster-state existing and
+# the ETCD_INITIAL_CLUSTER etcdctl printed.  Sets ADD_INDEX, ADD_OUT (etcdctl's
+# stdout+stderr) and CL_ID of the new member.  Returns non-zero if `member add` failed.
+ADD_INDEX=
+ADD_OUT=
+add_member() {
+    local learner=() start=1
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --learner) learner=(--learner); shift ;;
+            --no-start) start=0; shift ;;
+            *) echo "add_member: bad argument $1" >&2; return 2 ;;
+        esac
+    done
+    local k=$((CL_N + 1))
+    _cl_alloc "$k" || return 1
+    # etcd refuses reconfiguration for ~5 s after a member (re)connects (strict
+    # reconfig check: "etcdserver: unhealthy cluster"); retry that, bounded.
+    local rc try
+    for try in $(seq 1 60); do
+        ADD_OUT=$(cl_ectl_all member add "m$k" --peer-urls="${CL_PURL[$k]}" "${learner[@]}" 2>&1)
+        rc=$?
+        [ $rc -ne 0 ] && [[ "$ADD_OUT" == *"etcdserver: unhealthy cluster"* ]] || break
+        sleep 1
+    done
+    if [ $rc -ne 0 ]; then
+        if [ "$CL_PROXY" = 1 ]; then proxy_ctl unroute "m$k" >/dev/null; fi
+        return $rc
+    fi
+    CL_N=$k
+    ADD_INDEX=$k
+    CL_ID[$k]=$(printf '%s\n' "$ADD_OUT" | awk '/^Member +[0-9a-f]+ added/ {print $2; exit}')
+    CL_ICLUSTER[$k]=$(printf '%s\n' "$ADD_OUT" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')
+    CL_STATE[$k]=existing
+    [ ${#learner[@]} -eq 0 ] || CL_LEARNER[$k]=1
+    [ $start = 1 ] && _cl_launch "$k"
+    return 0
+}
+
+# start_added_member K: launch a member added with add_member --no-start.
+start_added_member() { _cl_launch "$1"; }
+
+# wait_pid_exit PID TIMEOUT-S: bounded wait for a process to end on its own.
+wait_pid_exit() {
+    local end=$((SECONDS + $2))
+    while [ $SECONDS -lt $end ]; do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.25
+    done
+    return 1
+}
+
+# stop_cluster: SIGTERM every running member (bounded), keep data dirs.
+stop_cluster() {
+    local k
+    for k in $(seq 1 "$CL_N"); do kill_member "$k" TERM; done
+}
+
+# ---------------------------------------------------------------- partitions (--proxy)
+# Member K's proxy route "mK" carries every peer connection dialled TO member K; the
+# proxy tells connections FROM member J apart by the dialling process (pid registered
+# at launch).  partition_member K cuts both directions between K and everyone else.
+partition_member() {
+    local k=$1 j
+    proxy_ctl set "m$k" drop >/dev/null || return 1
+    for j in $(seq 1 "$CL_N"); do
+        [ "$j" = "$k" ] && continue
+        proxy_ctl set "m$j" drop from "m$k" >/dev/null || return 1
+    done
+}
+
+# heal_partitions: clear every proxy rule (all routes pass traffic again).
+heal_partitions() { proxy_ctl heal >/dev/null; }
+
+# reconf CMD...: run an etcdctl reconfiguration command, retrying (bounded, 60 s)
+# while etcd answers "etcdserver: unhealthy cluster" (its strict reconfig check
+# refuses changes until every member has been connected for ~5 s).  Passes the
+# last attempt's stdout, stderr and exit status through.
+reconf() {
+    local out rc try
+    for try in $(seq 1 60); do
+        out=$("$@" 2>"$_IT_TMP/reconf.err")
+        rc=$?
+        if [ $rc -ne 0 ] && grep -q 'etcdserver: unhealthy cluster' "$_IT_TMP/reconf.err"; then
+            sleep 1
+            continue
+        fi
+        break
+    done
+    [ -z "$out" ] || printf '%s\n' "$out"
+    cat "$_IT_TMP/reconf.err" >&2
+    return $rc
+}
+
+# id16 HEX: a member id as etcdctl's member add/remove/update/promote lines print
+# it (%16x: space-padded to 16 characters).
+id16() { printf '%16s' "$1"; }

@@ -98,7 +98,7 @@ else
     for f in "$SCEN_DIR"/*.sh; do selected+=("$(basename "${f%.sh}")"); done
 fi
 
-for prog in kvcheck durability; do
+for prog in kvcheck durability lincheck concur; do
     need=0
     for s in "${selected[@]}"; do
         grep -q "IT_GOBIN/$prog" "$SCEN_DIR/$s.sh" && need=1
@@ -119,6 +119,7 @@ echo "# target=$target server=$bin"
 for s in "${selected[@]}"; do
     echo "# --- $s"
     before=$failed
+    t_start=$SECONDS
     rc_file=$(mktemp)
     tally < <(IT_SCENARIO=$s bash "$SCEN_DIR/$s.sh" 2>&1; echo $? >"$rc_file")
     rc=$(cat "$rc_file"); rc=${rc:-1}
@@ -127,6 +128,7 @@ for s in "${selected[@]}"; do
         echo "not ok $s (scenario exited with status $rc without a failing check)"
         failed=$((failed + 1))
     fi
+    echo "# $s: $((SECONDS - t_start)) s"
 done
 
 echo "integration: $passed passed, $failed failed"

@@ -1,6 +1,6 @@
 // durability: load generator and checker for the kill -9 test.
 //
-//	durability load  -endpoint H:P -out ACKS -prefix P [-workers 32] [-txn-every 5]
+//	durability load  -endpoint H:P[,H:P...] -out ACKS -prefix P [-workers 32] [-txn-every 5] [-keep-going] [-max-time D]
 //	durability check -endpoint H:P -prefix P ACKS...
 //
 // load: WORKERS goroutines write distinct keys under PREFIX (every TXN-EVERY-th op of
@@ -8,6 +8,8 @@
 // appends "I <op> <key> <value>" lines to ACKS; once the server acknowledges it,
 // "A <op> <revision>".  A worker stops at its first error (the server was killed), so
 // at most one op per worker is in doubt.  load exits when every worker has stopped.
+// With -keep-going (cluster failover) a failed op is left in doubt and the worker goes
+// on with its next op until -max-time; -endpoint may list several members.
 //
 // check (after the restart): for every acknowledged op, each of its keys must be
 // present with its value, create_revision == mod_revision == the acknowledged
@@ -39,7 +41,7 @@ func client(endpoint string) *clientv3.Client {
 	lcfg := logutil.DefaultZapLoggerConfig
 	lcfg.Level = zap.NewAtomicLevelAt(zap.FatalLevel)
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
+		Endpoints:   strings.Split(endpoint, ","),
 		DialTimeout: 10 * time.Second,
 		LogConfig:   &lcfg,
 	})
@@ -77,6 +79,7 @@ func load(args []string) {
 	txnEvery := fs.Int("txn-every", 5, "every Nth op of a worker is a Txn (0: none)")
 	maxOps := fs.Int("max-ops", 1000000, "stop a worker after this many ops")
 	maxTime := fs.Duration("max-time", 5*time.Minute, "stop after this long (hang guard)")
+	keepGoing := fs.Bool("keep-going", false, "on an error, leave the op in doubt and go on with the next one (cluster failover)")
 	fs.Parse(args)
 
 	f, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0644)
@@ -140,6 +143,10 @@ func load(args []string) {
 					cmu.Lock()
 					nerr++
 					cmu.Unlock()
+					if *keepGoing {
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
 					return
 				}
 				record(fmt.Sprintf("A %s %d\n", op, rev))
@@ -150,7 +157,11 @@ func load(args []string) {
 		}(w)
 	}
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "durability load: %d acknowledged ops, %d workers stopped by errors\n", nacks, nerr)
+	if *keepGoing {
+		fmt.Fprintf(os.Stderr, "durability load: %d acknowledged ops, %d failed (in doubt)\n", nacks, nerr)
+	} else {
+		fmt.Fprintf(os.Stderr, "durability load: %d acknowledged ops, %d workers stopped by errors\n", nacks, nerr)
+	}
 }
 
 // ---------------------------------------------------------------- check
