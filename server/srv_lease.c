@@ -90,22 +90,28 @@ typedef struct ka_fwd {
 	int64_t id;
 } ka_fwd;
 
+/*
+ * The leader's answer: its TTL, or TTL 0 when it does not know the lease. When
+ * the leader could not be asked (it died, or leadership moved), nothing is
+ * answered: the client sends its next keep-alive within a third of the TTL and
+ * that one goes to the new leader, which gave every lease a fresh TTL when it
+ * took over; answering TTL 0 would make the client drop a live lease.
+ */
 static void ka_forwarded(void *ctx, int err, const uint8_t *out, size_t outlen)
 {
 	ka_fwd *f = ctx;
-	int64_t ttl = 0;
-	if (err == 0) {
-		Metastore__ForwardReply *fr = metastore__forward_reply__unpack(NULL, outlen, out);
-		if (fr && fr->err == 0 && fr->data.len == 8) {
-			uint64_t v = 0;
-			for (int i = 0; i < 8; i++)
-				v = v << 8 | fr->data.data[i];
-			ttl = (int64_t)v;
-		}
-		if (fr)
-			metastore__forward_reply__free_unpacked(fr, NULL);
+	Metastore__ForwardReply *fr =
+		err == 0 ? metastore__forward_reply__unpack(NULL, outlen, out) : NULL;
+	if (fr && fr->err == 0 && fr->data.len == 8) {
+		uint64_t v = 0;
+		for (int i = 0; i < 8; i++)
+			v = v << 8 | fr->data.data[i];
+		ka_answer(f->st, f->id, (int64_t)v);
+	} else if (fr && fr->err == EC_LEASE_NOT_FOUND) {
+		ka_answer(f->st, f->id, 0);
 	}
-	ka_answer(f->st, f->id, ttl);
+	if (fr)
+		metastore__forward_reply__free_unpacked(fr, NULL);
 	srv_stream_unref(f->st);
 	free(f);
 }

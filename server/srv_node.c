@@ -1676,6 +1676,13 @@ int srv_node_bootstrap(st_db *db, ec_cluster *cluster, srv_boot_mode mode, uint6
 			cs.voters[cs.n_voters++] = self;
 			if ((rc = conf_store(db, &cs)) == ST_OK)
 				rc = snaprec_store(db, 0, 0, &cs);
+			/* Its log holds no configuration entries: compact what is applied,
+			 * so that a member added later is sent a snapshot (which carries
+			 * the configuration) instead of that log. */
+			st_kv_state ks;
+			st_kv_state_get(db, &ks);
+			if (rc == ST_OK && ks.applied > 0)
+				rc = st_log_compact(db, ks.applied);
 		}
 		break;
 	}

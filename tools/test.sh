@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README "test" command (and what .ci/run calls): install what is missing, build
 # the unit tests with ASan/UBSan and a release server, run every unit suite and
-# every integration scenario against real metastore processes, then print one
+# every integration scenario against real metastore processes, the listed tests
+# of etcd's own e2e suite (test/e2e/ci.list), then print one
 # line "N passed, M failed" summing all suites. Exits non-zero on any failure.
 #
 #   tools/test.sh              everything
@@ -79,6 +80,20 @@ if [ $want_int = 1 ]; then
       passed=$((passed + ip)); failed=$((failed + if_))
     else
       fail_note "integration run printed no summary"
+    fi
+    rm -f "$out"
+    # etcd's own e2e suite (Debian's golang-etcd-server-dev), the tests listed in
+    # test/e2e/ci.list, against the same binary.
+    out=$(mktemp)
+    test/e2e/run.sh --target metastore --bin "$root/build/server/metastore" \
+      --list-file test/e2e/ci.list --timeout 120 2>&1 | tee "$out"
+    line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [ -n "$line" ]; then
+      ep=$(echo "$line" | sed -E 's/^e2e: ([0-9]+) passed.*/\1/')
+      ef=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+      passed=$((passed + ep)); failed=$((failed + ef))
+    else
+      fail_note "e2e run printed no summary"
     fi
     rm -f "$out"
   else

@@ -141,11 +141,16 @@ fi
 if [ -n "$only" ]; then
 	selected=$(printf '%s\n' "$selected" | grep -E -- "$only")
 fi
-# Keep only names the binary has, in the order given.
+# Keep only names the binary has, in the order given. "Test/sub" names one
+# subtest of Test (go test's -run matches each level separately).
+missing=0
 selected=$(printf '%s\n' "$selected" | while read -r t; do
 	[ -n "$t" ] || continue
-	if printf '%s\n' "$all" | grep -qx -- "$t"; then echo "$t"; else echo "e2e: no such test: $t" >&2; fi
+	if printf '%s\n' "$all" | grep -qx -- "${t%%/*}"; then echo "$t"; else echo "e2e: no such test: $t" >&2; fi
 done)
+for t in $(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "${list_file:-/dev/null}"); do
+	printf '%s\n' "$selected" | grep -qx -- "$t" || missing=$((missing + 1))
+done
 [ -n "$selected" ] || die "no test selected"
 if [ "$list_only" = 1 ]; then
 	printf '%s\n' "$selected"
@@ -199,16 +204,17 @@ reason_of() {
 }
 
 passed=0
-failed=0
+failed=$missing
+[ "$missing" -eq 0 ] || echo "not ok e2e-list ($missing listed test(s) not in the suite)"
 start_all=$(date +%s.%N)
 echo "# e2e: target $target ($bin), $(printf '%s\n' "$selected" | wc -l) tests, timeout ${timeout_s}s each" >&2
 while read -r t; do
 	[ -n "$t" ] || continue
-	log=$logs/$t.log
-	scratch=$cache/scratch/$t
+	log=$logs/${t//\//_}.log
+	scratch=$cache/scratch/${t//\//_}
 	rm -rf "$scratch"
 	mkdir -p "$scratch"
-	marker="METASTORE_E2E_RUN=$$-$t"
+	marker="METASTORE_E2E_RUN=$$-${t//\//_}"
 	t0=$(date +%s.%N)
 	(
 		cd "$work/tests/e2e" &&
@@ -238,10 +244,10 @@ while read -r t; do
 		status=fail
 		reason="timeout after ${timeout_s}s: $(reason_of "$log")"
 		grep -q -- "--- " "$log" || reason="timeout after ${timeout_s}s: no member printed etcd's ready lines"
-	elif [ $rc -eq 0 ] && grep -q "^--- PASS: $t " "$log"; then
+	elif [ $rc -eq 0 ] && grep -qE "^ *--- PASS: $t " "$log"; then
 		status=ok
 		reason=
-	elif [ $rc -eq 0 ] && grep -q "^--- SKIP: $t " "$log"; then
+	elif [ $rc -eq 0 ] && grep -qE "^ *--- SKIP: $t " "$log"; then
 		status=skip
 		reason="skipped: $(grep -A1 -m1 "^--- SKIP" "$log" | tail -1 | sed 's/^[[:space:]]*//' | cut -c1-120)"
 	else
