@@ -33,6 +33,7 @@
 #include "server/srv_peer.h"
 #include "server/srv_rpc.h"
 #include "storage/st_db.h"
+#include "storage/st_mvcc.h"
 
 #define META_MEMBER_ID "member_id"
 #define META_CLUSTER_ID "cluster_id"
@@ -250,6 +251,54 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 	return set;
 }
 
+/* A BE64 identity record of the data dir in @dir, read without opening it
+ * for writing; 0 when absent or unreadable. */
+static uint64_t peek_u64(const char *dir, const char *name)
+{
+	void *v = NULL;
+	size_t len = 0;
+	uint64_t out = 0;
+	if (st_db_peek_meta(dir, name, &v, &len) == 0 && len == 8)
+		out = get_be64(v);
+	free(v);
+	return out;
+}
+
+/*
+ * A data dir that holds a member of a cluster is never taken over by flags that
+ * describe another one (another token, or an --initial-cluster without this
+ * member): refuse before the dir is even opened for writing, so nothing in it
+ * changes. (etcd 3.4 ignores the flags then; a joined member's id, assigned by
+ * MemberAdd, cannot be recomputed, so only "new" flags are compared.) Returns 0
+ * when the start may go on.
+ */
+static int check_flags_match_dir(const srv_config *cfg)
+{
+	if (strcmp(cfg->initial_cluster_state, "existing") == 0 ||
+	    !srv_config_is_set(cfg, "initial-cluster"))
+		return 0;
+	uint64_t mid = peek_u64(cfg->data_dir, META_MEMBER_ID);
+	uint64_t cid = peek_u64(cfg->data_dir, META_CLUSTER_ID);
+	if (mid == 0 || cid == 0)
+		return 0;
+	char err[256] = "";
+	uint64_t fcid = 0;
+	Metastore__MemberSet *init = initial_members(cfg, &fcid, err, sizeof(err));
+	bool found = false;
+	for (size_t i = 0; init && i < init->n_members; i++)
+		found |= init->members[i]->id == mid;
+	if (init)
+		metastore__member_set__free_unpacked(init, NULL);
+	if (found && fcid == cid)
+		return 0;
+	logf_("fatal",
+	      "data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
+	      ", but --initial-cluster/--initial-cluster-token describe cluster %016" PRIx64
+	      "%s; refusing to start (nothing was changed)",
+	      cfg->data_dir, mid, cid, fcid, found ? "" : " without this member");
+	return -1;
+}
+
 /*
  * Settle member and cluster id and prepare the raft state: a data dir that
  * holds a member restarts as it is (after checking that the flags describe the
@@ -271,25 +320,6 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 				srv_urls_split(s, &app->peer_urls);
 			free(s);
 			free(urls);
-		}
-		/* The flags of a new cluster must describe the cluster this dir holds. */
-		if (is_new && srv_config_is_set(cfg, "initial-cluster")) {
-			uint64_t fcid = 0;
-			Metastore__MemberSet *init = initial_members(cfg, &fcid, err, sizeof(err));
-			bool found = false;
-			for (size_t i = 0; init && i < init->n_members; i++)
-				found |= init->members[i]->id == mid;
-			if (init)
-				metastore__member_set__free_unpacked(init, NULL);
-			if (!found || fcid != cid) {
-				logf_("fatal",
-				      "data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
-				      ", but --initial-cluster/--initial-cluster-token describe cluster "
-				      "%016" PRIx64 "%s; refusing to start (nothing was changed)",
-				      cfg->data_dir, mid, cid, fcid,
-				      found ? "" : " without this member");
-				return -1;
-			}
 		}
 		app->member_id = mid;
 		app->cluster_id = cid;
@@ -582,6 +612,8 @@ int main(int argc, char **argv)
 	publish_req pub = {.app = &app};
 	atomic_init(&pub.done, false);
 
+	if (check_flags_match_dir(&cfg) != 0)
+		goto out;
 	st_options sopts = {.create_if_missing = true};
 	int rc = st_db_open(cfg.data_dir, &sopts, &app.db, err, sizeof(err));
 	if (rc != 0) {
@@ -590,6 +622,8 @@ int main(int argc, char **argv)
 	}
 	if (settle_identity(&app, &cfg) != 0)
 		goto out;
+	/* Physical compaction off the node thread (the log loop never waits for it). */
+	st_mvcc_set_background(app.db, true);
 	rc = ec_kv_open(app.db, &app.kv_cfg, &app.kv);
 	if (rc != 0) {
 		logf_("fatal", "opening the keyspace in %s: %s", cfg.data_dir, st_strerror(rc));

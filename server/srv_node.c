@@ -119,6 +119,7 @@ struct srv_node {
 	uint64_t lead;
 	raft_role role;
 	uint64_t next_expire_ms; /* next sweep of proposal deadlines */
+	struct phys_wait *phys;  /* Compact(physical) replies waiting for the walk */
 
 	/* Raft snapshot images: serialised by a background thread (st_snap_create
 	 * reads a RocksDB snapshot, so apply goes on meanwhile) and cached until
@@ -811,7 +812,14 @@ typedef struct applied {
 	uint64_t id;
 	int err;
 	ProtobufCMessage *resp;
+	int64_t wait_compact; /* Compact(physical): answer once compacted this far */
 } applied;
+
+/* A physical compaction's reply, held until the background walk reached it. */
+typedef struct phys_wait {
+	struct phys_wait *next;
+	applied a;
+} phys_wait;
 
 /* The request id of a packed InternalRequest (field 1, varint), or 0. */
 static uint64_t peek_id(const uint8_t *p, size_t len)
@@ -896,6 +904,9 @@ static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 			logf_("apply of index %" PRIu64 " failed: %s", e->index, st_strerror(src));
 			rc = -1;
 		}
+		if (req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION &&
+		    req->compaction->physical && out->err == EC_OK)
+			out->wait_compact = req->compaction->revision;
 	}
 	if (own)
 		metastore__internal_request__free_unpacked(own, NULL);
@@ -1007,13 +1018,39 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 		st_apply_abort(n->cfg.db);
 	}
 	for (size_t i = 0; i < done; i++) {
-		if (res[i].id)
+		phys_wait *pw;
+		if (rc == 0 && res[i].id && res[i].wait_compact && (pw = malloc(sizeof(*pw)))) {
+			pw->a = res[i];
+			pw->next = n->phys;
+			n->phys = pw;
+		} else if (res[i].id) {
 			complete(n, res[i].id, rc == 0 ? res[i].err : EC_INTERNAL, res[i].resp);
-		else
+		} else {
 			ec_msg_free(res[i].resp);
+		}
 	}
 	free(res);
 	return rc;
+}
+
+/* Answer physical compactions the background walk has finished (etcd: such a
+ * Compact returns once the compaction is physically applied); @err fails all. */
+static void phys_sweep(srv_node *n, int err)
+{
+	if (n->phys == NULL)
+		return;
+	st_kv_state ks;
+	st_kv_state_get(n->cfg.db, &ks);
+	for (phys_wait **pp = &n->phys; *pp;) {
+		phys_wait *pw = *pp;
+		if (err == EC_OK && ks.compact_done < pw->a.wait_compact) {
+			pp = &pw->next;
+			continue;
+		}
+		*pp = pw->next;
+		complete(n, pw->a.id, err == EC_OK ? pw->a.err : err, pw->a.resp);
+		free(pw);
+	}
 }
 
 /* -------------------------------------------------------------- ready -- */
@@ -1498,6 +1535,7 @@ static void fail_everything(srv_node *n, int err)
 		free(rr);
 	}
 	transfer_finish(n, err);
+	phys_sweep(n, err);
 }
 
 static void fail_inputs(srv_node *n, srv_input *in, int err)
@@ -1579,6 +1617,7 @@ static void *node_main(void *arg)
 			continue;
 		}
 		reads_sweep(n, now, false);
+		phys_sweep(n, EC_OK);
 		if (now >= n->next_expire_ms) {
 			props_expire(n, now);
 			n->next_expire_ms = now + n->cfg.tick_ms;
@@ -1684,6 +1723,9 @@ int srv_node_bootstrap(st_db *db, ec_cluster *cluster, srv_boot_mode mode, uint6
 			if (rc == ST_OK && ks.applied > 0)
 				rc = st_log_compact(db, ks.applied);
 		}
+		/* Format 2: the cluster records are there now. */
+		if (rc == ST_OK && st_db_format(db) < 2)
+			rc = st_db_set_format(db, 2);
 		break;
 	}
 	if (rc != ST_OK) {

@@ -135,6 +135,8 @@ static void db_free(st_db *db)
 	if (db->grp_wb != NULL)
 		rocksdb_writebatch_wi_destroy(db->grp_wb);
 	pthread_mutex_destroy(&db->mu);
+	pthread_mutex_destroy(&db->bg_mu);
+	pthread_cond_destroy(&db->bg_cv);
 	free(db->dir);
 	free(db);
 }
@@ -225,11 +227,13 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 	uint32_t fmt = ((uint32_t)(uint8_t)v[0] << 24) | ((uint32_t)(uint8_t)v[1] << 16) |
 		       ((uint32_t)(uint8_t)v[2] << 8) | (uint8_t)v[3];
 	free(v);
-	if (fmt != ST_FORMAT_VERSION) {
-		set_err(errbuf, errlen, "%s: on-disk format version %u, this build reads version %u",
-			db->dir, fmt, ST_FORMAT_VERSION);
+	if (fmt < ST_FORMAT_OLDEST || fmt > ST_FORMAT_VERSION) {
+		set_err(errbuf, errlen,
+			"%s: on-disk format version %u, this build reads versions %u to %u", db->dir,
+			fmt, ST_FORMAT_OLDEST, ST_FORMAT_VERSION);
 		return ST_EFORMAT;
 	}
+	db->format = fmt;
 
 	rc = st__meta_get_raw(db, ST_META_KVSTATE, &v, &len);
 	if (rc != ST_OK || len != 32) {
@@ -328,6 +332,8 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	if (db == NULL)
 		return ST_ENOMEM;
 	pthread_mutex_init(&db->mu, NULL);
+	pthread_mutex_init(&db->bg_mu, NULL);
+	pthread_cond_init(&db->bg_cv, NULL);
 	db->dir = strdup(dir);
 	db->db_opts = rocksdb_options_create();
 	db->cf_opts = rocksdb_options_create();
@@ -436,6 +442,7 @@ void st_db_close(st_db *db)
 {
 	if (db == NULL)
 		return;
+	st__mvcc_stop_background(db);
 	/* A graceful close flushes the memtables so that the next open has no WAL
 	 * to replay (after a crash RocksDB replays it: docs/disk-format.md). */
 	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
@@ -497,6 +504,29 @@ int st_db_compact_files(st_db *db)
 	for (int i = 0; i < ST_CF__COUNT; i++)
 		rocksdb_compact_range_cf(db->rdb, db->cf[i], NULL, 0, NULL, 0);
 	return ST_OK;
+}
+
+uint32_t st_db_format(st_db *db)
+{
+	return db->format;
+}
+
+int st_db_set_format(st_db *db, uint32_t version)
+{
+	if (version < ST_FORMAT_OLDEST || version > ST_FORMAT_VERSION)
+		return ST_EINVAL;
+	uint8_t fmt[4] = {(uint8_t)(version >> 24), (uint8_t)(version >> 16), (uint8_t)(version >> 8),
+			  (uint8_t)version};
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	if (b == NULL)
+		return ST_ENOMEM;
+	rocksdb_writebatch_put_cf(b, db->cf[ST_CF_DEFAULT], ST_META_FORMAT, strlen(ST_META_FORMAT),
+				  (char *)fmt, 4);
+	int rc = write_batch(db, b, true);
+	rocksdb_writebatch_destroy(b);
+	if (rc == ST_OK)
+		db->format = version;
+	return rc;
 }
 
 /* ---- the log ---------------------------------------------------------- */
@@ -857,6 +887,105 @@ int st_meta_put(st_db *db, const char *name, const void *val, size_t len, bool s
 	rocksdb_writebatch_put_cf(b, db->cf[ST_CF_DEFAULT], kb, kl, (const char *)val, len);
 	int rc = write_batch(db, b, sync);
 	rocksdb_writebatch_destroy(b);
+	return rc;
+}
+
+int st_db_peek_meta(const char *dir, const char *name, void **val, size_t *len)
+{
+	char kb[256];
+	size_t kl;
+	*val = NULL;
+	*len = 0;
+	if (user_meta_key(name, kb, sizeof(kb), &kl) == NULL)
+		return ST_EINVAL;
+	size_t dlen = strlen(dir);
+	char *current = malloc(dlen + 16);
+	if (current == NULL)
+		return ST_ENOMEM;
+	snprintf(current, dlen + 16, "%s/CURRENT", dir);
+	struct stat sb;
+	bool exists = stat(current, &sb) == 0;
+	free(current);
+	if (!exists)
+		return ST_ENOTFOUND;
+	/* A dir another process holds (RocksDB's fcntl lock on LOCK) is left to
+	 * st_db_open to report. */
+	char *lockf = malloc(dlen + 16);
+	if (lockf == NULL)
+		return ST_ENOMEM;
+	snprintf(lockf, dlen + 16, "%s/LOCK", dir);
+	int lfd = open(lockf, O_RDONLY);
+	free(lockf);
+	if (lfd >= 0) {
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+		bool held = fcntl(lfd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+		close(lfd);
+		if (held)
+			return ST_ELOCKED;
+	}
+	rocksdb_options_t *opts = rocksdb_options_create();
+	if (opts == NULL)
+		return ST_ENOMEM;
+	char *err = NULL;
+	size_t ncf = 0;
+	char **names = rocksdb_list_column_families(opts, dir, &ncf, &err);
+	int rc = ST_OK;
+	rocksdb_column_family_handle_t **cfs = NULL;
+	const rocksdb_options_t **cfo = NULL;
+	rocksdb_t *rdb = NULL;
+	if (err != NULL) {
+		rc = ST_ECORRUPT;
+		goto out;
+	}
+	cfs = calloc(ncf ? ncf : 1, sizeof(*cfs));
+	cfo = calloc(ncf ? ncf : 1, sizeof(*cfo));
+	if (cfs == NULL || cfo == NULL) {
+		rc = ST_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < ncf; i++)
+		cfo[i] = opts;
+	/* Read-only: no lock, no new WAL or manifest; the dir is left as it is. */
+	rdb = rocksdb_open_for_read_only_column_families(opts, dir, (int)ncf,
+							 (const char *const *)names, cfo, cfs, 0, &err);
+	if (err != NULL) {
+		rc = st__rocks_err(err);
+		rdb = NULL;
+		goto out;
+	}
+	size_t di = 0;
+	while (di < ncf && strcmp(names[di], "default") != 0)
+		di++;
+	if (di == ncf) {
+		rc = ST_EFORMAT;
+		goto out;
+	}
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	char *v = rocksdb_get_cf(rdb, ro, cfs[di], kb, kl, len, &err);
+	rocksdb_readoptions_destroy(ro);
+	if (err != NULL) {
+		rc = ST_EIO;
+	} else if (v == NULL) {
+		rc = ST_ENOTFOUND;
+	} else {
+		*val = malloc(*len ? *len : 1);
+		if (*val == NULL)
+			rc = ST_ENOMEM;
+		else
+			memcpy(*val, v, *len);
+		free(v);
+	}
+out:
+	free(err);
+	for (size_t i = 0; rdb && i < ncf; i++)
+		rocksdb_column_family_handle_destroy(cfs[i]);
+	if (rdb)
+		rocksdb_close(rdb);
+	free(cfs);
+	free(cfo);
+	if (names)
+		rocksdb_list_column_families_destroy(names, ncf);
+	rocksdb_options_destroy(opts);
 	return rc;
 }
 

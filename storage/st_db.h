@@ -61,6 +61,16 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
  * the lock and free @db. NULL is ok. */
 void st_db_close(st_db *db);
 
+/*
+ * st_db_format - the on-disk format version of the open data dir (1: a single
+ * member from before clustering; 2: current, docs/disk-format.md).
+ * st_db_set_format - record that the dir now holds format @version (after the
+ * caller upgraded it); synced. Returns 0, ST_EINVAL (a version this build does
+ * not know) or ST_EIO.
+ */
+uint32_t st_db_format(st_db *db);
+int st_db_set_format(st_db *db, uint32_t version);
+
 /* st_db_size - bytes the database occupies on disk (live SST + WAL files), and an
  * estimate of the bytes holding live data; either pointer may be NULL. */
 void st_db_size(st_db *db, int64_t *total_bytes, int64_t *in_use_bytes);
@@ -133,6 +143,13 @@ int st_hardstate_load(st_db *db, st_hardstate *hs);
  * keyed by a short name. st_meta_get returns ST_ENOTFOUND when absent; *@val is
  * malloc'd and owned by the caller. */
 int st_meta_put(st_db *db, const char *name, const void *val, size_t len, bool sync);
+
+/* st_db_peek_meta - st_meta_get on the database in @dir opened read-only for the
+ * call: no lock taken, no file written (to decide whether to open it at all).
+ * Returns as st_meta_get, ST_ENOTFOUND also when @dir holds no database,
+ * ST_ELOCKED when another process has it open, and any error of opening it
+ * (the caller's real st_db_open then reports it). */
+int st_db_peek_meta(const char *dir, const char *name, void **val, size_t *len);
 int st_meta_get(st_db *db, const char *name, void **val, size_t *len);
 
 #endif

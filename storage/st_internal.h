@@ -17,8 +17,12 @@
 #include "storage/st_db.h"
 #include "storage/st_mvcc.h"
 
-/* On-disk format version written under ST_META_FORMAT at creation. */
-#define ST_FORMAT_VERSION 1u
+/* On-disk format version written under ST_META_FORMAT at creation. Version 2
+ * adds the cluster records (ms.r.members, ms.r.conf, m.snapshot); a version 1
+ * dir (a single member from before clustering) still opens, and the server
+ * upgrades it in place (st_db_set_format). */
+#define ST_FORMAT_VERSION 2u
+#define ST_FORMAT_OLDEST 1u
 
 /* Column families, in the order they are opened. "lease" (leases and their
  * attached keys, st_mvcc.c) came after the first format-1 data dirs: it is
@@ -49,6 +53,7 @@ struct st_db {
 	rocksdb_writeoptions_t *wo_sync; /* fsync'd */
 	rocksdb_readoptions_t *ro;       /* plain reads of the latest state */
 	char *dir;
+	uint32_t format; /* the data dir's format version (ST_FORMAT_OLDEST..VERSION) */
 
 	/* Guards everything below; held only for short in-memory updates and around
 	 * the apply batch write so that readers see state and data change together. */
@@ -65,7 +70,20 @@ struct st_db {
 	rocksdb_writebatch_wi_t *grp_wb;
 	bool grp_open;
 	st_kv_state grp_st;
+
+	/* Background physical compaction (st_mvcc_set_background): a storage thread
+	 * walks what a committed compaction hides, so the committing thread (the
+	 * node loop) never waits for it. Guarded by bg_mu. */
+	pthread_mutex_t bg_mu;
+	pthread_cond_t bg_cv;
+	pthread_t bg_thread;
+	bool bg_on, bg_started, bg_stop;
+	int64_t bg_target; /* compact physically up to here */
 };
+
+/* st__mvcc_stop_background - join the background compaction thread, if any
+ * (st_db_close, before the database closes). */
+void st__mvcc_stop_background(st_db *db);
 
 static inline void st_put_be64(uint8_t *p, uint64_t v)
 {

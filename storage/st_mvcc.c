@@ -15,6 +15,7 @@
  * changes in memory (a Txn touches few keys) and merges them into its own reads;
  * commit turns them into one write batch together with the revision state.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1115,6 +1116,8 @@ static int stage_changes(st_txn *t, sink *o)
 	return rc;
 }
 
+static int compact_run(st_db *db, int64_t from, int64_t to);
+
 /* The keyspace state once write txn @t is committed with @applied. */
 static st_kv_state state_after(const st_txn *t, uint64_t applied)
 {
@@ -1174,7 +1177,7 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 	rocksdb_writebatch_destroy(b);
 	txn_free(t);
 	if (rc == ST_OK && cto > cfrom)
-		rc = compact_physical(db, cfrom, cto);
+		rc = compact_run(db, cfrom, cto);
 	return rc;
 }
 
@@ -1219,9 +1222,11 @@ int st_apply_commit(st_db *db)
 	if (!db->grp_open)
 		return ST_EINVAL;
 	sink o = {.wi = db->grp_wb};
-	sink_kvstate(&o, db, &db->grp_st);
 	char *err = NULL;
 	pthread_mutex_lock(&db->mu);
+	/* A background compaction may have moved compaction-done meanwhile. */
+	db->grp_st.compact_done = db->kv.compact_done;
+	sink_kvstate(&o, db, &db->grp_st);
 	rocksdb_write_writebatch_wi(db->rdb, db->wo, db->grp_wb, &err);
 	int rc = ST_OK;
 	if (err != NULL) {
@@ -1237,8 +1242,79 @@ int st_apply_commit(st_db *db)
 	rocksdb_writebatch_wi_clear(db->grp_wb);
 	db->grp_open = false;
 	if (rc == ST_OK && cto > cfrom)
-		rc = compact_physical(db, cfrom, cto);
+		rc = compact_run(db, cfrom, cto);
 	return rc;
+}
+
+/* ---- background physical compaction ------------------------------------ */
+
+static void *bg_main(void *arg)
+{
+	st_db *db = arg;
+	pthread_mutex_lock(&db->bg_mu);
+	for (;;) {
+		pthread_mutex_lock(&db->mu);
+		int64_t from = db->kv.compact_done;
+		pthread_mutex_unlock(&db->mu);
+		if (db->bg_stop)
+			break;
+		if (db->bg_target <= from) {
+			pthread_cond_wait(&db->bg_cv, &db->bg_mu);
+			continue;
+		}
+		int64_t to = db->bg_target;
+		pthread_mutex_unlock(&db->bg_mu);
+		int rc = compact_physical(db, from, to);
+		pthread_mutex_lock(&db->bg_mu);
+		if (rc != ST_OK) {
+			/* Left for st_mvcc_finish_compaction at the next open. */
+			fprintf(stderr, "metastore: physical compaction to %lld failed: %s\n",
+				(long long)to, st_strerror(rc));
+			db->bg_target = 0;
+		}
+	}
+	pthread_mutex_unlock(&db->bg_mu);
+	return NULL;
+}
+
+/* The physical part of a compaction just committed: here and now, or handed to
+ * the background thread. */
+static int compact_run(st_db *db, int64_t from, int64_t to)
+{
+	pthread_mutex_lock(&db->bg_mu);
+	bool bg = db->bg_on;
+	if (bg && !db->bg_started) {
+		if (pthread_create(&db->bg_thread, NULL, bg_main, db) == 0)
+			db->bg_started = true;
+		else
+			bg = false;
+	}
+	if (bg) {
+		if (to > db->bg_target)
+			db->bg_target = to;
+		pthread_cond_signal(&db->bg_cv);
+	}
+	pthread_mutex_unlock(&db->bg_mu);
+	return bg ? ST_OK : compact_physical(db, from, to);
+}
+
+void st_mvcc_set_background(st_db *db, bool on)
+{
+	pthread_mutex_lock(&db->bg_mu);
+	db->bg_on = on;
+	pthread_mutex_unlock(&db->bg_mu);
+}
+
+void st__mvcc_stop_background(st_db *db)
+{
+	pthread_mutex_lock(&db->bg_mu);
+	bool started = db->bg_started;
+	db->bg_stop = true;
+	pthread_cond_signal(&db->bg_cv);
+	pthread_mutex_unlock(&db->bg_mu);
+	if (started)
+		pthread_join(db->bg_thread, NULL);
+	db->bg_started = false;
 }
 
 int st_mvcc_finish_compaction(st_db *db)
@@ -1271,16 +1347,16 @@ int st_mvcc_set_applied(st_db *db, uint64_t index)
 	return rc;
 }
 
-/* "ms.r." + name in @buf, or NULL when it does not fit or @name is empty. */
-static char *rmeta_key(const char *name, char *buf, size_t cap, size_t *len)
+/* "ms.r." + name in @out, or NULL when it does not fit or @name is empty. */
+static char *rmeta_key(const char *name, char *out, size_t cap, size_t *len)
 {
 	size_t nl = strlen(name), pl = strlen(ST_META_REPL_PREFIX);
 	if (nl == 0 || pl + nl + 1 > cap)
 		return NULL;
-	memcpy(buf, ST_META_REPL_PREFIX, pl);
-	memcpy(buf + pl, name, nl + 1);
+	memcpy(out, ST_META_REPL_PREFIX, pl);
+	memcpy(out + pl, name, nl + 1);
 	*len = pl + nl;
-	return buf;
+	return out;
 }
 
 int st_rmeta_put(st_db *db, const char *name, const void *val, size_t len)

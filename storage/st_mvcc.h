@@ -183,6 +183,16 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 int st_mvcc_finish_compaction(st_db *db);
 
 /*
+ * st_mvcc_set_background - with @on, the physical part of a compaction (deleting
+ * the versions it hides, in bounded batches) runs on a storage thread after the
+ * commit that recorded it, instead of inside that commit: the caller's thread (the
+ * node loop) never waits for it. Readers are unaffected either way (the compacted
+ * revision is published by the commit). Progress: st_kv_state.compact_done. The
+ * thread is joined by st_db_close. Default off (the commit does the walk).
+ */
+void st_mvcc_set_background(st_db *db, bool on);
+
+/*
  * st_mvcc_set_applied - record applied index @index with no change to the
  * keyspace (entries that are not KV requests: no-ops, conf changes). Inside an
  * apply group it is staged with the group.

@@ -83,4 +83,28 @@ static inline char *tu_poke_default(const char *dir, const char *key, const void
 	return err;
 }
 
+/* tu_dir_listing - "name size mtime" of every entry of @dir, sorted, one per
+ * line, in a malloc'd string (to check that something left a dir unchanged). */
+static inline char *tu_dir_listing(const char *dir)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && stat -c '%%n %%s %%Y' * | sort", dir);
+	FILE *p = popen(cmd, "r");
+	if (p == NULL)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *out = malloc(cap);
+	int c;
+	while (out && (c = fgetc(p)) != EOF) {
+		if (n + 1 >= cap)
+			out = realloc(out, cap *= 2);
+		if (out)
+			out[n++] = (char)c;
+	}
+	pclose(p);
+	if (out)
+		out[n] = '\0';
+	return out;
+}
+
 #endif

@@ -365,13 +365,29 @@ static void poke_meta(const char *key, const void *val, size_t len)
 
 Test(st_db, future_format_version_is_refused)
 {
-	uint8_t v2[4] = {0, 0, 0, 2};
-	poke_meta("ms.format", v2, 4);
+	uint8_t v3[4] = {0, 0, 0, 3};
+	poke_meta("ms.format", v3, 4);
 	st_options o = {.create_if_missing = true};
 	char err[512];
 	cr_assert_eq(st_db_open(dir, &o, &db, err, sizeof(err)), ST_EFORMAT);
 	cr_assert_null(db);
-	cr_assert_not_null(strstr(err, "format version 2"), "%s", err);
+	cr_assert_not_null(strstr(err, "format version 3"), "%s", err);
+}
+
+Test(st_db, format_1_opens_and_is_upgraded_by_set_format)
+{
+	st_options o = {.create_if_missing = true};
+	char err[512];
+	cr_assert_eq(st_db_format(db), 2, "a new data dir is format 2");
+	uint8_t v1[4] = {0, 0, 0, 1};
+	poke_meta("ms.format", v1, 4);
+	cr_assert_eq(st_db_open(dir, &o, &db, err, sizeof(err)), ST_OK, "%s", err);
+	cr_assert_eq(st_db_format(db), 1);
+	cr_assert_eq(st_db_set_format(db, 9), ST_EINVAL);
+	cr_assert_eq(st_db_set_format(db, 2), ST_OK);
+	st_db_close(db);
+	cr_assert_eq(st_db_open(dir, &o, &db, err, sizeof(err)), ST_OK, "%s", err);
+	cr_assert_eq(st_db_format(db), 2, "the upgrade is durable");
 }
 
 Test(st_db, malformed_meta_is_corrupt)
@@ -396,4 +412,25 @@ Test(st_db, garbage_current_file_is_corrupt)
 	char err[512];
 	int rc = st_db_open(dir, &o, &db, err, sizeof(err));
 	cr_assert_eq(rc, ST_ECORRUPT, "%s: %s", st_strerror(rc), err);
+}
+
+Test(st_db, peek_meta_reads_without_changing_the_dir)
+{
+	void *v = NULL;
+	size_t len = 0;
+	cr_assert_eq(st_db_peek_meta("/nonexistent/metastore", "member_id", &v, &len), ST_ENOTFOUND);
+	cr_assert_eq(st_meta_put(db, "member_id", "12345678", 8, true), ST_OK);
+	st_db_close(db);
+	db = NULL;
+	char *before = tu_dir_listing(dir);
+	cr_assert_eq(st_db_peek_meta(dir, "member_id", &v, &len), ST_OK);
+	cr_assert_eq(len, 8);
+	cr_assert_eq(memcmp(v, "12345678", 8), 0);
+	free(v);
+	cr_assert_eq(st_db_peek_meta(dir, "absent", &v, &len), ST_ENOTFOUND);
+	char *after = tu_dir_listing(dir);
+	cr_assert_str_eq(before, after, "peeking wrote to the data dir");
+	free(before);
+	free(after);
+	db = open_db();
 }

@@ -369,6 +369,61 @@ Test(mvcc, compaction_of_a_large_history_spans_batches)
 	cr_assert_eq(count_history(2, 450), 10);
 }
 
+/* Fill revisions 2..501 as compaction_of_a_large_history_spans_batches does. */
+static void ten_keys_500_revs(void)
+{
+	for (int i = 0; i < 500; i++) {
+		st_txn *t;
+		cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
+		for (int k = 0; k < 10; k++) {
+			char key[8], v[16];
+			snprintf(key, sizeof(key), "k%d", k);
+			snprintf(v, sizeof(v), "%d", i);
+			if (i % 7 == 3 && k == 5)
+				cr_assert_eq(st_txn_delete_range(t, S(key), NULL, 0, NULL), ST_OK);
+			else
+				cr_assert_eq(st_txn_put(t, S(key), S(v), 0), ST_OK);
+		}
+		cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
+	}
+}
+
+Test(mvcc, background_compaction_returns_at_once_and_finishes_while_writes_go_on)
+{
+	st_mvcc_set_background(db, true);
+	ten_keys_500_revs();
+	struct flat at450, f;
+	all_at(450, &at450);
+	compact(450); /* logical now; the walk runs on the storage thread */
+	cr_assert_str_eq(all_at(450, &f), at450.s, "readers see the compacted view at once");
+	/* writes (apply groups included) go on while the walk runs */
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(st_apply_begin(db), ST_OK);
+		put1("k1", "late");
+		cr_assert_eq(st_apply_commit(db), ST_OK);
+	}
+	st_kv_state s;
+	for (int spin = 0;; spin++) {
+		st_kv_state_get(db, &s);
+		if (s.compact_done == 450)
+			break;
+		cr_assert_lt(spin, 20000, "background compaction never finished");
+		usleep(1000);
+	}
+	cr_assert_eq(s.rev, 601, "later writes all kept: %lld", (long long)s.rev);
+	cr_assert_str_eq(all_at(450, &f), at450.s);
+	/* the state record written by later groups kept the walk's progress */
+	st_db_close(db);
+	db = NULL;
+	open_db();
+	st_kv_state_get(db, &s);
+	cr_assert_eq(s.compact_done, 450, "compaction-done survives reopen");
+	st_db_close(db);
+	poke_kvstate(next_index - 1, 601, 1, 1);
+	open_db();
+	cr_assert_eq(count_history(2, 450), 10, "only the kept versions remain on disk");
+}
+
 Test(mvcc, set_applied_and_restart_are_o1_state)
 {
 	put1("x", "1");

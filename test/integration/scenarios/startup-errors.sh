@@ -8,6 +8,8 @@
 #   not-a-dir   --data-dir names a regular file, or a path below one;
 #   no-perm     the data dir's parent is not writable by the server's user (run
 #               as "nobody" when we are root, since root ignores permissions);
+#   other-cluster  the data dir of one cluster started with flags that describe
+#               another (metastore only: etcd ignores the flags then);
 # plus the positive control that the same data dir, once freed, starts and
 # still holds its data. Both targets must refuse each case; the exact wording
 # is checked for metastore (etcd words its own).
@@ -102,6 +104,17 @@ if restart_server; then
     stop_server
 else
     fail restart-good-copy "server did not start on the intact data dir"
+fi
+
+# --- another cluster's data dir: flags that describe a different cluster (other
+# member name and peer URL, so other member and cluster ids) must not take it
+# over. etcd 3.4 ignores --initial-cluster once a data dir exists (it would
+# serve the old cluster under the new flags), so this case is metastore's own.
+if [ "$IT_TARGET" = metastore ]; then
+    before=$(dir_sum "$data")
+    run_bad other-cluster "$data"
+    check_says other-cluster "fatal metastore: data dir .* belongs to member [0-9a-f]{16} of cluster [0-9a-f]{16}, but --initial-cluster"
+    check_eq other-cluster-dir-unchanged "$before" "$(dir_sum "$data")"
 fi
 
 # --- not a directory
