@@ -150,7 +150,8 @@ int ec_cluster_replace(ec_cluster *c, const Metastore__MemberSet *set)
 	Etcdserverpb__Member **m = malloc((set->n_members + 1) * sizeof(*m));
 	if (m == NULL)
 		return ST_ENOMEM;
-	memcpy(m, set->members, set->n_members * sizeof(*m));
+	if (set->n_members)
+		memcpy(m, set->members, set->n_members * sizeof(*m));
 	int rc = commit_set(c, m, set->n_members, set->removed, set->n_removed);
 	free(m);
 	return rc;
@@ -372,7 +373,8 @@ static int change(ec_cluster *c, uint64_t id, Etcdserverpb__Member *repl, uint64
 	}
 	if (id == 0 && repl)
 		m[n++] = repl;
-	memcpy(rm, s->removed, s->n_removed * sizeof(*rm));
+	if (s->n_removed)
+		memcpy(rm, s->removed, s->n_removed * sizeof(*rm));
 	size_t nr = s->n_removed;
 	if (extra_removed)
 		rm[nr++] = extra_removed;

@@ -51,8 +51,9 @@ size_t ec_cluster_count(ec_cluster *c);
  */
 int ec_cluster_replace(ec_cluster *c, const Metastore__MemberSet *set);
 
-/* ec_cluster_reload - re-read the stored set (after a snapshot was installed).
- * Returns as ec_cluster_open. */
+/* ec_cluster_reload - re-read the stored set (after a snapshot was installed, or
+ * an apply group was dropped). Outside an apply group only. Returns as
+ * ec_cluster_open (also ST_EFORMAT: a record of another format). */
 int ec_cluster_reload(ec_cluster *c);
 
 /*
@@ -102,7 +103,9 @@ bool ec_peer_urls_valid(char *const *urls, size_t n);
 
 /*
  * Apply (node thread, inside the apply group of the entry; each persists the new
- * set with st_rmeta_put). An apply that does not fit the set (a duplicate add, an
+ * set with st_rmeta_put). The in-memory set changes at once, before the group is
+ * written: a caller whose group is aborted or fails to commit must call
+ * ec_cluster_reload() so readers do not see what was never written. An apply that does not fit the set (a duplicate add, an
  * unknown id) changes nothing and returns EC_MEMBER_EXIST / EC_MEMBER_NOT_FOUND:
  * every member applies the same entry the same way. Storage errors come back as
  * negative ST_* codes (-ST_EIO, ...), fatal for the member.

@@ -512,6 +512,26 @@ static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_
 		put_be64(b, (uint64_t)ttl);
 		return forward_reply(e, b, 8, app->cluster_id, out, outlen);
 	}
+	case SRV_FWD_TIMETOLIVE: {
+		if (!atomic_load(&g->leader))
+			return forward_reply(EC_NOT_LEADER, NULL, 0, app->cluster_id, out, outlen);
+		Etcdserverpb__LeaseTimeToLiveRequest *r =
+			etcdserverpb__lease_time_to_live_request__unpack(NULL, inlen, in);
+		if (r == NULL)
+			return EC_BAD_REQUEST;
+		ec_hdr hdr = srv_node_hdr(app->node);
+		Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;
+		int e = ec_lessor_time_to_live(app->lessor, r, &hdr, &resp);
+		etcdserverpb__lease_time_to_live_request__free_unpacked(r, NULL);
+		size_t len = resp ? etcdserverpb__lease_time_to_live_response__get_packed_size(resp) : 0;
+		uint8_t *buf = malloc(len ? len : 1);
+		if (buf && resp)
+			etcdserverpb__lease_time_to_live_response__pack(resp, buf);
+		int rc = buf ? forward_reply(e, buf, len, app->cluster_id, out, outlen) : EC_NOMEM;
+		free(buf);
+		ec_msg_free(resp);
+		return rc;
+	}
 	default:
 		return EC_BAD_REQUEST;
 	}

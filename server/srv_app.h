@@ -20,6 +20,8 @@ enum {
 	SRV_FWD_CLUSTER = 1,   /* a joining member asks for the member set */
 	SRV_FWD_PROMOTE = 2,   /* is learner <BE64 id> caught up? (asked of the leader) */
 	SRV_FWD_KEEPALIVE = 3, /* renew lease <BE64 id> (served by the leader) */
+	SRV_FWD_TIMETOLIVE = 4, /* a packed LeaseTimeToLiveRequest (the leader knows
+	                         * the remaining TTL) */
 };
 
 typedef struct srv_app {

@@ -49,8 +49,55 @@ void srv_lease_revoke(srv_call *call, const ProtobufCMessage *req)
 
 /* ---- reads ---------------------------------------------------------------- */
 
+/* A TimeToLive a follower forwarded to the leader (only it renews leases, so
+ * only it knows the remaining TTL, as etcd's followers ask theirs). */
+static void ttl_forwarded(void *ctx, int err, const uint8_t *out, size_t outlen)
+{
+	srv_call *call = ctx;
+	Metastore__ForwardReply *fr =
+		err == 0 ? metastore__forward_reply__unpack(NULL, outlen, out) : NULL;
+	Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;
+	if (fr == NULL) {
+		srv_call_fail(call, EC_TIMEOUT); /* the leader could not be asked */
+	} else if (fr->err != EC_OK) {
+		srv_call_fail(call, fr->err);
+	} else if ((resp = etcdserverpb__lease_time_to_live_response__unpack(NULL, fr->data.len,
+									       fr->data.data)) == NULL) {
+		srv_call_fail(call, EC_INTERNAL);
+	} else {
+		if (resp->header)
+			srv_fill_header(srv_call_app(call), resp->header, true);
+		srv_call_reply(call, &resp->base);
+		etcdserverpb__lease_time_to_live_response__free_unpacked(resp, NULL);
+	}
+	if (fr)
+		metastore__forward_reply__free_unpacked(fr, NULL);
+}
+
+/* Forward @req to the leader when this member does not lead; true when the
+ * reply will come from there. */
+static bool ttl_forward(srv_call *call, const ProtobufCMessage *req)
+{
+	srv_app *app = srv_call_app(call);
+	srv_node_status ns;
+	srv_node_get_status(app->node, &ns);
+	if (ns.is_leader || ns.lead == 0 || app->peer == NULL)
+		return false;
+	size_t len = protobuf_c_message_get_packed_size(req);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return false;
+	protobuf_c_message_pack(req, buf);
+	int rc = srv_peer_forward(app->peer, ns.lead, SRV_FWD_TIMETOLIVE, buf, len, 5000,
+				  ttl_forwarded, call);
+	free(buf);
+	return rc == 0;
+}
+
 void srv_lease_time_to_live(srv_call *call, const ProtobufCMessage *req)
 {
+	if (ttl_forward(call, req))
+		return;
 	srv_app *app = srv_call_app(call);
 	ec_hdr hdr = srv_node_hdr(app->node);
 	Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;

@@ -1017,6 +1017,10 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 	} else {
 		st_apply_abort(n->cfg.db);
 	}
+	/* The member set changed in memory as it was applied: what was not written
+	 * must not stay visible. */
+	if (rc != 0)
+		ec_cluster_reload(n->cfg.cluster);
 	for (size_t i = 0; i < done; i++) {
 		phys_wait *pw;
 		if (rc == 0 && res[i].id && res[i].wait_compact && (pw = malloc(sizeof(*pw)))) {
@@ -1620,6 +1624,10 @@ static void *node_main(void *arg)
 		phys_sweep(n, EC_OK);
 		if (now >= n->next_expire_ms) {
 			props_expire(n, now);
+			/* Proposals raft refused for now (too many uncommitted bytes, a
+			 * transfer in progress) are tried again once a tick. */
+			if (n->lead != 0)
+				props_retry(n);
 			n->next_expire_ms = now + n->cfg.tick_ms;
 		}
 		if (n->st.removed)
