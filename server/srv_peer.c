@@ -298,8 +298,8 @@ static size_t put_prefix(uint8_t *buf, size_t len)
 
 /* Bytes for a batch header (format, cluster id, from, optional chunk) followed
  * by @extra bytes the caller fills at *@tail. NULL on failure. */
-static grpc_slice batch_slice(const srv_peer *sp, uint64_t snap_off, const uint8_t *chunk,
-                              size_t chunk_len, size_t extra, uint8_t **tail)
+static size_t batch_slice(const srv_peer *sp, uint64_t snap_off, const uint8_t *chunk,
+                          size_t chunk_len, size_t extra, grpc_slice *out)
 {
 	Metastore__RaftBatch h = METASTORE__RAFT_BATCH__INIT;
 	h.format = SRV_PEER_FORMAT;
@@ -309,10 +309,11 @@ static grpc_slice batch_slice(const srv_peer *sp, uint64_t snap_off, const uint8
 	h.snap_chunk.data = (uint8_t *)chunk;
 	h.snap_chunk.len = chunk_len;
 	size_t hl = protobuf_c_message_get_packed_size(&h.base);
-	grpc_slice s = grpc_slice_malloc(hl + extra);
-	protobuf_c_message_pack(&h.base, GRPC_SLICE_START_PTR(s));
-	*tail = GRPC_SLICE_START_PTR(s) + hl;
-	return s;
+	/* Never an inlined slice: *@tail must point at heap bytes that stay put when
+	 * the slice struct is returned by value. */
+	*out = grpc_slice_malloc_large(hl + extra);
+	protobuf_c_message_pack(&h.base, GRPC_SLICE_START_PTR(*out));
+	return hl;
 }
 
 static grpc_byte_buffer *slice_bb(grpc_slice s)
@@ -586,8 +587,9 @@ static void raft_send_next_locked(srv_peer *sp, peer *pe)
 		total += q->len;
 		k++;
 	}
-	uint8_t *tail;
-	grpc_slice s = batch_slice(sp, 0, NULL, 0, total, &tail);
+	grpc_slice s;
+	size_t hl = batch_slice(sp, 0, NULL, 0, total, &s);
+	uint8_t *tail = GRPC_SLICE_START_PTR(s) + hl;
 	for (size_t i = 0; i < k; i++) {
 		qnode *q = pe->qh;
 		memcpy(tail, q->buf + q->off, q->len);
@@ -638,8 +640,9 @@ static void snap_send_next_locked(srv_peer *sp, pcall *c)
 		if (n > SRV_PEER_SNAP_CHUNK)
 			n = SRV_PEER_SNAP_CHUNK;
 		size_t extra = j->first_sent ? 0 : j->meta_len;
-		uint8_t *tail;
-		grpc_slice s = batch_slice(sp, j->sent, j->data + j->sent, n, extra, &tail);
+		grpc_slice s;
+		size_t hl = batch_slice(sp, j->sent, j->data + j->sent, n, extra, &s);
+		uint8_t *tail = GRPC_SLICE_START_PTR(s) + hl;
 		if (!j->first_sent)
 			memcpy(tail, j->meta + j->meta_off, j->meta_len);
 		if (pcall_send(c, slice_bb(s))) {

@@ -327,10 +327,9 @@ Test(mvcc, compaction_keeps_latest_at_or_below_and_drops_tombstones)
 	cr_assert_eq(st_mvcc_finish_compaction(db), ST_OK);
 }
 
-Test(mvcc, compaction_of_a_large_history_spans_batches)
+/* Revisions 2..501: ten keys put each revision, k5 deleted when i % 7 == 3. */
+static void ten_keys_500_revs(void)
 {
-	/* 500 revisions of 10 changes = 5000 history records: more than one
-	 * compaction batch (4096) */
 	for (int i = 0; i < 500; i++) {
 		st_txn *t;
 		cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
@@ -345,6 +344,13 @@ Test(mvcc, compaction_of_a_large_history_spans_batches)
 		}
 		cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
 	}
+}
+
+Test(mvcc, compaction_of_a_large_history_spans_batches)
+{
+	/* 500 revisions of 10 changes = 5000 history records: more than one
+	 * compaction batch (4096) */
+	ten_keys_500_revs();
 	/* revs 2..501; i=449 is rev 451 and 449 % 7 = 1; i=444 (rev 446) deleted k5 */
 	struct flat at450, cur, f;
 	all_at(450, &at450);
@@ -367,25 +373,6 @@ Test(mvcc, compaction_of_a_large_history_spans_batches)
 	poke_kvstate(next_index - 1, 501, 1, 1);
 	open_db();
 	cr_assert_eq(count_history(2, 450), 10);
-}
-
-/* Fill revisions 2..501 as compaction_of_a_large_history_spans_batches does. */
-static void ten_keys_500_revs(void)
-{
-	for (int i = 0; i < 500; i++) {
-		st_txn *t;
-		cr_assert_eq(st_txn_begin(db, true, &t), ST_OK);
-		for (int k = 0; k < 10; k++) {
-			char key[8], v[16];
-			snprintf(key, sizeof(key), "k%d", k);
-			snprintf(v, sizeof(v), "%d", i);
-			if (i % 7 == 3 && k == 5)
-				cr_assert_eq(st_txn_delete_range(t, S(key), NULL, 0, NULL), ST_OK);
-			else
-				cr_assert_eq(st_txn_put(t, S(key), S(v), 0), ST_OK);
-		}
-		cr_assert_eq(st_txn_commit(t, next_index++), ST_OK);
-	}
 }
 
 Test(mvcc, background_compaction_returns_at_once_and_finishes_while_writes_go_on)
