@@ -29,6 +29,7 @@
 #include "storage/st_snap.h"
 
 #define META_SNAPSHOT "snapshot"
+#define ECACHE_SLOTS 4096u /* a power of two */
 #define RMETA_CONF "conf"
 
 /* ------------------------------------------------------------ inputs -- */
@@ -119,6 +120,17 @@ struct srv_node {
 	uint64_t lead;
 	raft_role role;
 	uint64_t next_expire_ms; /* next sweep of proposal deadlines */
+	/* The newest log entries as persisted (slot = index % ECACHE_SLOTS), so that
+	 * raft's term() and entries() calls for replication are answered from
+	 * memory instead of a RocksDB read and decode each. A slot is valid when it
+	 * holds that index and the index is <= ecache_last (entries past it were
+	 * truncated away). */
+	struct ecache_slot {
+		uint64_t index, term;
+		raft_entry_type type;
+		raft_blob *data;
+	} *ecache;
+	uint64_t ecache_last;
 	struct phys_wait *phys;  /* Compact(physical) replies waiting for the walk */
 
 	/* Raft snapshot images: serialised by a background thread (st_snap_create
@@ -276,6 +288,41 @@ static int map_st(int rc)
 	}
 }
 
+/* The cached entry at @i, or NULL. */
+static const struct ecache_slot *ecache_get(srv_node *n, uint64_t i)
+{
+	if (n->ecache == NULL || i == 0 || i > n->ecache_last)
+		return NULL;
+	const struct ecache_slot *sl = &n->ecache[i & (ECACHE_SLOTS - 1)];
+	return sl->index == i ? sl : NULL;
+}
+
+/* Remember @cnt entries just persisted; the log now ends at the last of them. */
+static void ecache_put(srv_node *n, const raft_entry *ents, size_t cnt)
+{
+	if (n->ecache == NULL || cnt == 0)
+		return;
+	for (size_t i = 0; i < cnt; i++) {
+		struct ecache_slot *sl = &n->ecache[ents[i].index & (ECACHE_SLOTS - 1)];
+		raft_blob_unref(sl->data);
+		sl->index = ents[i].index;
+		sl->term = ents[i].term;
+		sl->type = ents[i].type;
+		sl->data = raft_blob_ref(ents[i].data);
+	}
+	n->ecache_last = ents[cnt - 1].index;
+}
+
+static void ecache_free(srv_node *n)
+{
+	if (n->ecache == NULL)
+		return;
+	for (size_t i = 0; i < ECACHE_SLOTS; i++)
+		raft_blob_unref(n->ecache[i].data);
+	free(n->ecache);
+	n->ecache = NULL;
+}
+
 static int rs_initial_state(void *ud, raft_term *term, raft_id *vote, raft_index *commit,
 			    raft_conf_state *conf)
 {
@@ -311,6 +358,11 @@ static int rs_last_index(void *ud, raft_index *out)
 static int rs_term(void *ud, raft_index i, raft_term *out)
 {
 	srv_node *n = ud;
+	const struct ecache_slot *sl = ecache_get(n, i);
+	if (sl && i + 1 >= st_log_first_index(n->cfg.db)) {
+		*out = sl->term;
+		return 0;
+	}
 	return map_st(st_log_term(n->cfg.db, i, out));
 }
 
@@ -323,6 +375,30 @@ static int rs_entries(void *ud, raft_index lo, raft_index hi, size_t max_bytes, 
 	*nout = 0;
 	if (hi - lo > cap)
 		hi = lo + cap;
+	/* From memory when the whole run is cached (the usual case for a leader
+	 * replicating what it just wrote). */
+	if (lo >= st_log_first_index(n->cfg.db) && ecache_get(n, lo) && ecache_get(n, hi - 1)) {
+		size_t k = 0, bytes = 0;
+		for (uint64_t i = lo; i < hi; i++, k++) {
+			const struct ecache_slot *sl = ecache_get(n, i);
+			if (sl == NULL)
+				break;
+			size_t sz = sl->data ? sl->data->len : 0;
+			if (k > 0 && bytes + sz > max_bytes)
+				break;
+			out[k].term = sl->term;
+			out[k].index = sl->index;
+			out[k].type = sl->type;
+			out[k].data = raft_blob_ref(sl->data);
+			bytes += sz;
+		}
+		if (k == hi - lo || (k > 0 && k < hi - lo && ecache_get(n, lo + k))) {
+			*nout = k;
+			return 0;
+		}
+		for (size_t j = 0; j < k; j++)
+			raft_blob_unref(out[j].data); /* a hole: read the log instead */
+	}
 	int rc = st_log_entries(n->cfg.db, lo, hi, max_bytes, &ents, &cnt);
 	if (rc != ST_OK)
 		return map_st(rc);
@@ -1076,6 +1152,7 @@ static int install_snapshot(srv_node *n, const raft_snapshot *s)
 		logf_("installing snapshot at index %" PRIu64 " failed: %s", s->index, st_strerror(rc));
 		return -1;
 	}
+	n->ecache_last = s->index; /* cached entries past it belong to the old log */
 	logf_("applied raft snapshot at index %" PRIu64 " (term %" PRIu64 ")", s->index, s->term);
 	if (n->cfg.on_restore)
 		n->cfg.on_restore(n->cfg.ctx);
@@ -1108,6 +1185,7 @@ static int persist(srv_node *n, const raft_ready *rd)
 		logf_("log append failed: %s", st_strerror(rc));
 		return -1;
 	}
+	ecache_put(n, rd->entries, rd->n_entries);
 	/* Readers see the new log bounds before any reply of this ready leaves. */
 	pthread_mutex_lock(&n->mu);
 	if (rd->must_sync)
@@ -1765,7 +1843,10 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
 		n->cfg.snapshot_count = 10000;
 	if (!n->cfg.request_timeout_ms)
 		n->cfg.request_timeout_ms = 5000 + 2 * n->cfg.election_ticks * n->cfg.tick_ms;
+	n->ecache = calloc(ECACHE_SLOTS, sizeof(*n->ecache)); /* NULL: every read goes to the log */
+	n->ecache_last = st_log_last_index(cfg->db);
 	if (srv_wait_init(&n->wait) != 0) {
+		free(n->ecache);
 		free(n);
 		snprintf(errbuf, errlen, "out of memory");
 		return -1;
@@ -1834,6 +1915,7 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
 fail:
 	fail_everything(n, EC_STOPPED);
 	raft_destroy(n->r);
+	ecache_free(n);
 	srv_wait_destroy(&n->wait, EC_STOPPED);
 	pthread_mutex_destroy(&n->mu);
 	pthread_cond_destroy(&n->cv);
@@ -1863,6 +1945,7 @@ void srv_node_stop(srv_node *n)
 	}
 	raft_blob_unref(n->snap_img);
 	raft_destroy(n->r);
+	ecache_free(n);
 	srv_wait_destroy(&n->wait, EC_STOPPED);
 	pthread_mutex_destroy(&n->mu);
 	pthread_cond_destroy(&n->cv);

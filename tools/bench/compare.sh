@@ -3,12 +3,14 @@
 # metastore on this machine, one server at a time, and write a markdown report with
 # ops/s, p50 and p99 for each, the ratio metastore/etcd, the CPU used by the load
 # generator and by the server, the disk's fdatasync cost, the date and the versions.
+# Two parts: one-member servers, then 3-member clusters (all members on this machine).
 #
 #   tools/bench/compare.sh [options] /path/to/metastore
 #   tools/bench/compare.sh [options] --etcd-only
 #
-# Each server gets fresh data dirs under one temp dir (same disk for both), free
-# 127.0.0.1 ports, and is stopped by pid when its scenarios are done (and on any exit).
+# Each server (each member of a cluster) gets a fresh data dir under one temp dir
+# (same disk for all), free 127.0.0.1 ports, and is stopped by pid when its scenarios
+# are done (and on any exit). Only one server or cluster runs at a time.
 # See docs/benchmarks.md for what each scenario measures.
 set -euo pipefail
 
@@ -20,6 +22,9 @@ options:
   --etcd-only          measure only etcd; metastore columns say "pending"
   --msbench PATH       msbench binary   [$MSBENCH, else <repo>/build*/tools/bench/msbench]
   --etcd PATH          etcd binary      [etcd from PATH]
+  --etcdctl PATH       etcdctl, used to find a cluster's leader [etcdctl from PATH]
+  --single-only        run only the one-member scenarios
+  --cluster-only       run only the 3-member cluster scenarios
   --repeat R           runs per scenario; the run with the median ops/s is reported [3]
   --scale F            multiply every scenario's op count by F (e.g. 0.1 for a smoke run) [1]
   --workdir DIR        parent for the temp dir holding data dirs and logs [$TMPDIR or /tmp]
@@ -39,6 +44,10 @@ ETCD_ONLY=0
 METASTORE=""
 MSBENCH="${MSBENCH:-}"
 ETCD_BIN="$(command -v etcd || true)"
+ETCDCTL_BIN="$(command -v etcdctl || true)"
+RUN_SINGLE=1
+RUN_CLUSTER=1
+CLUSTER_SIZE=3
 REPEAT=3
 SCALE=1
 WORKPARENT="${TMPDIR:-/tmp}"
@@ -50,6 +59,9 @@ while [ $# -gt 0 ]; do
 	--etcd-only) ETCD_ONLY=1 ;;
 	--msbench) MSBENCH="$2"; shift ;;
 	--etcd) ETCD_BIN="$2"; shift ;;
+	--etcdctl) ETCDCTL_BIN="$2"; shift ;;
+	--single-only) RUN_CLUSTER=0 ;;
+	--cluster-only) RUN_SINGLE=0 ;;
 	--repeat) REPEAT="$2"; shift ;;
 	--scale) SCALE="$2"; shift ;;
 	--workdir) WORKPARENT="$2"; shift ;;
@@ -75,6 +87,10 @@ fi
 if [ -z "$ETCD_BIN" ] || [ ! -x "$ETCD_BIN" ]; then
 	die "etcd not found (apt-get install etcd-server) or pass --etcd"
 fi
+[ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ] || die "--single-only and --cluster-only exclude each other"
+if [ "$RUN_CLUSTER" = 1 ] && { [ -z "$ETCDCTL_BIN" ] || [ ! -x "$ETCDCTL_BIN" ]; }; then
+	die "etcdctl not found (apt-get install etcd-client; it finds a cluster's leader) or pass --etcdctl"
+fi
 if [ "$ETCD_ONLY" = 0 ]; then
 	[ -n "$METASTORE" ] || { usage >&2; die "give the metastore binary or --etcd-only"; }
 	[ -x "$METASTORE" ] || die "metastore binary '$METASTORE' is not executable"
@@ -87,41 +103,72 @@ for tool in jq ss awk; do
 done
 
 # ---- scenarios ---------------------------------------------------------------------
-# name|op|clients|conns|ops|extra msbench flags|reported?
+# name|op|clients|conns|ops|extra msbench flags|reported?|target
+# target: "one" (the only member), "leader" (the cluster's leader, looked up right
+# before every run), "all" (every member's client URL; msbench spreads its channels
+# round-robin over them, so 10 conns over 3 members are 4/3/3).
 # "prefill" writes keys 0..9999 once (never scaled) so the range scenarios read keys
 # that exist; it also warms the server up. Reads run before the bulk of the writes so
 # that they see the same small store whatever --repeat is (a store with more history
-# reads slower). Every reported scenario runs REPEAT times.
+# reads slower). Every reported scenario runs REPEAT times. put-1000 runs last among
+# the one-member scenarios so that the ones before it see the same history as in
+# earlier reports.
+# shellcheck disable=SC2034  # used through run_scenarios' and the tables' namerefs
 SCENARIOS=(
-	"prefill|put|100|10|10000|--sequential --key-space 10000|no"
-	"range-100|range|100|10|50000|--key-space 10000|yes"
-	"range-serializable-100|range-serializable|100|10|50000|--key-space 10000|yes"
-	"put-1|put|1|1|5000|--key-space 100000|yes"
-	"put-100|put|100|10|50000|--key-space 100000|yes"
-	"txn-100|txn|100|10|30000|--key-space 100000|yes"
+	"prefill|put|100|10|10000|--sequential --key-space 10000|no|one"
+	"range-100|range|100|10|50000|--key-space 10000|yes|one"
+	"range-serializable-100|range-serializable|100|10|50000|--key-space 10000|yes|one"
+	"put-1|put|1|1|5000|--key-space 100000|yes|one"
+	"put-100|put|100|10|50000|--key-space 100000|yes|one"
+	"txn-100|txn|100|10|30000|--key-space 100000|yes|one"
+	"put-1000|put|1000|100|50000|--key-space 100000|yes|one"
+)
+# The same against 3-member clusters. Writes go to the leader (a follower would only
+# forward them), except put-100-all, which shows what forwarding costs; linearizable
+# reads go to all members (each member answers them itself after a ReadIndex round
+# with the leader).
+# shellcheck disable=SC2034  # used through namerefs, as SCENARIOS
+CLUSTER_SCENARIOS=(
+	"prefill|put|100|10|10000|--sequential --key-space 10000|no|leader"
+	"range-100|range|100|10|50000|--key-space 10000|yes|all"
+	"put-100|put|100|10|30000|--key-space 100000|yes|leader"
+	"put-1000|put|1000|100|40000|--key-space 100000|yes|leader"
+	"put-100-all|put|100|10|30000|--key-space 100000|yes|all"
 )
 COMMON_FLAGS="--key-size 8 --val-size 256"
+# Flags every member of every server gets besides its name, dirs and URLs: etcd's own
+# defaults, spelled out so both servers surely run with the same ones.
+RAFT_FLAGS="--heartbeat-interval 100 --election-timeout 1000"
 
 # ---- temp dir, cleanup -------------------------------------------------------------
 WORK="$(mktemp -d "$WORKPARENT/msbench-compare.XXXXXX")"
-SERVER_PID=""
+SERVER_PIDS=()    # every member of the server or cluster now running
+ENDPOINTS=()      # their client endpoints, host:port, same order
+MEMBERS=()        # their member names, same order
+SERVER_NAME=""    # the run name (etcd, metastore, etcd-x3, metastore-x3)
 # shellcheck disable=SC2317  # called through the EXIT trap
 stop_server() {
-	[ -n "$SERVER_PID" ] || return 0
-	local pid="$SERVER_PID"
-	SERVER_PID=""
-	if kill -0 "$pid" 2>/dev/null; then
+	[ "${#SERVER_PIDS[@]}" -gt 0 ] || return 0
+	local pids=("${SERVER_PIDS[@]}") pid alive
+	SERVER_PIDS=()
+	for pid in "${pids[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 150); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
+	done
+	for _ in $(seq 1 150); do
+		alive=0
+		for pid in "${pids[@]}"; do
+			if kill -0 "$pid" 2>/dev/null; then alive=1; fi
 		done
+		[ "$alive" = 1 ] || break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
 		if kill -0 "$pid" 2>/dev/null; then
 			log "server pid $pid ignored SIGTERM for 15 s; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
-	fi
-	wait "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 }
 # shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
@@ -136,12 +183,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A TCP port on 127.0.0.1 with no socket at all (listening, connected or TIME_WAIT),
-# different from $1.
+# different from every port given as an argument.
 pick_port() {
-	local p
+	local p x taken
 	for _ in $(seq 1 500); do
 		p=$(( 20000 + RANDOM % 30000 ))
-		[ "$p" != "${1:-}" ] || continue
+		taken=0
+		for x in "$@"; do
+			[ "$p" != "$x" ] || taken=1
+		done
+		[ "$taken" = 0 ] || continue
 		if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )")" ]; then
 			echo "$p"
 			return 0
@@ -153,6 +204,14 @@ pick_port() {
 # Server CPU time so far in seconds (utime + stime of the process).
 proc_cpu() {
 	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+# The CPU seconds of every running member, space-separated, in SERVER_PIDS order.
+members_cpu() {
+	local pid out=""
+	for pid in "${SERVER_PIDS[@]}"; do
+		out="$out $(proc_cpu "$pid")"
+	done
+	echo "${out# }"
 }
 
 now() { date +%s.%N; }
@@ -180,59 +239,133 @@ wait_quiet() {
 	done
 }
 
-# start_server NAME BINARY: fresh data dir, free ports, wait until a Put succeeds.
-# Sets SERVER_PID and ENDPOINT.
-start_server() {
-	local name="$1" bin="$2" dir="$WORK/$1" cport pport i
-	mkdir -p "$dir"
-	cport="$(pick_port)" || die "no free port"
-	pport="$(pick_port "$cport")" || die "no free port"
-	"$bin" --name bench --data-dir "$dir/data" \
-		--listen-client-urls "http://127.0.0.1:$cport" \
-		--advertise-client-urls "http://127.0.0.1:$cport" \
-		--listen-peer-urls "http://127.0.0.1:$pport" \
-		--initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-		--initial-cluster "bench=http://127.0.0.1:$pport" \
-		>"$dir/server.log" 2>&1 &
-	SERVER_PID=$!
-	ENDPOINT="127.0.0.1:$cport"
-	log "$name: pid $SERVER_PID, client $ENDPOINT, peer 127.0.0.1:$pport, data $dir/data"
-	# It must be *our* process listening on the client port, not someone else's server.
-	for i in $(seq 1 300); do
-		kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$dir/server.log" >&2; die "$name exited during startup (log above)"; }
-		if ss -Htlnp "( sport = :$cport )" | grep -q "pid=$SERVER_PID,"; then
-			break
+# check_members WHEN: if a member is gone, show its log and stop the script.
+check_members() {
+	local i
+	for i in "${!SERVER_PIDS[@]}"; do
+		if ! kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null; then
+			tail -20 "$WORK/$SERVER_NAME/${MEMBERS[$i]}/server.log" >&2
+			die "$SERVER_NAME member ${MEMBERS[$i]} (pid ${SERVER_PIDS[$i]}) exited $1 (log above)"
 		fi
-		if [ -n "$(ss -Htln "( sport = :$cport )")" ] && [ "$i" -gt 50 ]; then
-			die "port $cport is listened on, but not by $name pid $SERVER_PID"
-		fi
-		sleep 0.1
 	done
-	[ "$i" -lt 300 ] || die "$name did not listen on $ENDPOINT within 30 s"
-	for i in $(seq 1 30); do
-		if "$MSBENCH" --endpoints "$ENDPOINT" --op put --total 1 --key-space 1 --val-size 1 \
-			--connect-timeout 1 --timeout 2 >"$dir/probe.out" 2>&1; then
-			return 0
-		fi
-		kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$dir/server.log" >&2; die "$name exited during startup"; }
-		sleep 1
-	done
-	grep -i error "$dir/probe.out" >&2 || true
-	die "$name does not accept a Put on $ENDPOINT after 30 s"
 }
 
-# run_scenarios NAME: every scenario against the running server; raw output under
-# $WORK/results/NAME-SCENARIO-REP.{txt,json}, one line per run in $WORK/results/NAME.tsv:
-# name scenario rep reported ops/s p50 p99 errors client_cores server_cores cmd
-# first_error range_kvs ok machine_busy_cores (no field may be empty: bash's read
-# collapses adjacent tabs).
+# start_server NAME BINARY N: a fresh N-member cluster, every member with its own data
+# dir and free ports, identical flags for every server; wait until each member listens
+# (by its own pid) and accepts a Put. One member is named "bench" (as in every earlier
+# report), members of a bigger cluster m1..mN. Sets SERVER_PIDS, ENDPOINTS, MEMBERS.
+start_server() {
+	local name="$1" bin="$2" n="$3" dir="$WORK/$1" i used=() cports=() pports=() ic=""
+	local m c p mdir t
+	SERVER_NAME="$name"
+	SERVER_PIDS=(); ENDPOINTS=(); MEMBERS=()
+	mkdir -p "$dir"
+	for i in $(seq 1 "$n"); do
+		c="$(pick_port "${used[@]}")" || die "no free port"
+		used+=("$c")
+		p="$(pick_port "${used[@]}")" || die "no free port"
+		used+=("$p")
+		cports+=("$c"); pports+=("$p")
+		if [ "$n" = 1 ]; then m=bench; else m="m$i"; fi
+		MEMBERS+=("$m")
+		ENDPOINTS+=("127.0.0.1:$c")
+		ic="$ic,$m=http://127.0.0.1:$p"
+	done
+	ic="${ic#,}"
+	for i in $(seq 0 $((n - 1))); do
+		m="${MEMBERS[$i]}"; mdir="$dir/$m"
+		mkdir -p "$mdir"
+		# shellcheck disable=SC2086  # RAFT_FLAGS is a list of flags
+		"$bin" --name "$m" --data-dir "$mdir/data" \
+			--listen-client-urls "http://${ENDPOINTS[$i]}" \
+			--advertise-client-urls "http://${ENDPOINTS[$i]}" \
+			--listen-peer-urls "http://127.0.0.1:${pports[$i]}" \
+			--initial-advertise-peer-urls "http://127.0.0.1:${pports[$i]}" \
+			--initial-cluster "$ic" --initial-cluster-state new \
+			--initial-cluster-token msbench-compare $RAFT_FLAGS \
+			>"$mdir/server.log" 2>&1 &
+		SERVER_PIDS+=("$!")
+		log "$name $m: pid $!, client ${ENDPOINTS[$i]}, peer 127.0.0.1:${pports[$i]}, data $mdir/data"
+	done
+	# It must be *our* process listening on each client port, not someone else's server.
+	for i in $(seq 0 $((n - 1))); do
+		for t in $(seq 1 300); do
+			check_members "during startup"
+			if ss -Htlnp "( sport = :${cports[$i]} )" | grep -q "pid=${SERVER_PIDS[$i]},"; then
+				break
+			fi
+			if [ -n "$(ss -Htln "( sport = :${cports[$i]} )")" ] && [ "$t" -gt 50 ]; then
+				die "port ${cports[$i]} is listened on, but not by $name ${MEMBERS[$i]} pid ${SERVER_PIDS[$i]}"
+			fi
+			sleep 0.1
+		done
+		[ "$t" -lt 300 ] || die "$name ${MEMBERS[$i]} did not listen on ${ENDPOINTS[$i]} within 30 s"
+	done
+	# Every member must take a Put (a follower's goes through the leader).
+	for i in $(seq 0 $((n - 1))); do
+		for t in $(seq 1 31); do
+			[ "$t" -le 30 ] || { grep -i error "$dir/probe.out" >&2 || true; die "$name ${MEMBERS[$i]} does not accept a Put on ${ENDPOINTS[$i]} after 30 s"; }
+			if "$MSBENCH" --endpoints "${ENDPOINTS[$i]}" --op put --total 1 --key-space 1 --val-size 1 \
+				--connect-timeout 1 --timeout 2 >"$dir/probe.out" 2>&1; then
+				break
+			fi
+			check_members "during startup"
+			sleep 1
+		done
+	done
+	if [ "$n" -gt 1 ]; then
+		local st lead term
+		st=$(cluster_status_wait) || exit 1
+		read -r lead term <<<"$st"
+		log "$name: leader ${MEMBERS[$lead]} (${ENDPOINTS[$lead]}), raft term $term"
+	fi
+}
+
+# cluster_status: "LEADER TERM": LEADER is the index in ENDPOINTS of the member that
+# says it leads (-1 unless exactly one does and every member answered), TERM the
+# highest raft term any member reported. Asked with etcdctl endpoint status (gRPC
+# Maintenance.Status, which both servers answer).
+cluster_status() {
+	local eps
+	eps=$(IFS=,; echo "${ENDPOINTS[*]}")
+	{ ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$eps" --dial-timeout 2s --command-timeout 3s \
+		endpoint status -w simple 2>/dev/null || true; } |
+		awk -F', ' -v eps="$eps" '
+			BEGIN { n = split(eps, e, ","); for (i = 1; i <= n; i++) idx[e[i]] = i - 1; lead = -1; term = 0 }
+			$1 in idx { seen++; if ($7 + 0 > term) term = $7 + 0; if ($5 == "true") { leaders++; lead = idx[$1] } }
+			END { if (leaders != 1 || seen != n) lead = -1; printf "%d %d\n", lead, term }'
+}
+# cluster_status_wait: cluster_status, retried for up to 15 s until there is a leader.
+cluster_status_wait() {
+	local st
+	for _ in $(seq 1 15); do
+		st=$(cluster_status)
+		if [ "${st%% *}" -ge 0 ]; then echo "$st"; return 0; fi
+		check_members "while looking for a leader" >&2
+		sleep 1
+	done
+	die "$SERVER_NAME has no single leader after 15 s (etcdctl endpoint status: $st)"
+}
+
+# run_scenarios NAME SCENARIO_ARRAY: every scenario against the running server;
+# raw output under $WORK/results/NAME-SCENARIO-REP.{txt,json}, one line per run in
+# $WORK/results/NAME.tsv:
+#  1 name  2 scenario  3 rep  4 reported  5 ops/s  6 p50  7 p99  8 errors
+#  9 client_cores  10 server_cores (sum over members)  11 cmd  12 first_error
+#  13 range_kvs  14 ok  15 machine_busy_cores  16 server CPU µs per successful op
+#  (sum over members)  17 per-member server cores, leader marked with *  18 target
+#  19 leader/term change during the run  20 fdatasync p50/p99 ms just before the run
+#  21 client CPU % of the machine
+# (no field may be empty: bash's read collapses adjacent tabs).
 ANY_ERRORS=0
 run_scenarios() {
-	local name="$1" line sname op clients conns ops extra reported reps rep total
-	local out cpu0 cpu1 t0 t1 rc busy0 busy1 srv_cores mach_cores
+	local name="$1" line sname op clients conns ops extra reported target reps rep total
+	local out t0 t1 rc busy0 busy1 srv_cores mach_cores eps tdesc lead0 term0 lead1 term1
+	local event fsync_col cpu0 cpu1 srv_s per_member us_op st fsync_note
+	local -n scen="$2"
 	mkdir -p "$WORK/results"
-	for line in "${SCENARIOS[@]}"; do
-		IFS='|' read -r sname op clients conns ops extra reported <<<"$line"
+	for line in "${scen[@]}"; do
+		IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
 		reps=$REPEAT
 		total=$ops
 		if [ "$reported" = yes ]; then
@@ -243,13 +376,31 @@ run_scenarios() {
 		for rep in $(seq 1 "$reps"); do
 			out="$WORK/results/$name-$sname-$rep"
 			[ "$QUIET_WAIT" = 0 ] || wait_quiet
-			busy0=$(machine_busy); cpu0=$(proc_cpu "$SERVER_PID"); t0=$(now)
+			fsync_col="-"
+			if [ "$sname" = put-1 ]; then
+				# the disk's sync cost right now, beside the single-client put latency
+				fsync_col=$("$MSBENCH" --fsync-probe "$WORK" --total 500 --fsync-block 4096 |
+					grep '^{' | jq -r '"\(.p50_ms)/\(.p99_ms)"' || true)
+				[ -n "$fsync_col" ] || fsync_col="-"
+			fi
+			lead0=0; term0=0
+			if [ "${#SERVER_PIDS[@]}" -gt 1 ]; then
+				st=$(cluster_status_wait) || exit 1
+				read -r lead0 term0 <<<"$st"
+			fi
+			case "$target" in
+			one) eps="${ENDPOINTS[0]}"; tdesc="one member" ;;
+			leader) eps="${ENDPOINTS[$lead0]}"; tdesc="leader ${MEMBERS[$lead0]}" ;;
+			all) eps=$(IFS=,; echo "${ENDPOINTS[*]}"); tdesc="all ${#ENDPOINTS[@]} members" ;;
+			*) die "scenario $sname: unknown target $target" ;;
+			esac
+			busy0=$(machine_busy); cpu0=$(members_cpu); t0=$(now)
 			rc=0
 			# shellcheck disable=SC2086
-			"$MSBENCH" --endpoints "$ENDPOINT" --op "$op" --clients "$clients" \
+			"$MSBENCH" --endpoints "$eps" --op "$op" --clients "$clients" \
 				--conns "$conns" --total "$total" $COMMON_FLAGS $extra \
 				--label "$name $sname" >"$out.txt" 2>"$out.err" || rc=$?
-			t1=$(now); cpu1=$(proc_cpu "$SERVER_PID"); busy1=$(machine_busy)
+			t1=$(now); cpu1=$(members_cpu); busy1=$(machine_busy)
 			grep '^{' "$out.txt" >"$out.json" || true
 			if [ "$rc" -ne 0 ] || [ ! -s "$out.json" ]; then
 				cat "$out.err" >&2
@@ -257,14 +408,31 @@ run_scenarios() {
 				log "!!! $name $sname run $rep FAILED (msbench exit $rc) !!!"
 				[ -s "$out.json" ] || echo '{"ops_per_s":0,"p50_ms":0,"p99_ms":0,"errors":-1,"client_cores":0,"first_error":"msbench produced no result"}' >"$out.json"
 			fi
-			kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/$name/server.log" >&2; die "$name died during $sname"; }
-			srv_cores=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", (b - a) / (t1 - t0) }')
+			check_members "during $sname"
+			event="-"
+			if [ "${#SERVER_PIDS[@]}" -gt 1 ]; then
+				st=$(cluster_status_wait) || exit 1
+				read -r lead1 term1 <<<"$st"
+				if [ "$lead1" != "$lead0" ] || [ "$term1" != "$term0" ]; then
+					event="leader ${MEMBERS[$lead0]} term $term0 -> leader ${MEMBERS[$lead1]} term $term1"
+					log "!!! $name $sname run $rep: $event !!!"
+				fi
+			fi
+			srv_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) s += y[i] - x[i]; printf "%.4f", s }')
+			per_member=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { print t1 - t0 }')" -v l="$lead0" '
+				BEGIN { n = split(a, x, " "); split(b, y, " ")
+					for (i = 1; i <= n; i++) printf "%s%s%.2f", (i > 1 ? "/" : ""), (n > 1 && i - 1 == l ? "*" : ""), (y[i] - x[i]) / t }')
+			srv_cores=$(awk -v s="$srv_s" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", s / (t1 - t0) }')
 			mach_cores=$(awk -v a="$busy0" -v b="$busy1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", (b - a) / (t1 - t0) }')
+			us_op=$(jq -r --arg s "$srv_s" '(.ok // 0) as $ok | if $ok > 0 then ($s | tonumber) * 1e6 / $ok else 0 end' "$out.json")
 			jq -r --arg n "$name" --arg s "$sname" --arg r "$rep" --arg sc "$srv_cores" --arg mc "$mach_cores" \
 				--arg rep "$reported" --arg cmd "--op $op --clients $clients --conns $conns --total $total $COMMON_FLAGS $extra" \
-				'[$n, $s, $r, $rep, .ops_per_s, .p50_ms, .p99_ms, .errors, .client_cores, $sc, $cmd, (.first_error // "" | if . == "" then "-" else . end), (.range_kvs // 0), (.ok // 0), $mc] | @tsv' \
+				--arg us "$us_op" --arg pm "$per_member" --arg tg "$tdesc" --arg ev "$event" --arg fs "$fsync_col" \
+				'[$n, $s, $r, $rep, .ops_per_s, .p50_ms, .p99_ms, .errors, .client_cores, $sc, $cmd, (.first_error // "" | if . == "" then "-" else . end), (.range_kvs // 0), (.ok // 0), $mc, $us, $pm, $tg, $ev, $fs, (.client_cpu_share_pct // 0)] | @tsv' \
 				"$out.json" >>"$WORK/results/$name.tsv"
-			log "$name $sname #$rep: $(sed -n 2p "$out.txt" | sed 's/^msbench: //'); server $srv_cores cores, whole machine $mach_cores cores busy"
+			fsync_note=""
+			[ "$fsync_col" = "-" ] || fsync_note=", fdatasync p50/p99 $fsync_col ms just before"
+			log "$name $sname #$rep ($tdesc): $(sed -n 2p "$out.txt" | sed 's/^msbench: //'); server $srv_cores cores ($per_member), whole machine $mach_cores cores busy$fsync_note"
 		done
 	done
 }
@@ -300,18 +468,35 @@ if [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null)" ]; then GIT_DIRTY="+d
 if [ "$ETCD_ONLY" = 0 ]; then
 	MS_VERSION=$(timeout 3 "$METASTORE" --version 2>&1 </dev/null | head -1 || true)
 	[ -n "$MS_VERSION" ] || MS_VERSION="(no --version output)"
+	# the checkout may have moved on since the binary was built: say when it was
+	MS_VERSION="$MS_VERSION, binary built $(date -u -r "$METASTORE" '+%Y-%m-%d %H:%M UTC')"
 fi
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+T_START=$(date +%s)
 
 # ---- run -----------------------------------------------------------------------------
-start_server etcd "$ETCD_BIN"
-run_scenarios etcd
-stop_server
-if [ "$ETCD_ONLY" = 0 ]; then
-	start_server metastore "$METASTORE"
-	run_scenarios metastore
+# One server or cluster at a time: etcd, metastore, etcd x3, metastore x3.
+if [ "$RUN_SINGLE" = 1 ]; then
+	start_server etcd "$ETCD_BIN" 1
+	run_scenarios etcd SCENARIOS
 	stop_server
+	if [ "$ETCD_ONLY" = 0 ]; then
+		start_server metastore "$METASTORE" 1
+		run_scenarios metastore SCENARIOS
+		stop_server
+	fi
 fi
+if [ "$RUN_CLUSTER" = 1 ]; then
+	start_server etcd-x3 "$ETCD_BIN" "$CLUSTER_SIZE"
+	run_scenarios etcd-x3 CLUSTER_SCENARIOS
+	stop_server
+	if [ "$ETCD_ONLY" = 0 ]; then
+		start_server metastore-x3 "$METASTORE" "$CLUSTER_SIZE"
+		run_scenarios metastore-x3 CLUSTER_SCENARIOS
+		stop_server
+	fi
+fi
+ELAPSED=$(( $(date +%s) - T_START ))
 
 # ---- report --------------------------------------------------------------------------
 fmt_ops() { awk -v x="$1" 'BEGIN { printf "%.0f", x }'; }
@@ -322,8 +507,64 @@ flag_errors() { # errors first_error
 	if [ "$1" != 0 ]; then printf ' ⚠ %s errors' "$1"; fi
 }
 
+# results_table ETCD_NAME MS_NAME SCENARIO_ARRAY WITH_TARGET: ops/s, p50, p99, ratios.
+results_table() {
+	local en="$1" mn="$2" with_target="$4" line sname op clients conns ops extra reported target e m
+	local -n scen="$3"
+	if [ "$with_target" = 1 ]; then
+		echo "| scenario | sent to | etcd ops/s | etcd p50 ms | etcd p99 ms | metastore ops/s | metastore p50 ms | metastore p99 ms | ops/s ratio ms/etcd | p99 ratio ms/etcd |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	else
+		echo "| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | metastore ops/s | metastore p50 ms | metastore p99 ms | ops/s ratio ms/etcd | p99 ratio ms/etcd |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	fi
+	for line in "${scen[@]}"; do
+		IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
+		[ "$reported" = yes ] || continue
+		IFS=$'\t' read -r -a e <<<"$(median_row "$en" "$sname")"
+		printf '| %s |' "$sname"
+		if [ "$with_target" = 1 ]; then
+			case "${e[17]}" in leader*) printf ' leader |' ;; *) printf ' %s |' "${e[17]}" ;; esac
+		fi
+		printf ' %s%s | %s | %s |' "$(fmt_ops "${e[4]}")" "$(flag_errors "${e[7]}")" \
+			"$(fmt_ms "${e[5]}")" "$(fmt_ms "${e[6]}")"
+		if [ "$ETCD_ONLY" = 1 ]; then
+			printf ' pending | pending | pending | pending | pending |\n'
+		else
+			IFS=$'\t' read -r -a m <<<"$(median_row "$mn" "$sname")"
+			printf ' %s%s | %s | %s | %s | %s |\n' "$(fmt_ops "${m[4]}")" "$(flag_errors "${m[7]}")" \
+				"$(fmt_ms "${m[5]}")" "$(fmt_ms "${m[6]}")" \
+				"$(ratio "${m[4]}" "${e[4]}")" "$(ratio "${m[6]}" "${e[6]}")"
+		fi
+	done
+}
+
+# cpu_table ETCD_NAME MS_NAME SCENARIO_ARRAY: client / server / other cores and server
+# CPU per op for the reported runs.
+cpu_table() {
+	local en="$1" mn="$2" line sname op clients conns ops extra reported target e m
+	local -n scen="$3"
+	echo "| scenario | msbench flags | etcd: client / server / other cores | etcd server µs/op | metastore: client / server / other cores | metastore server µs/op |"
+	echo "|---|---|---:|---:|---:|---:|"
+	for line in "${scen[@]}"; do
+		IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
+		[ "$reported" = yes ] || continue
+		IFS=$'\t' read -r -a e <<<"$(median_row "$en" "$sname")"
+		# shellcheck disable=SC2016  # the backquotes are markdown
+		printf '| %s | `%s` | %.2f / %.2f / %.2f | %.0f |' "$sname" "${e[10]}" "${e[8]}" "${e[9]}" \
+			"$(other_cores "${e[14]}" "${e[8]}" "${e[9]}")" "${e[15]}"
+		if [ "$ETCD_ONLY" = 1 ]; then
+			printf ' pending | pending |\n'
+		else
+			IFS=$'\t' read -r -a m <<<"$(median_row "$mn" "$sname")"
+			printf ' %.2f / %.2f / %.2f | %.0f |\n' "${m[8]}" "${m[9]}" \
+				"$(other_cores "${m[14]}" "${m[8]}" "${m[9]}")" "${m[15]}"
+		fi
+	done
+}
+
 report() {
-	local line sname op clients conns ops extra reported e m
+	local e m
 	echo "### metastore vs etcd, $DATE"
 	echo
 	if [ "$ETCD_ONLY" = 1 ]; then
@@ -331,56 +572,57 @@ report() {
 		echo
 	fi
 	echo "- Machine: $NPROC CPUs ($CPU_MODEL), kernel $KERNEL, data dirs on $FS;" \
-		"load generator and server share these $NPROC CPUs."
+		"load generator and server(s) share these $NPROC CPUs."
 	echo "- Disk: 4 KiB pwrite + fdatasync into a preallocated file (\`msbench --fsync-probe\`):" \
 		"p50 $FSYNC_P50 ms, p99 $FSYNC_P99 ms, $FSYNC_RATE syncs/s."
 	echo "- Versions: etcd $ETCD_VERSION (Debian etcd-server $ETCD_PKG);" \
-		"metastore ${MS_VERSION:-pending} (repo $GIT_REV$GIT_DIRTY);" \
+		"metastore ${MS_VERSION:-pending} (checkout at run time: $GIT_REV$GIT_DIRTY);" \
 		"msbench from the same tree, gRPC core $GRPC_PKG, protobuf-c $PBC_PKG."
 	echo "- Each scenario ran $REPEAT times per server (scale $SCALE); the run with the median ops/s is shown" \
 		"(among the runs no other process disturbed, if any)." \
-		"Keys 8 B, values 256 B. One server at a time, fresh data dir each."
+		"Keys 8 B, values 256 B. One server (or cluster) at a time, fresh data dirs each;" \
+		"every member started with \`--initial-cluster-state new --initial-cluster-token msbench-compare $RAFT_FLAGS\`." \
+		"Whole run: $ELAPSED s."
 	echo
-	echo "| scenario | etcd ops/s | etcd p50 ms | etcd p99 ms | metastore ops/s | metastore p50 ms | metastore p99 ms | ops/s ratio ms/etcd | p99 ratio ms/etcd |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-	for line in "${SCENARIOS[@]}"; do
-		IFS='|' read -r sname op clients conns ops extra reported <<<"$line"
-		[ "$reported" = yes ] || continue
-		IFS=$'\t' read -r -a e <<<"$(median_row etcd "$sname")"
-		printf '| %s | %s%s | %s | %s |' "$sname" "$(fmt_ops "${e[4]}")" "$(flag_errors "${e[7]}")" \
-			"$(fmt_ms "${e[5]}")" "$(fmt_ms "${e[6]}")"
-		if [ "$ETCD_ONLY" = 1 ]; then
-			printf ' pending | pending | pending | pending | pending |\n'
-		else
-			IFS=$'\t' read -r -a m <<<"$(median_row metastore "$sname")"
-			printf ' %s%s | %s | %s | %s | %s |\n' "$(fmt_ops "${m[4]}")" "$(flag_errors "${m[7]}")" \
-				"$(fmt_ms "${m[5]}")" "$(fmt_ms "${m[6]}")" \
-				"$(ratio "${m[4]}" "${e[4]}")" "$(ratio "${m[6]}" "${e[6]}")"
+	if [ "$RUN_SINGLE" = 1 ]; then
+		echo "#### One member"
+		echo
+		results_table etcd metastore SCENARIOS 0
+		echo
+		IFS=$'\t' read -r -a e <<<"$(median_row etcd put-1)"
+		printf -- '- put-1 beside the disk: fdatasync p50/p99 %s ms measured just before etcd'"'"'s put-1 run (p50 %s ms)' \
+			"${e[19]}" "$(fmt_ms "${e[5]}")"
+		if [ "$ETCD_ONLY" = 0 ]; then
+			IFS=$'\t' read -r -a m <<<"$(median_row metastore put-1)"
+			printf ', %s ms just before metastore'"'"'s (p50 %s ms)' "${m[19]}" "$(fmt_ms "${m[5]}")"
 		fi
-	done
-	echo
-	echo "CPU during the reported runs, in cores (of $NPROC): load generator (msbench, getrusage) /" \
-		"server (/proc/PID/stat) / everything else on the machine (/proc/stat busy minus both;" \
-		"kernel network and disk work not charged to a process lands here too)."
-	echo
-	echo "| scenario | msbench flags | etcd: client / server / other | metastore: client / server / other |"
-	echo "|---|---|---:|---:|"
-	for line in "${SCENARIOS[@]}"; do
-		IFS='|' read -r sname op clients conns ops extra reported <<<"$line"
-		[ "$reported" = yes ] || continue
-		IFS=$'\t' read -r -a e <<<"$(median_row etcd "$sname")"
-		# shellcheck disable=SC2016  # the backquotes are markdown
-		printf '| %s | `%s` | %.2f / %.2f / %.2f |' "$sname" "${e[10]}" "${e[8]}" "${e[9]}" \
-			"$(other_cores "${e[14]}" "${e[8]}" "${e[9]}")"
-		if [ "$ETCD_ONLY" = 1 ]; then
-			printf ' pending |\n'
-		else
-			IFS=$'\t' read -r -a m <<<"$(median_row metastore "$sname")"
-			printf ' %.2f / %.2f / %.2f |\n' "${m[8]}" "${m[9]}" \
-				"$(other_cores "${m[14]}" "${m[8]}" "${m[9]}")"
-		fi
-	done
-	echo
+		echo "."
+		echo
+		echo "CPU during the reported runs, in cores (of $NPROC): load generator (msbench, getrusage) /" \
+			"server (/proc/PID/stat) / everything else on the machine (/proc/stat busy minus both;" \
+			"kernel network and disk work not charged to a process lands here too)." \
+			"Server µs/op: server CPU time during the run ÷ successful operations."
+		echo
+		cpu_table etcd metastore SCENARIOS
+		echo
+	fi
+	if [ "$RUN_CLUSTER" = 1 ]; then
+		echo "#### $CLUSTER_SIZE members"
+		echo
+		echo "$CLUSTER_SIZE members of one server on this machine (127.0.0.1, one data dir each on the same disk)." \
+			"\"leader\": every connection to the member that led when the run started (looked up with" \
+			"\`etcdctl endpoint status\` before each run); \"all\": connections round-robin over the" \
+			"$CLUSTER_SIZE members' client URLs (10 connections: 4/3/3), so two thirds of the calls reach a follower."
+		echo
+		results_table etcd-x3 metastore-x3 CLUSTER_SCENARIOS 1
+		echo
+		echo "CPU during the reported runs, in cores (of $NPROC), as above; \"server\" is the sum over" \
+			"the $CLUSTER_SIZE members and server µs/op is the members' CPU time together ÷ successful operations." \
+			"Per member (leader marked *) in the list of all runs below."
+		echo
+		cpu_table etcd-x3 metastore-x3 CLUSTER_SCENARIOS
+		echo
+	fi
 	local errs
 	errs=$(awk -F'\t' '$8 != 0 { printf "- %s %s run %s: %s errors, first: %s\n", $1, $2, $3, $8, $12 }' "$WORK"/results/*.tsv)
 	if [ -n "$errs" ]; then
@@ -389,19 +631,34 @@ report() {
 		echo "$errs"
 		echo
 	fi
+	local elect
+	elect=$(awk -F'\t' '$19 != "-" { printf "- %s %s run %s: %s\n", $1, $2, $3, $19 }' "$WORK"/results/*.tsv)
+	if [ -n "$elect" ]; then
+		echo "**WARNING: the leader or the raft term changed during some cluster runs (an election):**"
+		echo
+		echo "$elect"
+		echo
+	fi
 	local busy
 	busy=$(awk -F'\t' '$4 == "yes" && $15 - $9 - $10 > 0.3 { printf "%s %s #%s (%.2f cores), ", $1, $2, $3, $15 - $9 - $10 }' "$WORK"/results/*.tsv)
 	if [ -n "$busy" ]; then
 		echo "**Note: other processes were busy during some runs (more than 0.3 cores besides msbench and the server): ${busy%, }. Those runs may be disturbed; rerun on a quiet machine.**"
 		echo
 	fi
-	echo "All runs (ops/s, p50 ms, p99 ms, cores: client/server/other):"
+	echo "All runs (ops/s, p50 ms, p99 ms, cores: client/server/other, server µs/op; clusters: cores per member, * = leader):"
 	echo
 	echo '```'
-	awk -F'\t' '{ o = $15 - $9 - $10; if (o < 0) o = 0
-		printf "%-10s %-24s #%s %10.1f ops/s  p50 %7.3f  p99 %7.3f  errors %s  cpu %.2f/%.2f/%.2f", $1, $2, $3, $5, $6, $7, $8, $9, $10, o
-		if ($2 ~ /^range/ && $14 > 0) printf "  keys found %.1f%%", 100 * $13 / $14
-		printf "\n" }' "$WORK"/results/*.tsv
+	local f
+	for f in etcd metastore etcd-x3 metastore-x3; do
+		[ -f "$WORK/results/$f.tsv" ] || continue
+		awk -F'\t' '{ o = $15 - $9 - $10; if (o < 0) o = 0
+			printf "%-12s %-22s #%s %8.1f ops/s  p50 %7.3f  p99 %7.3f  errors %s  cpu %.2f/%.2f/%.2f  %4.0f µs/op", $1, $2, $3, $5, $6, $7, $8, $9, $10, o, $16
+			if ($17 ~ /\//) printf "  members %s", $17
+			if ($2 ~ /^range/ && $14 > 0) printf "  keys found %.1f%%", 100 * $13 / $14
+			if ($20 != "-") printf "  fdatasync p50/p99 %s ms", $20
+			if ($19 != "-") printf "  ELECTION: %s", $19
+			printf "\n" }' "$WORK/results/$f.tsv"
+	done
 	echo '```'
 }
 
