@@ -544,11 +544,13 @@ typedef struct publish_req {
 	Metastore__InternalRequest ir;
 	Metastore__MemberAttr attr;
 	atomic_bool done;
+	atomic_bool inflight; /* a publish proposal is waiting: never reuse ir then */
 } publish_req;
 
 static void publish_done(void *ctx, int err, void *resp)
 {
 	publish_req *pr = ctx;
+	atomic_store(&pr->inflight, false);
 	if (resp)
 		metastore__member_set__free_unpacked(resp, NULL);
 	if (err == EC_OK) {
@@ -575,8 +577,11 @@ static void publish(publish_req *pr)
 	pr->ir = ir;
 	pr->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_MEMBER_ATTR;
 	pr->ir.member_attr = &pr->attr;
-	if (srv_node_propose(pr->app->node, &pr->ir, publish_done, pr) != EC_OK)
+	atomic_store(&pr->inflight, true);
+	if (srv_node_propose(pr->app->node, &pr->ir, publish_done, pr) != EC_OK) {
+		atomic_store(&pr->inflight, false);
 		atomic_store(&pr->done, false);
+	}
 }
 
 int main(int argc, char **argv)
@@ -631,6 +636,7 @@ int main(int argc, char **argv)
 	atomic_init(&g.leader, false);
 	publish_req pub = {.app = &app};
 	atomic_init(&pub.done, false);
+	atomic_init(&pub.inflight, false);
 
 	if (check_flags_match_dir(&cfg) != 0)
 		goto out;
@@ -798,8 +804,9 @@ int main(int argc, char **argv)
 			announced = true;
 			logf_("info", "enabled capabilities for version 3.4");
 		}
-		/* A publish that timed out (no leader yet) is proposed again. */
-		if (!atomic_load(&pub.done) && ++since_publish >= 100) {
+		/* A publish that failed (timed out: no leader yet) is proposed again
+		 * a second after its answer. */
+		if (!atomic_load(&pub.done) && !atomic_load(&pub.inflight) && ++since_publish >= 10) {
 			since_publish = 0;
 			publish(&pub);
 		}
