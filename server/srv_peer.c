@@ -323,19 +323,6 @@ static grpc_byte_buffer *slice_bb(grpc_slice s)
 	return bb;
 }
 
-static ProtobufCMessage *bb_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-	grpc_byte_buffer_reader r;
-	if (!grpc_byte_buffer_reader_init(&r, bb))
-		return NULL;
-	grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
-	ProtobufCMessage *m =
-	        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	return m;
-}
-
 /* Transport error for a failed call's status. */
 static int status_err(grpc_status_code code, bool stopping)
 {
@@ -813,7 +800,7 @@ static void fwd_event_locked(srv_peer *sp, pcall *c, bool ok, report *r)
 	} else if (c->recv_bb == NULL) {
 		r->err = SRV_PEER_EPROTO;
 	} else {
-		r->resp = (Metastore__PeerForwardResponse *)bb_decode(
+		r->resp = (Metastore__PeerForwardResponse *)srv_rpc_msg_decode(
 		        c->recv_bb, &metastore__peer_forward_response__descriptor);
 		r->err = r->resp == NULL ? SRV_PEER_EPROTO : r->resp->err;
 	}
@@ -1360,7 +1347,7 @@ int srv_peer_fetch(const char *const *urls, size_t n, uint32_t kind, const uint8
 			continue;
 		if (ev.success && f->code == GRPC_STATUS_OK && f->recv != NULL) {
 			Metastore__PeerForwardResponse *r =
-			        (Metastore__PeerForwardResponse *)bb_decode(
+			        (Metastore__PeerForwardResponse *)srv_rpc_msg_decode(
 			                f->recv, &metastore__peer_forward_response__descriptor);
 			if (r != NULL && r->err == 0) {
 				won = true;

@@ -205,9 +205,8 @@ static grpc_byte_buffer *msg_encode(const ProtobufCMessage *m, size_t *len)
 	return bb;
 }
 
-/* Decode @bb as @d; NULL if it does not parse. Avoids a copy when the buffer
- * is one uncompressed slice (the usual case for small requests). */
-static ProtobufCMessage *msg_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+ProtobufCMessage *srv_rpc_msg_decode(struct grpc_byte_buffer *bb,
+				    const ProtobufCMessageDescriptor *d)
 {
 	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
 	    bb->data.raw.slice_buffer.count == 1) {
@@ -414,7 +413,7 @@ static void unary_start(srv_call *c)
 		srv_call_fail(c, EC_BAD_REQUEST);
 		return;
 	}
-	c->c_req = msg_decode(c->c_payload, m->req);
+	c->c_req = srv_rpc_msg_decode(c->c_payload, m->req);
 	grpc_byte_buffer_destroy(c->c_payload);
 	c->c_payload = NULL;
 	if (c->c_req == NULL) {
@@ -613,7 +612,7 @@ static void stream_open(srv_stream *s)
 	ProtobufCMessage *req = NULL;
 	if (m->kind == SRV_SERVER_STREAM) {
 		if (c->c_payload != NULL) {
-			req = msg_decode(c->c_payload, m->req);
+			req = srv_rpc_msg_decode(c->c_payload, m->req);
 			grpc_byte_buffer_destroy(c->c_payload);
 			c->c_payload = NULL;
 		}
@@ -641,7 +640,7 @@ static void stream_on_recv(srv_stream *s, bool ok)
 	grpc_byte_buffer *bb = s->s_recv_bb;
 	s->s_recv_bb = NULL;
 	if (ok && bb != NULL) {
-		ProtobufCMessage *msg = msg_decode(bb, row_method(&s->s_c)->req);
+		ProtobufCMessage *msg = srv_rpc_msg_decode(bb, row_method(&s->s_c)->req);
 		grpc_byte_buffer_destroy(bb);
 		if (msg == NULL) {
 			srv_stream_finish(s, EC_BAD_REQUEST);

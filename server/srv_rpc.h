@@ -139,6 +139,17 @@ int srv_rpc_port(const srv_rpc *rpc, size_t i);
  * proposal path's "etcdserver: request is too large" check). */
 size_t srv_rpc_max_request_bytes(const srv_rpc *rpc);
 
+/*
+ * srv_rpc_msg_decode - decode a received gRPC byte buffer as message type @d
+ * (for the runtime and other gRPC code of the server, e.g. the peer
+ * transport's client side). Returns the message (free with
+ * protobuf_c_message_free_unpacked), or NULL if it does not parse. Avoids a copy
+ * when the buffer is one uncompressed slice. @bb is not consumed.
+ */
+struct grpc_byte_buffer;
+ProtobufCMessage *srv_rpc_msg_decode(struct grpc_byte_buffer *bb,
+                                     const ProtobufCMessageDescriptor *d);
+
 /* srv_rpc_live_calls - calls and streams currently alive (accepted and not yet
  * freed), for tests and metrics. */
 size_t srv_rpc_live_calls(const srv_rpc *rpc);
