@@ -28,6 +28,7 @@
 #include "server/srv_config.h"
 #include "server/srv_handlers.h"
 #include "server/srv_lease.h"
+#include "server/srv_watch.h"
 #include "server/srv_methods.h"
 #include "server/srv_node.h"
 #include "server/srv_peer.h"
@@ -438,6 +439,7 @@ static void glue_on_restore(void *ctx)
 	glue *g = ctx;
 	if (ec_lessor_reload(g->app->lessor) != 0)
 		logf_("warn", "reloading leases after a snapshot failed");
+	srv_watch_resync(g->app->watch);
 }
 
 static void peer_on_message(void *ctx, raft_message *msg)
@@ -719,10 +721,21 @@ int main(int argc, char **argv)
 		.strict_reconfig_check = cfg.strict_reconfig_check,
 		.ctx = &g,
 	};
+	srv_watch_config wcfg = {
+		.db = app.db,
+		.max_request_bytes = (size_t)cfg.max_request_bytes,
+		.progress_ms = cfg.watch_progress_notify_ms,
+		.election_ms = cfg.election_timeout_ms,
+	};
+	if (srv_watch_start(&wcfg, &app.watch) != 0) {
+		logf_("fatal", "starting the watch thread: out of memory or threads");
+		goto out;
+	}
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
 		logf_("fatal", "starting the node: %s", err);
 		goto out;
 	}
+	srv_watch_set_node(app.watch, app.node);
 	if (srv_lease_start(app.lessor, app.node, &g.lease) != 0) {
 		logf_("fatal", "starting the lease expiry thread: out of memory or threads");
 		goto out;
@@ -756,6 +769,7 @@ int main(int argc, char **argv)
 	methods[SRV_M_LEASE_TIME_TO_LIVE].unary = srv_lease_time_to_live;
 	methods[SRV_M_LEASE_LEASES].unary = srv_lease_leases;
 	methods[SRV_M_LEASE_KEEP_ALIVE].stream = srv_lease_keep_alive;
+	methods[SRV_M_WATCH].stream = srv_watch_stream;
 	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
 		logf_("fatal", "cannot serve clients: %s", err);
 		goto out;
@@ -818,6 +832,8 @@ out:
 	g.lease = NULL;
 	srv_node_stop(app.node);
 	app.node = NULL;
+	srv_watch_stop(app.watch); /* after the node: no commit reaches its hook */
+	app.watch = NULL;
 	srv_rpc_shutdown(peer_rpc);
 	srv_peer_stop(g.peer);
 	ec_lessor_close(app.lessor);

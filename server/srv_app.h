@@ -24,6 +24,8 @@ enum {
 	                         * the remaining TTL) */
 };
 
+typedef struct srv_watch srv_watch;
+
 typedef struct srv_app {
 	const srv_config *cfg;
 	st_db *db;
@@ -32,6 +34,7 @@ typedef struct srv_app {
 	srv_node *node;
 	ec_lessor *lessor; /* leases (srv_lease.c) */
 	ec_cluster *cluster; /* the replicated member set */
+	srv_watch *watch;    /* the Watch service (srv_watch.c) */
 	void *peer;          /* the peer transport (srv_peer), NULL until started */
 	uint64_t member_id;
 	uint64_t cluster_id;

@@ -243,7 +243,7 @@ static const flag_def flags[] = {
          NULL, "Enable persisting remainingTTL (requires --experimental-enable-lease-checkpoint)."},
         {"experimental-compaction-batch-limit", F_INT, U_NONE, NOSTORE, "1000", NULL, NULL,
          "Sets the maximum revisions deleted in each compaction batch."},
-        {"experimental-watch-progress-notify-interval", F_DUR, U_NONE, NOSTORE, "10m", NULL, NULL,
+        {"experimental-watch-progress-notify-interval", F_DUR, U_USED, OFF(watch_progress_notify_ms), "10m", NULL, NULL,
          "Duration of periodical watch progress notification."},
         {"experimental-warning-apply-duration", F_DUR, U_NONE, NOSTORE, "100ms", NULL, NULL,
          "Warning is generated if requests take more than this duration."},

@@ -99,6 +99,7 @@ typedef struct srv_config {
 	/* Experimental / unsafe, stored for the cluster and storage work. */
 	bool experimental_initial_corrupt_check;
 	int64_t experimental_corrupt_check_time_ms;
+	int64_t watch_progress_notify_ms; /* --experimental-watch-progress-notify-interval 10m */
 	bool unsafe_no_fsync;
 
 	/* metastore's own. */

@@ -276,6 +276,7 @@ static void propose_expired(srv_lease *sl)
 
 static void *expiry_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "ms-lease");
 	srv_lease *sl = arg;
 	pthread_mutex_lock(&sl->mu);
 	while (!sl->stop) {

@@ -1652,6 +1652,7 @@ static void fail_inputs(srv_node *n, srv_input *in, int err)
 
 static void *node_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "ms-node");
 	srv_node *n = arg;
 	uint64_t next_tick = mono_ms() + n->cfg.tick_ms;
 	int stopping_rounds = 0;

@@ -891,6 +891,7 @@ static void sweep(srv_peer *sp)
 
 static void *transport_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "ms-peer");
 	srv_peer *sp = arg;
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(sp->cq, deadline_in(TICK_MS), NULL);

@@ -425,7 +425,10 @@ static void unary_start(srv_call *c)
 
 /* ---- streams: batches (callers hold s_mu and a reference) -------------------- */
 
-static void stream_start_send_locked(srv_stream *s, grpc_byte_buffer *bb, size_t len)
+/* Start sending @bb. @more: other messages wait behind it, so the transport
+ * may hold this one and write them together (GRPC_WRITE_BUFFER_HINT): a burst
+ * of watch responses on one stream becomes one socket write, not one each. */
+static void stream_start_send_locked(srv_stream *s, grpc_byte_buffer *bb, size_t len, bool more)
 {
 	grpc_op ops[2];
 	memset(ops, 0, sizeof ops);
@@ -435,6 +438,7 @@ static void stream_start_send_locked(srv_stream *s, grpc_byte_buffer *bb, size_t
 		s->s_md_sent = true;
 	}
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n].flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
 	ops[n++].data.send_message.send_message = bb;
 	s->s_in_flight = bb;
 	s->s_in_flight_len = len;
@@ -500,10 +504,9 @@ static void stream_drop_queue_locked(srv_stream *s)
 
 /* ---- streams: public API ---------------------------------------------------- */
 
-int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
+/* Queue @bb (@len bytes; consumed) on @st: the one send path of streams. */
+static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len)
 {
-	size_t len;
-	grpc_byte_buffer *bb = msg_encode(msg, &len);
 	pthread_mutex_lock(&st->s_mu);
 	if (st->s_closed || st->s_finish_req) {
 		pthread_mutex_unlock(&st->s_mu);
@@ -512,7 +515,7 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
 	}
 	atomic_fetch_add(&st->s_queued_bytes, len);
 	if (!st->s_send_busy) {
-		stream_start_send_locked(st, bb, len);
+		stream_start_send_locked(st, bb, len, false);
 	} else {
 		sq_node *n = malloc(sizeof *n);
 		if (n == NULL) {
@@ -532,6 +535,23 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
 	}
 	pthread_mutex_unlock(&st->s_mu);
 	return 0;
+}
+
+int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
+{
+	size_t len;
+	grpc_byte_buffer *bb = msg_encode(msg, &len);
+	return stream_queue(st, bb, len);
+}
+
+int srv_stream_send_bytes(srv_stream *st, const void *p, size_t n)
+{
+	grpc_slice s = grpc_slice_malloc(n);
+	if (n)
+		memcpy(GRPC_SLICE_START_PTR(s), p, n);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return stream_queue(st, bb, n);
 }
 
 void srv_stream_finish(srv_stream *st, int err)
@@ -680,7 +700,7 @@ static void stream_on_send(srv_stream *s, bool ok)
 		grpc_byte_buffer *bb = n->bb;
 		size_t len = n->len;
 		free(n);
-		stream_start_send_locked(s, bb, len);
+		stream_start_send_locked(s, bb, len, s->s_head != NULL);
 	} else if (s->s_finish_req && !s->s_status_started) {
 		stream_start_status_locked(s);
 	} else {

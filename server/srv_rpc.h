@@ -229,6 +229,13 @@ void srv_stream_set_ops(srv_stream *st, const srv_stream_ops *ops, void *ctx);
 int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg);
 
 /*
+ * srv_stream_send_bytes - queue @n bytes at @p, already a packed message of
+ * the method's response type (copied now), as srv_stream_send. For producers
+ * that encode once and send to many streams (the watch hub).
+ */
+int srv_stream_send_bytes(srv_stream *st, const void *p, size_t n);
+
+/*
  * srv_stream_finish - end the stream with @ec_err (EC_OK for status OK; else
  * ec_grpc_code/ec_strerror) after every message already queued has been sent.
  * Any thread. Only the first finish counts; ignored once the stream is closed.

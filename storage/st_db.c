@@ -134,6 +134,8 @@ static void db_free(st_db *db)
 		rocksdb_cache_destroy(db->cache);
 	if (db->grp_wb != NULL)
 		rocksdb_writebatch_wi_destroy(db->grp_wb);
+	free(db->ev);
+	free(db->ev_data);
 	pthread_mutex_destroy(&db->mu);
 	pthread_mutex_destroy(&db->bg_mu);
 	pthread_cond_destroy(&db->bg_cv);

@@ -9,6 +9,7 @@
 #define METASTORE_ST_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -79,7 +80,24 @@ struct st_db {
 	pthread_t bg_thread;
 	bool bg_on, bg_started, bg_stop;
 	int64_t bg_target; /* compact physically up to here */
+
+	/* Change events (st_mvcc_set_events): the changes staged since the last
+	 * hand-over, node thread only. Keys and values live in ev_data; each
+	 * ev[i].key / .val holds an offset into it until the hand-over turns the
+	 * offsets into pointers. */
+	st_events_fn ev_fn;
+	void *ev_arg;
+	atomic_bool ev_on;  /* st_mvcc_events_enable (any thread) */
+	bool ev_broken;     /* a txn of this commit was not staged (events off) */
+	st_kv *ev;
+	size_t ev_n, ev_cap;
+	uint8_t *ev_data;
+	size_t ev_len, ev_dcap;
 };
+
+/* st__events_discard - drop the changes staged for the events hook (a failed
+ * or aborted commit). */
+void st__events_discard(st_db *db);
 
 /* st__mvcc_stop_background - join the background compaction thread, if any
  * (st_db_close, before the database closes). */

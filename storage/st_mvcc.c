@@ -330,7 +330,7 @@ void st_txn_abort(st_txn *t)
 }
 
 /* Byte-wise comparison of two user keys (shorter prefix first). */
-static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+int st_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
 	size_t n = al < bl ? al : bl;
 	int c = n ? memcmp(a, b, n) : 0;
@@ -355,11 +355,11 @@ static bool in_range(const uint8_t *k, size_t kl, const uint8_t *key, size_t kle
 {
 	switch (range_kind(end, elen)) {
 	case RANGE_ONE:
-		return key_cmp(k, kl, key, klen) == 0;
+		return st_key_cmp(k, kl, key, klen) == 0;
 	case RANGE_TO_END:
-		return key_cmp(k, kl, key, klen) >= 0;
+		return st_key_cmp(k, kl, key, klen) >= 0;
 	default:
-		return key_cmp(k, kl, key, klen) >= 0 && key_cmp(k, kl, end, elen) < 0;
+		return st_key_cmp(k, kl, key, klen) >= 0 && st_key_cmp(k, kl, end, elen) < 0;
 	}
 }
 
@@ -399,7 +399,7 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 {
 	int kind = range_kind(end, elen);
 	*stopped = false;
-	if (kind == RANGE_BOUNDED && key_cmp(end, elen, key, klen) <= 0)
+	if (kind == RANGE_BOUNDED && st_key_cmp(end, elen, key, klen) <= 0)
 		return ST_OK;
 
 	buf start = {0}, upper = {0}, prefix = {0}, ukey = {0}, seek = {0};
@@ -559,7 +559,7 @@ static int merge_visit(void *arg, const st_kv *kv)
 	struct merge *m = arg;
 	while (m->i < m->n) {
 		const struct change *c = m->pend[m->i];
-		int cmp = key_cmp(c->key, c->klen, kv->key, kv->key_len);
+		int cmp = st_key_cmp(c->key, c->klen, kv->key, kv->key_len);
 		if (cmp > 0)
 			break;
 		m->i++;
@@ -579,7 +579,7 @@ static int cmp_change_ptr(const void *a, const void *b)
 {
 	const struct change *x = *(const struct change *const *)a;
 	const struct change *y = *(const struct change *const *)b;
-	int c = key_cmp(x->key, x->klen, y->key, y->klen);
+	int c = st_key_cmp(x->key, x->klen, y->key, y->klen);
 	if (c != 0)
 		return c;
 	return x->sub > y->sub ? -1 : x->sub < y->sub ? 1 : 0; /* newest first */
@@ -606,7 +606,7 @@ int st_txn_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end,
 			m.pend[n++] = &t->ch[i];
 	qsort(m.pend, n, sizeof(*m.pend), cmp_change_ptr);
 	for (size_t i = 0; i < n; i++) /* keep the newest change of each key */
-		if (m.n == 0 || key_cmp(m.pend[m.n - 1]->key, m.pend[m.n - 1]->klen, m.pend[i]->key,
+		if (m.n == 0 || st_key_cmp(m.pend[m.n - 1]->key, m.pend[m.n - 1]->klen, m.pend[i]->key,
 					m.pend[i]->klen) != 0)
 			m.pend[m.n++] = m.pend[i];
 
@@ -1053,19 +1053,148 @@ static int compact_physical(st_db *db, int64_t from, int64_t to)
 	return rc;
 }
 
-/* Stage every change of write txn @t into @o. Returns 0 or ST_ENOMEM. */
+/* ---- change events (st_mvcc_set_events) ------------------------------ */
+
+void st_mvcc_set_events(st_db *db, st_events_fn fn, void *arg)
+{
+	st__events_discard(db);
+	db->ev_fn = fn;
+	db->ev_arg = arg;
+	atomic_store(&db->ev_on, true);
+}
+
+void st_mvcc_events_enable(st_db *db, bool on)
+{
+	atomic_store(&db->ev_on, on);
+}
+
+void st__events_discard(st_db *db)
+{
+	db->ev_n = 0;
+	db->ev_len = 0;
+	db->ev_broken = false;
+}
+
+void st_events_free(st_events *evs)
+{
+	if (evs == NULL)
+		return;
+	free(evs->ev);
+	free(evs->data_);
+	free(evs);
+}
+
+/* Copy bytes into the staged events' data area; *@off gets their offset. */
+static int ev_data_add(st_db *db, const uint8_t *p, size_t n, size_t *off)
+{
+	if (db->ev_len + n > db->ev_dcap) {
+		size_t cap = db->ev_dcap ? db->ev_dcap : 4096;
+		while (cap < db->ev_len + n)
+			cap *= 2;
+		uint8_t *d = realloc(db->ev_data, cap);
+		if (d == NULL)
+			return ST_ENOMEM;
+		db->ev_data = d;
+		db->ev_dcap = cap;
+	}
+	if (n)
+		memcpy(db->ev_data + db->ev_len, p, n);
+	*off = db->ev_len;
+	db->ev_len += n;
+	return ST_OK;
+}
+
+/* Stage change @c of main revision @main for the events hook. */
+static int ev_stage(st_db *db, int64_t main, const struct change *c)
+{
+	if (db->ev_n == db->ev_cap) {
+		size_t cap = db->ev_cap ? db->ev_cap * 2 : 64;
+		st_kv *ev = realloc(db->ev, cap * sizeof(*ev));
+		if (ev == NULL)
+			return ST_ENOMEM;
+		db->ev = ev;
+		db->ev_cap = cap;
+	}
+	size_t koff, voff = 0;
+	if (ev_data_add(db, c->key, c->klen, &koff) != ST_OK ||
+	    (!c->tomb && ev_data_add(db, c->val, c->vlen, &voff) != ST_OK))
+		return ST_ENOMEM;
+	st_kv *e = &db->ev[db->ev_n++];
+	memset(e, 0, sizeof(*e));
+	e->key = (const uint8_t *)(uintptr_t)koff; /* offsets until the hand-over */
+	e->key_len = c->klen;
+	e->val = (const uint8_t *)(uintptr_t)voff;
+	e->val_len = c->tomb ? 0 : c->vlen;
+	e->mod_rev = main;
+	e->sub = c->sub;
+	e->tombstone = c->tomb;
+	if (!c->tomb) {
+		e->create_rev = c->create;
+		e->version = c->version;
+		e->lease = c->lease;
+	}
+	return ST_OK;
+}
+
+/* Hand the staged changes to the hook (after a successful commit). The staged
+ * arrays move into the st_events; the next stage allocates anew. */
+static void ev_handover(st_db *db)
+{
+	if (db->ev_fn != NULL && db->ev_broken && atomic_load(&db->ev_on)) {
+		st__events_discard(db);
+		db->ev_fn(db->ev_arg, NULL);
+		return;
+	}
+	if (db->ev_fn == NULL || db->ev_n == 0 || db->ev_broken) {
+		st__events_discard(db);
+		return;
+	}
+	st_events *evs = malloc(sizeof(*evs));
+	if (evs == NULL) {
+		/* The watch hub learns of the gap from the revision it did not see
+		 * and reads it from history. */
+		st__events_discard(db);
+		return;
+	}
+	evs->n = db->ev_n;
+	evs->ev = db->ev;
+	evs->data_ = db->ev_data;
+	evs->bytes = db->ev_len;
+	for (size_t i = 0; i < evs->n; i++) {
+		st_kv *e = &evs->ev[i];
+		e->key = evs->data_ + (uintptr_t)e->key;
+		e->val = evs->data_ + (uintptr_t)e->val;
+	}
+	evs->first_rev = evs->ev[0].mod_rev;
+	evs->last_rev = evs->ev[evs->n - 1].mod_rev;
+	db->ev = NULL;
+	db->ev_data = NULL;
+	db->ev_n = db->ev_cap = db->ev_len = db->ev_dcap = 0;
+	db->ev_fn(db->ev_arg, evs);
+}
+
+/* Stage every change of write txn @t into @o (and for the events hook, if
+ * one is set). Returns 0 or ST_ENOMEM. */
 static int stage_changes(st_txn *t, sink *o)
 {
 	st_db *db = t->db;
 	buf k = {0}, v = {0};
 	int rc = ST_OK;
 	int64_t main = t->st.rev + 1;
+	bool events = false;
+	if (db->ev_fn != NULL && t->nch > 0) {
+		events = atomic_load(&db->ev_on);
+		if (!events)
+			db->ev_broken = true;
+	}
 	for (size_t i = 0; i < t->nch && rc == ST_OK; i++) {
 		const struct change *c = &t->ch[i];
 		if ((rc = kv_key(&k, c->key, c->klen, main, c->sub)) != ST_OK ||
 		    (rc = kv_val_encode(&v, c)) != ST_OK)
 			break;
 		sink_put(o, db->cf[ST_CF_KV], k.p, k.len, v.p, v.len);
+		if (events && (rc = ev_stage(db, main, c)) != ST_OK)
+			break;
 		uint8_t rk[REVKEY_LEN];
 		st_put_be64(rk, (uint64_t)main);
 		st_put_be64(rk + 8, (uint64_t)c->sub);
@@ -1176,6 +1305,10 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 	}
 	rocksdb_writebatch_destroy(b);
 	txn_free(t);
+	if (rc == ST_OK)
+		ev_handover(db);
+	else
+		st__events_discard(db);
 	if (rc == ST_OK && cto > cfrom)
 		rc = compact_run(db, cfrom, cto);
 	return rc;
@@ -1215,6 +1348,7 @@ void st_apply_abort(st_db *db)
 		return;
 	rocksdb_writebatch_wi_clear(db->grp_wb);
 	db->grp_open = false;
+	st__events_discard(db);
 }
 
 int st_apply_commit(st_db *db)
@@ -1241,6 +1375,10 @@ int st_apply_commit(st_db *db)
 	pthread_mutex_unlock(&db->mu);
 	rocksdb_writebatch_wi_clear(db->grp_wb);
 	db->grp_open = false;
+	if (rc == ST_OK)
+		ev_handover(db);
+	else
+		st__events_discard(db);
 	if (rc == ST_OK && cto > cfrom)
 		rc = compact_run(db, cfrom, cto);
 	return rc;
@@ -1410,7 +1548,7 @@ int st_rmeta_get(st_db *db, const char *name, void **val, size_t *len)
 
 int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)
 {
-	if (from <= t->st.compact_rev)
+	if (from < t->st.compact_rev)
 		return ST_ECOMPACTED;
 	if (to > t->st.rev)
 		to = t->st.rev;
@@ -1438,6 +1576,10 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 		int64_t main = (int64_t)st_get_be64(rk), sub = (int64_t)st_get_be64(rk + 8);
 		char *val = NULL;
 		if (rv[0] & KVF_TOMBSTONE) {
+			/* compaction removes tombstones at the compacted revision (as
+			 * etcd's does), maybe not yet: never show them */
+			if (main == t->st.compact_rev)
+				continue;
 			kv.tombstone = true;
 		} else {
 			if ((rc = kv_key(&kk, rv + 1, rvl - 1, main, sub)) != ST_OK)

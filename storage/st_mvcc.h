@@ -33,6 +33,9 @@
 
 #include "storage/st_db.h"
 
+/* st_key_cmp - etcd's key order (bytewise, a prefix sorts first): <0, 0, >0. */
+int st_key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
+
 /* The durable state of the keyspace, all read from one meta record. */
 typedef struct st_kv_state {
 	uint64_t applied;     /* last log index applied (0 = none) */
@@ -170,10 +173,49 @@ void st_txn_abort(st_txn *t);
 /*
  * st_txn_history - visit every change with main revision in [@from, @to] in
  * revision order (the material for watch catch-up). Tombstones have
- * kv->tombstone set, version 0, no value. @from must be > st_txn_compact_rev
- * (else ST_ECOMPACTED: compacted history is gone). Reads committed data only.
+ * kv->tombstone set, version 0, no value. @from must be >= st_txn_compact_rev
+ * (else ST_ECOMPACTED: compacted history is gone); at the compacted revision
+ * itself only its puts remain (compaction drops the tombstones there, as
+ * etcd's does). Reads committed data only.
  */
 int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg);
+
+/*
+ * Change events: the material of live watches (DESIGN.md, Watch: a hub fed by
+ * apply). When a hook is set, every commit that changed the keyspace (an apply
+ * group's st_apply_commit, or a lone st_txn_commit) hands the hook, after the
+ * write is published to readers, one st_events holding that commit's changes in
+ * revision order, exactly as st_txn_history would visit them afterwards
+ * (mod_rev, sub, create_rev, version, lease, tombstone; a tombstone has no
+ * value and version 0). Commits that fail or are aborted hand nothing.
+ * The hook runs on the committing thread (the node loop): it must be quick
+ * (queue and return). It owns @evs and frees it with st_events_free, from any
+ * thread.
+ */
+typedef struct st_events {
+	int64_t first_rev, last_rev; /* revisions covered (each has >= 1 change) */
+	size_t n;                    /* changes */
+	st_kv *ev;                   /* n changes; pointers into this object */
+	size_t bytes;                /* key + value bytes held, for memory bounds */
+	uint8_t *data_;              /* private */
+} st_events;
+
+/* The hook. @evs NULL: a commit changed the keyspace but its changes were not
+ * all staged (events were turned on or off during it): the owner must catch up
+ * from history (the store is already at or past those revisions). */
+typedef void (*st_events_fn)(void *arg, st_events *evs);
+
+/* st_mvcc_set_events - install (@fn non-NULL) or remove the events hook.
+ * Node thread only (or before it starts). Events start enabled. */
+void st_mvcc_set_events(st_db *db, st_events_fn fn, void *arg);
+
+/* st_mvcc_events_enable - turn staging on or off (any thread): while off,
+ * commits cost nothing extra and hand nothing; whoever turns it on again must
+ * catch up from history for what it missed. Each txn is staged whole or not. */
+void st_mvcc_events_enable(st_db *db, bool on);
+
+/* st_events_free - free @evs (NULL ok). */
+void st_events_free(st_events *evs);
 
 /*
  * st_mvcc_finish_compaction - finish a physical compaction interrupted by a

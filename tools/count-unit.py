@@ -34,6 +34,8 @@ if os.path.exists(log):
                 t = json.loads(line)
             except ValueError:
                 continue
-            if t.get("name") not in seen and t.get("result") not in ("OK", "SKIP", "EXPECTEDFAIL"):
+            # meson may name it "project:suite / name": the report is "name"
+            name = str(t.get("name", "")).split(" / ")[-1]
+            if name not in seen and t.get("result") not in ("OK", "SKIP", "EXPECTEDFAIL"):
                 failed += 1
 print(passed, failed)

@@ -200,7 +200,7 @@ reason_of() {
 		r="$rpc; $(printf '%s' "$r" | cut -c1-100)"
 	fi
 	[ -n "$r" ] || r="failed (see $log)"
-	printf '%s' "$r" | tr -d '\r' | tr '\t|' '  ' | cut -c1-220
+	printf '%s' "$r" | tr -d '\r' | tr '\t|\n' '   ' | sed 's/[[:space:]]*$//' | cut -c1-220
 }
 
 passed=0
