@@ -214,6 +214,7 @@ struct ec_hub {
 	watcher *touched;
 	bool oom;
 	st_txn *rtxn; /* read txn for prev_kv lookups of the current batch */
+	wbuf scratch; /* the response being built (send_events) */
 };
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -518,19 +519,22 @@ static void hev_clear(hev *e)
 }
 
 /*
- * Send watcher @w the events @idx[0..n) of @evs in one response at header
- * revision @rev — or, for a fragment watcher whose response would reach the
- * request limit, in fragments as etcd's sendFragments splits them: each
- * fragment takes events until adding one more would reach the limit (but at
- * least one), every fragment but the last has fragment=true.
+ * Send watcher @w the events @idx[0..n) of @evs in one response whose header
+ * field is @hdr (encoded once per batch by the caller) — or, for a fragment
+ * watcher whose response would reach the request limit, in fragments as
+ * etcd's sendFragments splits them: each fragment takes events until adding
+ * one more would reach the limit (but at least one), every fragment but the
+ * last has fragment=true. The response is built in the hub's scratch buffer.
  */
-static void send_events(ec_hub *h, watcher *w, hev *evs, const size_t *idx, size_t n, int64_t rev,
-			st_txn *t)
+static void send_events(ec_hub *h, watcher *w, hev *evs, const size_t *idx, size_t n,
+			const wbuf *hdr, st_txn *t)
 {
-	wbuf head = {0};
-	enc_header(h, &head, rev);
-	wb_uint(&head, 2, (uint64_t)w->id);
-	size_t total = head.len;
+	wbuf *b = &h->scratch;
+	b->len = 0;
+	b->oom = hdr->oom;
+	wb_add(b, hdr->p, hdr->len);
+	wb_uint(b, 2, (uint64_t)w->id);
+	size_t head = b->len, total = head;
 	for (size_t i = 0; i < n; i++) {
 		size_t l;
 		if (ev_bytes(h, &evs[idx[i]], w->prev_kv, t, &l) == NULL)
@@ -539,29 +543,29 @@ static void send_events(ec_hub *h, watcher *w, hev *evs, const size_t *idx, size
 	}
 	size_t lim = h->cfg.max_request_bytes;
 	bool frag = w->fragment && n >= 2 && total >= lim;
-	wbuf b = {0};
 	size_t i = 0;
 	do {
-		b.len = 0;
-		wb_add(&b, head.p, head.len);
-		size_t cnt = 0, size = head.len + 2; /* + the fragment flag */
+		b->len = head; /* header and watch id stay */
+		size_t cnt = 0, size = head + 2; /* + the fragment flag */
 		while (i < n) {
 			size_t l;
 			const uint8_t *p = ev_bytes(h, &evs[idx[i]], w->prev_kv, t, &l);
 			if (frag && cnt >= 1 && size + l >= lim)
 				break;
 			if (p != NULL)
-				wb_add(&b, p, l);
+				wb_add(b, p, l);
 			size += l;
 			cnt++;
 			i++;
 		}
 		if (frag && i < n)
-			wb_uint(&b, 7, 1);
-		stream_send(w->ws, &b);
+			wb_uint(b, 7, 1);
+		stream_send(w->ws, b);
 	} while (i < n);
-	free(b.p);
-	free(head.p);
+	if (b->cap > ((size_t)4 << 20)) { /* do not keep a huge one around */
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+	}
 	w->sent = true;
 }
 
@@ -697,6 +701,7 @@ void ec_hub_free(ec_hub *h)
 		ec_hub_stream_close(h, h->streams);
 	widx_free(&h->synced);
 	free(h->pairs);
+	free(h->scratch.p);
 	st_txn_abort(h->rtxn);
 	free(h);
 }
@@ -983,6 +988,9 @@ static bool over_budget(const ec_hub *h, const ec_wstream *ws)
  * then free the batch's encodings. */
 static void deliver(ec_hub *h, hev *ev, size_t n, int64_t from)
 {
+	wbuf hdr = {0};
+	if (h->touched != NULL)
+		enc_header(h, &hdr, h->rev);
 	for (watcher *w = h->touched, *nx; w != NULL; w = nx) {
 		nx = w->tnext;
 		w->touched = false;
@@ -996,9 +1004,10 @@ static void deliver(ec_hub *h, hev *ev, size_t n, int64_t from)
 			make_unsynced(h, w, from);
 			continue;
 		}
-		send_events(h, w, ev, idx, cnt, h->rev, NULL);
+		send_events(h, w, ev, idx, cnt, &hdr, NULL);
 		free(idx);
 	}
+	free(hdr.p);
 	h->touched = NULL;
 	h->npairs = 0;
 	h->oom = false;
@@ -1198,7 +1207,9 @@ bool ec_hub_step(ec_hub *h)
 	h->oom = false;
 	int rc = st_txn_history(t, min, to, hist_visit, &s);
 	int64_t upto = s.stopped ? s.done : to;
+	wbuf hdr = {0};
 	if (rc == ST_OK && !h->oom) {
+		enc_header(h, &hdr, to);
 		for (size_t i = 0; i < s.n; i++) {
 			s.ev[i].kv.key = s.data + (uintptr_t)s.ev[i].kv.key;
 			s.ev[i].kv.val = s.data + (uintptr_t)s.ev[i].kv.val;
@@ -1212,10 +1223,11 @@ bool ec_hub_step(ec_hub *h)
 			while (cnt > 0 && s.ev[idx[cnt - 1]].kv.mod_rev > upto)
 				cnt--;
 			if (cnt > 0)
-				send_events(h, w, s.ev, idx, cnt, to, t);
+				send_events(h, w, s.ev, idx, cnt, &hdr, t);
 			free(idx);
 		}
 	}
+	free(hdr.p);
 	for (watcher *w = h->touched; w != NULL; w = w->tnext)
 		w->touched = false;
 	h->touched = NULL;
