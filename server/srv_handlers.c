@@ -26,9 +26,7 @@ static srv_app *app_of(srv_call *call)
 
 /* A proposal in flight: the internal request borrows the call's decoded request,
  * which stays valid until the call completes in write_done. */
-/* Whether this member is a learner: etcd refuses it writes and linearizable
- * reads ("etcdserver: rpc not supported for learner"). */
-static bool is_learner(srv_app *app)
+bool srv_is_learner(srv_app *app)
 {
 	srv_node_status st;
 	srv_node_get_status(app->node, &st);
@@ -59,7 +57,7 @@ static void write_done(void *ctx, int err, void *resp)
 void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
                        ProtobufCMessage *msg)
 {
-	if (err == EC_OK && is_learner(app_of(call)))
+	if (err == EC_OK && srv_is_learner(app_of(call)))
 		err = EC_NOT_SUPPORTED_FOR_LEARNER;
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
@@ -147,7 +145,7 @@ static void read_linearizable(srv_call *call, const ProtobufCMessage *req, bool 
 		serve_read(call, req, txn);
 		return;
 	}
-	if (is_learner(app)) {
+	if (srv_is_learner(app)) {
 		srv_call_fail(call, EC_NOT_SUPPORTED_FOR_LEARNER);
 		return;
 	}

@@ -28,6 +28,11 @@ void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__Requ
  * @err; @resp (NULL ok) is freed with ec_msg_free either way. */
 void srv_finish(srv_call *call, int err, void *resp);
 
+/* srv_is_learner - whether this member is a learner: etcd refuses it writes,
+ * linearizable reads and every stream RPC (Watch, LeaseKeepAlive) with
+ * "etcdserver: rpc not supported for learner". */
+bool srv_is_learner(srv_app *app);
+
 /* srv_fill_header - fill @h with this member's cluster/member id and term, and
  * with the current revision when @with_rev (etcd's Cluster service sends none). */
 void srv_fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h, bool with_rev);

@@ -218,6 +218,11 @@ static void ka_close(srv_stream *st, void *ctx, bool cancelled)
 void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
 {
 	(void)req;
+	if (srv_is_learner(srv_stream_app(st))) {
+		srv_stream_finish(st, EC_NOT_SUPPORTED_FOR_LEARNER);
+		srv_stream_unref(st);
+		return;
+	}
 	srv_stream_ops ops = {.on_recv = ka_recv, .on_close = ka_close};
 	srv_stream_set_ops(st, &ops, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * srv_watch.c: the Watch stream and the watch thread (see srv_watch.h).
- * Everything that touches the hub runs on the watch thread; the other threads
- * only queue work under sw->mu and signal it.
+ * Everything that touches the hub holds hub_mu: the watch thread for commands,
+ * catch-up rounds, ticks and queued commits; apply (the node thread) for its
+ * fast path, only when nothing is queued ahead and hub_mu is free (trylock),
+ * so it never waits. Other threads only queue work under sw->mu and signal.
  */
 #include "server/srv_watch.h"
 
@@ -18,6 +20,7 @@
 #include "etcdcompat/ec_watch.h"
 #include "rpc.pb-c.h"
 #include "server/srv_app.h"
+#include "server/srv_handlers.h"
 #include "storage/st_mvcc.h"
 
 #define DEFAULT_PROGRESS_MS ((int64_t)10 * 60 * 1000) /* etcd: 10 min */
@@ -53,7 +56,8 @@ typedef struct batch {
 
 struct srv_watch {
 	srv_watch_config cfg;
-	ec_hub *hub;
+	ec_hub *hub;     /* touched only under hub_mu */
+	pthread_mutex_t hub_mu; /* the watch thread, or apply's fast path */
 	srv_node *node;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -64,6 +68,7 @@ struct srv_watch {
 	size_t qbytes;
 	bool lost; /* events were dropped: the hub must resync */
 	bool kick; /* a stream drained: catch-up may go on */
+	bool publishing; /* the watch thread holds queued commits not yet published */
 	bool stop;
 	atomic_uint pending;  /* bumped by every producer (read without mu) */
 	atomic_size_t unsynced; /* the hub's unsynced watchers (watch thread writes) */
@@ -97,6 +102,17 @@ static void on_events(void *arg, st_events *evs)
 	if (sw->lost) {
 		pthread_mutex_unlock(&sw->mu);
 		st_events_free(evs);
+		return;
+	}
+	/* The fast path: nothing queued before this commit and the hub free —
+	 * publish here, so events leave before the writes' replies (as etcd's
+	 * do). Otherwise queue (never wait for the watch thread). */
+	if (evs != NULL && sw->bhead == NULL && !sw->publishing &&
+	    pthread_mutex_trylock(&sw->hub_mu) == 0) {
+		pthread_mutex_unlock(&sw->mu);
+		ec_hub_publish(sw->hub, &evs, 1);
+		atomic_store(&sw->unsynced, ec_hub_unsynced(sw->hub));
+		pthread_mutex_unlock(&sw->hub_mu);
 		return;
 	}
 	batch *b = NULL;
@@ -229,8 +245,10 @@ void srv_watch_stream(srv_stream *st, const ProtobufCMessage *req)
 	srv_app *app = srv_stream_app(st);
 	srv_watch *sw = app->watch;
 	bool rl = srv_call_require_leader(srv_stream_call(st));
-	if (rl && !has_leader(sw)) {
-		srv_stream_finish(st, EC_NO_LEADER);
+	int refuse = srv_is_learner(app) ? EC_NOT_SUPPORTED_FOR_LEARNER
+	             : rl && !has_leader(sw) ? EC_NO_LEADER : EC_OK;
+	if (refuse != EC_OK) {
+		srv_stream_finish(st, refuse);
 		srv_stream_unref(st);
 		return;
 	}
@@ -386,9 +404,17 @@ static void *watch_main(void *arg)
 			sw->lost = false;
 			resync = true;
 		}
+		/* until these are published the node thread must queue too */
+		sw->publishing = bs != NULL;
 		pthread_mutex_unlock(&sw->mu);
 
+		pthread_mutex_lock(&sw->hub_mu);
 		publish(sw, bs);
+		if (bs != NULL) {
+			pthread_mutex_lock(&sw->mu);
+			sw->publishing = false;
+			pthread_mutex_unlock(&sw->mu);
+		}
 		if (resync)
 			ec_hub_resync(sw->hub);
 		for (cmd *x = cmds, *nx; x != NULL; x = nx) {
@@ -404,16 +430,23 @@ static void *watch_main(void *arg)
 			if (want)
 				ec_hub_resync(sw->hub);
 		}
-		/* catch up while nothing new is waiting */
+		pthread_mutex_unlock(&sw->hub_mu);
+		/* catch up while nothing new is waiting, one round at a time so
+		 * that apply can publish between rounds */
 		unsigned seen = atomic_load(&sw->pending);
-		while (ec_hub_step(sw->hub) && atomic_load(&sw->pending) == seen)
-			;
-		atomic_store(&sw->unsynced, ec_hub_unsynced(sw->hub));
+		for (bool more = true; more && atomic_load(&sw->pending) == seen;) {
+			pthread_mutex_lock(&sw->hub_mu);
+			more = ec_hub_step(sw->hub);
+			pthread_mutex_unlock(&sw->hub_mu);
+		}
 		int64_t now = now_ms();
+		pthread_mutex_lock(&sw->hub_mu);
+		atomic_store(&sw->unsynced, ec_hub_unsynced(sw->hub));
 		if (now >= next_progress) {
 			ec_hub_progress_tick(sw->hub);
 			next_progress = now + sw->cfg.progress_ms;
 		}
+		pthread_mutex_unlock(&sw->hub_mu);
 		check_leader(sw, now);
 	}
 	return NULL;
@@ -453,12 +486,14 @@ int srv_watch_start(const srv_watch_config *cfg, srv_watch **out)
 		return -1;
 	}
 	pthread_mutex_init(&sw->mu, NULL);
+	pthread_mutex_init(&sw->hub_mu, NULL);
 	pthread_cond_init(&sw->cv, NULL);
 	atomic_init(&sw->pending, 0);
 	atomic_init(&sw->unsynced, 0);
 	if (pthread_create(&sw->thread, NULL, watch_main, sw) != 0) {
 		ec_hub_free(sw->hub);
 		pthread_mutex_destroy(&sw->mu);
+		pthread_mutex_destroy(&sw->hub_mu);
 		pthread_cond_destroy(&sw->cv);
 		free(sw);
 		return -1;
@@ -506,6 +541,7 @@ void srv_watch_stop(srv_watch *sw)
 	}
 	ec_hub_free(sw->hub);
 	pthread_mutex_destroy(&sw->mu);
+	pthread_mutex_destroy(&sw->hub_mu);
 	pthread_cond_destroy(&sw->cv);
 	free(sw);
 }

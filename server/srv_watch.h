@@ -2,12 +2,15 @@
  * srv_watch: etcd's Watch service — the bidi Watch stream bound to the watch
  * hub (etcdcompat/ec_watch.h) and the one thread that drives the hub.
  *
- * Three producers feed the watch thread through queues, and none of them ever
- * waits for it:
- *   - the node loop, through storage's events hook (st_mvcc_set_events): each
- *     apply commit's events are queued; past SRV_WATCH_QUEUE_BYTES, or while no
- *     watcher exists, they are dropped and the hub is told to resynchronise
- *     from history (so apply never blocks and memory stays bounded);
+ * Three producers feed the hub, and none of them ever waits for the watch
+ * thread:
+ *   - the node loop, through storage's events hook (st_mvcc_set_events): when
+ *     nothing is queued and the hub is free (a trylock), apply publishes its
+ *     commit to the hub itself, so events leave before the writes' replies
+ *     (as etcd's do); otherwise the commit is queued; past
+ *     SRV_WATCH_QUEUE_BYTES the queue is dropped and the hub resynchronises
+ *     from history (so apply never blocks and memory stays bounded); while no
+ *     watcher exists storage stages no events at all;
  *   - gRPC completion-queue threads: stream open, each client message (packed,
  *     decoded again on the watch thread), stream close, send-queue drained;
  *   - the node loop again after a raft snapshot (srv_watch_resync).
