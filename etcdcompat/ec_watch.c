@@ -13,7 +13,7 @@
 
 #define DEFAULT_MAX_REQUEST ((size_t)1572864)
 #define DEFAULT_BUDGET ((size_t)4 << 20)
-#define DEFAULT_CATCHUP ((size_t)1 << 20)
+#define DEFAULT_CATCHUP ((size_t)4 << 20)
 
 /* ---- a growable byte buffer and protobuf wire encoding ------------------- */
 
@@ -191,8 +191,19 @@ typedef struct widx {
 	size_t *plen_cnt; /* plen_cnt[L]: prefix watchers of length L */
 	size_t plen_cap;
 	size_t nprefix;
-	watcher *ranges;
+	watcher *ranges; /* every range watcher (membership) */
+	size_t nranges;
+	/* the ranges sorted by start key, with the largest end among each prefix
+	 * of that order (NULL end = unbounded), rebuilt on the first match after a
+	 * change: a key is in no range of sorted[0..i] once maxend[i] <= key */
+	watcher **sorted;
+	const watcher **maxend;
+	size_t scap;
+	bool sdirty;
 } widx;
+
+/* Ranges below this many are simply checked one by one. */
+#define RANGE_SORT_MIN 8
 
 /* (watcher, event) pairs of a batch, chained per watcher. */
 typedef struct pair {
@@ -308,6 +319,8 @@ static int widx_add(widx *x, watcher *w)
 			x->ranges->iprev = &w->inext;
 		x->ranges = w;
 		w->iprev = &x->ranges;
+		x->nranges++;
+		x->sdirty = true;
 		return ST_OK;
 	}
 	if (w->kind == W_PREFIX && w->klen >= x->plen_cap) {
@@ -344,6 +357,10 @@ static void widx_del(widx *x, watcher *w)
 		w->inext->iprev = w->iprev;
 	w->inext = NULL;
 	w->iprev = NULL;
+	if (w->kind == W_RANGE) {
+		x->nranges--;
+		x->sdirty = true;
+	}
 	if (w->he != NULL) {
 		if (w->he->head == NULL)
 			hmap_del(w->kind == W_KEY ? &x->keys : &x->prefixes, w->he);
@@ -360,6 +377,8 @@ static void widx_free(widx *x)
 	hmap_free(&x->keys);
 	hmap_free(&x->prefixes);
 	free(x->plen_cnt);
+	free(x->sorted);
+	free(x->maxend);
 	memset(x, 0, sizeof(*x));
 }
 
@@ -368,6 +387,49 @@ static bool range_has(const watcher *w, const uint8_t *k, size_t kl)
 	if (st_key_cmp(k, kl, w->key, w->klen) < 0)
 		return false;
 	return w->end == NULL || st_key_cmp(k, kl, w->end, w->elen) < 0;
+}
+
+static int range_start_cmp(const void *a, const void *b)
+{
+	const watcher *x = *(watcher *const *)a, *y = *(watcher *const *)b;
+	return st_key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* Whether end @a (NULL: unbounded) is above end @b. */
+static bool end_above(const watcher *a, const watcher *b)
+{
+	if (b->end == NULL)
+		return false;
+	return a->end == NULL || st_key_cmp(a->end, a->elen, b->end, b->elen) > 0;
+}
+
+/* Rebuild the sorted view of @x's ranges; false on out of memory (the caller
+ * then checks them one by one). */
+static bool ranges_sort(widx *x)
+{
+	if (!x->sdirty)
+		return true;
+	if (x->nranges > x->scap) {
+		size_t cap = x->nranges * 2;
+		watcher **s = realloc(x->sorted, cap * sizeof(*s));
+		if (s != NULL)
+			x->sorted = s;
+		const watcher **m = realloc(x->maxend, cap * sizeof(*m));
+		if (m != NULL)
+			x->maxend = m;
+		if (s == NULL || m == NULL)
+			return false;
+		x->scap = cap;
+	}
+	size_t n = 0;
+	for (watcher *w = x->ranges; w != NULL; w = w->inext)
+		x->sorted[n++] = w;
+	qsort(x->sorted, n, sizeof(*x->sorted), range_start_cmp);
+	for (size_t i = 0; i < n; i++)
+		x->maxend[i] = (i == 0 || end_above(x->sorted[i], x->maxend[i - 1])) ? x->sorted[i]
+		                                                                        : x->maxend[i - 1];
+	x->sdirty = false;
+	return true;
 }
 
 typedef void (*match_fn)(void *arg, watcher *w);
@@ -388,9 +450,29 @@ static void widx_match(widx *x, const uint8_t *k, size_t kl, match_fn fn, void *
 				fn(arg, w);
 		}
 	}
-	for (watcher *w = x->ranges; w != NULL; w = w->inext)
-		if (range_has(w, k, kl))
-			fn(arg, w);
+	if (x->nranges < RANGE_SORT_MIN || !ranges_sort(x)) {
+		for (watcher *w = x->ranges; w != NULL; w = w->inext)
+			if (range_has(w, k, kl))
+				fn(arg, w);
+		return;
+	}
+	/* ranges starting at or below @k: sorted[0..p) */
+	size_t lo = 0, hi = x->nranges;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const watcher *w = x->sorted[mid];
+		if (st_key_cmp(w->key, w->klen, k, kl) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i-- > 0;) {
+		const watcher *m = x->maxend[i];
+		if (m->end != NULL && st_key_cmp(k, kl, m->end, m->elen) >= 0)
+			break; /* no range of sorted[0..i] reaches past @k */
+		if (range_has(x->sorted[i], k, kl))
+			fn(arg, x->sorted[i]);
+	}
 }
 
 /* ---- responses -------------------------------------------------------------- */

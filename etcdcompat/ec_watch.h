@@ -73,7 +73,7 @@ typedef struct ec_hub_config {
 	size_t stream_budget;     /* queued bytes above which a stream's watchers
 	                           * fall behind; 0 = 4 MiB */
 	size_t catchup_bytes;     /* history key+value bytes read per step before it
-	                           * stops at a revision boundary; 0 = 1 MiB */
+	                           * stops at a revision boundary; 0 = 4 MiB */
 	ec_hdr (*hdr)(void *arg); /* cluster/member id and raft term for headers */
 	void *hdr_arg;
 } ec_hub_config;

@@ -6,8 +6,9 @@
  * loop; the reply is sent from the node thread once the entry is durable and
  * applied. Reads: serializable ones are served on the gRPC thread from a
  * consistent snapshot at once; linearizable ones (the default) first wait for a
- * ReadIndex round (srv_node_read) and are then served the same way, on the node
- * thread (or at once when this member is the only voter). Learners refuse both
+ * ReadIndex round (srv_node_read) and are then served the same way, on a gRPC
+ * thread: the node thread only confirms them and hands each back
+ * (srv_call_resume); a sole voter serves at once. Learners refuse both
  * writes and linearizable reads, as etcd's do.
  */
 #include "server/srv_handlers.h"
@@ -126,14 +127,28 @@ static void serve_read(srv_call *call, const ProtobufCMessage *req, bool txn)
 	}
 }
 
+/* A confirmed read handed back to a gRPC thread (srv_call_resume). */
+static void read_resumed(srv_call *call, void *arg)
+{
+	pending_read *pr = arg;
+	serve_read(call, pr->req, pr->txn);
+	free(pr);
+}
+
 static void read_ready(void *ctx, int err)
 {
 	pending_read *pr = ctx;
-	if (err != EC_OK)
+	if (err != EC_OK) {
 		srv_call_fail(pr->call, err);
-	else
+		free(pr);
+	} else if (srv_node_is_node_thread(app_of(pr->call)->node)) {
+		/* reading, packing and replying are not the node thread's job */
+		srv_call_resume(pr->call, read_resumed, pr);
+	} else {
+		/* a sole voter's read, still on the gRPC thread: serve here */
 		serve_read(pr->call, pr->req, pr->txn);
-	free(pr);
+		free(pr);
+	}
 }
 
 /* Serve a read now (@serializable) or once a ReadIndex round confirms it. */

@@ -531,6 +531,14 @@ static void maybe_compact(srv_node *n)
 
 /* ------------------------------------------------------------ status -- */
 
+/* Set by node_main for its own thread. */
+static _Thread_local srv_node *tl_node;
+
+bool srv_node_is_node_thread(srv_node *n)
+{
+	return tl_node == n;
+}
+
 ec_hdr srv_node_hdr(srv_node *n)
 {
 	ec_hdr h = {n->cfg.cluster_id, n->cfg.member_id, 0};
@@ -1653,6 +1661,7 @@ static void fail_inputs(srv_node *n, srv_input *in, int err)
 static void *node_main(void *arg)
 {
 	pthread_setname_np(pthread_self(), "ms-node");
+	tl_node = arg;
 	srv_node *n = arg;
 	uint64_t next_tick = mono_ms() + n->cfg.tick_ms;
 	int stopping_rounds = 0;

@@ -142,6 +142,10 @@ int srv_node_propose_within(srv_node *n, Metastore__InternalRequest *req, int64_
 typedef void (*srv_read_fn)(void *ctx, int err);
 int srv_node_read(srv_node *n, srv_read_fn fn, void *ctx);
 
+/* srv_node_is_node_thread - whether the caller is @n's node thread (callbacks
+ * use it to hand work elsewhere). */
+bool srv_node_is_node_thread(srv_node *n);
+
 /* Membership operations (etcd's MemberAdd/Remove/Promote). */
 typedef enum {
 	SRV_MEMBER_ADD = 1,

@@ -66,6 +66,7 @@ typedef enum {
 	TAG_STATUS,      /* a stream's SEND_STATUS_FROM_SERVER returned */
 	TAG_CLOSE,       /* a stream's RECV_CLOSE_ON_SERVER returned: it is over */
 	TAG_SHUTDOWN,    /* grpc_server_shutdown_and_notify finished */
+	TAG_RESUME,      /* srv_call_resume's empty batch came back: run its fn */
 } tag_kind;
 
 typedef struct srv_tag {
@@ -117,6 +118,9 @@ struct srv_rpc {
 struct srv_call {
 	srv_tag c_tag_new;
 	srv_tag c_tag_final;
+	srv_tag c_tag_resume;
+	srv_resume_fn c_resume_fn; /* srv_call_resume */
+	void *c_resume_arg;
 	srv_rpc *c_rpc;
 	srv_worker *c_worker;
 	int c_row; /* index into rpc_rows; -1 for a generic (unserved) call */
@@ -307,6 +311,7 @@ static srv_call *call_new(srv_worker *w, int row)
 	atomic_init(&c->c_state, CALL_ARMED);
 	c->c_tag_new = (srv_tag){row >= 0 ? TAG_NEW : TAG_NEW_GENERIC, c};
 	c->c_tag_final = (srv_tag){TAG_FINAL, c};
+	c->c_tag_resume = (srv_tag){TAG_RESUME, c};
 	c->c_status_msg = grpc_empty_slice();
 	grpc_metadata_array_init(&c->c_md);
 	grpc_call_details_init(&c->c_details);
@@ -403,6 +408,20 @@ void srv_call_fail(srv_call *call, int err)
 	if (err == EC_OK) /* not a failure: keep the status non-OK as asked */
 		err = EC_INTERNAL;
 	unary_finish(call, NULL, status_code_of(err), status_msg_of(err));
+}
+
+void srv_call_resume(srv_call *call, srv_resume_fn fn, void *arg)
+{
+	call->c_resume_fn = fn;
+	call->c_resume_arg = arg;
+	call_ref(call);
+	/* an empty batch completes at once, on the call's completion queue */
+	grpc_call_error e = grpc_call_start_batch(call->c_call, NULL, 0, &call->c_tag_resume, NULL);
+	if (e != GRPC_CALL_OK) {
+		srv_log("resume batch failed: %s", grpc_call_error_to_string(e));
+		call_unref(call);
+		fn(call, arg); /* here, then */
+	}
 }
 
 static void unary_start(srv_call *c)
@@ -753,6 +772,10 @@ static void dispatch(srv_worker *w, srv_tag *tag, bool ok)
 		unary_finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, status_msg_of(EC_UNIMPLEMENTED));
 		break;
 	case TAG_FINAL:
+		call_unref(c);
+		break;
+	case TAG_RESUME:
+		c->c_resume_fn(c, c->c_resume_arg);
 		call_unref(c);
 		break;
 	case TAG_RECV:

@@ -172,6 +172,18 @@ void srv_call_reply(srv_call *call, const ProtobufCMessage *resp);
  */
 void srv_call_fail(srv_call *call, int ec_err);
 
+/*
+ * srv_call_resume - run @fn(@call, @arg) on one of the runtime's
+ * completion-queue threads, soon (an empty batch on the call that comes back
+ * at once). For work that another thread learned it may do but should not do
+ * itself (the node loop hands confirmed linearizable reads back this way).
+ * Callable from any thread while @call is not completed, and not while another
+ * thread starts a batch on it (reply after @fn ran, or from it). @fn runs
+ * exactly once; it must complete @call or hand it on.
+ */
+typedef void (*srv_resume_fn)(srv_call *call, void *arg);
+void srv_call_resume(srv_call *call, srv_resume_fn fn, void *arg);
+
 /* srv_call_app - the app pointer given to srv_rpc_start. */
 void *srv_call_app(const srv_call *call);
 

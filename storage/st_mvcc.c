@@ -1546,6 +1546,75 @@ int st_rmeta_get(st_db *db, const char *name, void **val, size_t *len)
 
 /* ---- history ---------------------------------------------------------- */
 
+/* Records of the revision index read per batch by st_txn_history: their values
+ * come from the kv family in one batched MultiGet instead of a Get each. */
+#define HIST_BATCH 256
+
+/* One revision-index record of a history batch; offsets into the batch's bufs. */
+struct hrec {
+	int64_t main, sub;
+	bool tomb;
+	size_t koff, klen;  /* user key in keys */
+	size_t kvoff, kvlen; /* kv-family record key in kvkeys (puts only) */
+	size_t get;          /* index into the MultiGet (puts only) */
+};
+
+/* Visit the @n records of @r in order, their values fetched in one MultiGet.
+ * Returns 0, ST_VISIT_STOP (the visitor stopped), or an error. */
+static int hist_flush(st_txn *t, const rocksdb_readoptions_t *ro, struct hrec *r, size_t n,
+		      const buf *keys, const buf *kvkeys, st_kv_visit fn, void *arg)
+{
+	const char *klist[HIST_BATCH];
+	size_t ksz[HIST_BATCH];
+	rocksdb_pinnableslice_t *vals[HIST_BATCH];
+	char *errs[HIST_BATCH];
+	size_t ng = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].tomb)
+			continue;
+		r[i].get = ng;
+		klist[ng] = (const char *)kvkeys->p + r[i].kvoff;
+		ksz[ng] = r[i].kvlen;
+		ng++;
+	}
+	memset(vals, 0, ng * sizeof(*vals));
+	memset(errs, 0, ng * sizeof(*errs));
+	if (ng > 0)
+		rocksdb_batched_multi_get_cf(t->db->rdb, ro, t->db->cf[ST_CF_KV], ng, klist, ksz, vals,
+					     errs, false);
+	int rc = ST_OK;
+	for (size_t i = 0; i < n && rc == ST_OK; i++) {
+		st_kv kv = {0};
+		if (r[i].tomb) {
+			kv.tombstone = true;
+		} else {
+			size_t g = r[i].get, vl = 0;
+			const char *v = vals[g] ? rocksdb_pinnableslice_value(vals[g], &vl) : NULL;
+			if (errs[g] != NULL)
+				rc = ST_EIO;
+			else if (v == NULL || kv_val_decode((const uint8_t *)v, vl, &kv) != ST_OK)
+				rc = ST_ECORRUPT;
+			if (rc != ST_OK)
+				break;
+		}
+		kv.key = keys->p + r[i].koff;
+		kv.key_len = r[i].klen;
+		kv.mod_rev = r[i].main;
+		kv.sub = r[i].sub;
+		int x = fn(arg, &kv);
+		if (x == ST_VISIT_STOP)
+			rc = ST_VISIT_STOP;
+		else if (x != 0)
+			rc = x;
+	}
+	for (size_t g = 0; g < ng; g++) {
+		if (vals[g] != NULL)
+			rocksdb_pinnableslice_destroy(vals[g]);
+		free(errs[g]);
+	}
+	return rc;
+}
+
 int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)
 {
 	if (from < t->st.compact_rev)
@@ -1561,9 +1630,11 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 	rocksdb_readoptions_set_snapshot(ro, t->snap);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_REV]);
-	buf kk = {0};
-	int rc = ST_OK;
-	for (rocksdb_iter_seek(it, (char *)lo, REVKEY_LEN); rocksdb_iter_valid(it);
+	struct hrec *r = malloc(HIST_BATCH * sizeof(*r));
+	buf keys = {0}, kvkeys = {0}, kk = {0};
+	size_t n = 0;
+	int rc = r != NULL ? ST_OK : ST_ENOMEM;
+	for (rocksdb_iter_seek(it, (char *)lo, REVKEY_LEN); rc == ST_OK && rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
 		size_t rkl, rvl;
 		const uint8_t *rk = (const uint8_t *)rocksdb_iter_key(it, &rkl);
@@ -1572,50 +1643,43 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 			rc = ST_ECORRUPT;
 			break;
 		}
-		st_kv kv = {0};
-		int64_t main = (int64_t)st_get_be64(rk), sub = (int64_t)st_get_be64(rk + 8);
-		char *val = NULL;
-		if (rv[0] & KVF_TOMBSTONE) {
-			/* compaction removes tombstones at the compacted revision (as
-			 * etcd's does), maybe not yet: never show them */
-			if (main == t->st.compact_rev)
-				continue;
-			kv.tombstone = true;
-		} else {
-			if ((rc = kv_key(&kk, rv + 1, rvl - 1, main, sub)) != ST_OK)
+		struct hrec *h = &r[n];
+		h->main = (int64_t)st_get_be64(rk);
+		h->sub = (int64_t)st_get_be64(rk + 8);
+		h->tomb = (rv[0] & KVF_TOMBSTONE) != 0;
+		/* compaction removes tombstones at the compacted revision (as
+		 * etcd's does), maybe not yet: never show them */
+		if (h->tomb && h->main == t->st.compact_rev)
+			continue;
+		h->koff = keys.len;
+		h->klen = rvl - 1;
+		if ((rc = buf_add(&keys, rv + 1, rvl - 1)) != ST_OK)
+			break;
+		if (!h->tomb) {
+			if ((rc = kv_key(&kk, rv + 1, rvl - 1, h->main, h->sub)) != ST_OK)
 				break;
-			char *err = NULL;
-			size_t vl;
-			val = rocksdb_get_cf(t->db->rdb, ro, t->db->cf[ST_CF_KV], (char *)kk.p, kk.len, &vl,
-					     &err);
-			if (err != NULL) {
-				free(err);
-				rc = ST_EIO;
+			h->kvoff = kvkeys.len;
+			h->kvlen = kk.len;
+			if ((rc = buf_add(&kvkeys, kk.p, kk.len)) != ST_OK)
 				break;
-			}
-			if (val == NULL || (rc = kv_val_decode((uint8_t *)val, vl, &kv)) != ST_OK) {
-				free(val);
-				rc = ST_ECORRUPT;
-				break;
-			}
 		}
-		kv.key = rv + 1;
-		kv.key_len = rvl - 1;
-		kv.mod_rev = main;
-		kv.sub = sub;
-		int r = fn(arg, &kv);
-		free(val);
-		if (r == ST_VISIT_STOP)
-			break;
-		if (r != 0) {
-			rc = r;
-			break;
+		if (++n == HIST_BATCH) {
+			rc = hist_flush(t, ro, r, n, &keys, &kvkeys, fn, arg);
+			n = 0;
+			keys.len = kvkeys.len = 0;
 		}
 	}
-	if (rc == ST_OK)
+	if (rc == ST_OK && n > 0)
+		rc = hist_flush(t, ro, r, n, &keys, &kvkeys, fn, arg);
+	if (rc == ST_VISIT_STOP)
+		rc = ST_OK;
+	else if (rc == ST_OK)
 		rc = rocks_iter_err(it);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
+	free(r);
+	free(keys.p);
+	free(kvkeys.p);
 	free(kk.p);
 	return rc;
 }

@@ -1757,6 +1757,49 @@ Test(watch, a_gap_in_published_commits_resyncs)
 	cr_assert_not(ec_hub_step(hub));
 }
 
+/* Many range watchers (the sorted, max-end view of the index): nested,
+ * overlapping and disjoint ranges plus from-key ones; every event reaches
+ * exactly the ranges that hold its key, live and in catch-up. */
+Test(watch, many_ranges_match_exactly)
+{
+	enum { NR = 40 };
+	static char keys[NR][8], ends[NR][8];
+	tsink *s;
+	ec_wstream *ws = stream_new(&s);
+	wopt o[NR + 2];
+	for (int i = 0; i < NR; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "r%02d", i);
+		snprintf(ends[i], sizeof(ends[i]), "r%02d", i + 1 + (i * 7) % 13);
+		o[i] = (wopt){.key = keys[i], .end = ends[i]};
+	}
+	o[NR] = (wopt){.key = "r25", FROMKEY};
+	o[NR + 1] = (wopt){.key = "r", .end = "r05x"};
+	for (int i = 0; i < NR + 2; i++)
+		watch_o(ws, o[i]);
+	int64_t first = put("a", "x") ;
+	for (int i = 0; i < 60; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "r%02d", (i * 17) % 55);
+		put(k, "v");
+		if (i % 9 == 0)
+			put("r05", "edge"); /* inside r05x's range, the end of r04's */
+	}
+	int64_t last = put("s", "after");
+	for (int i = 0; i < NR + 2; i++)
+		check_events(s, i, o[i], first, last);
+	/* the same ranges caught up from history on a second stream */
+	tsink *s2;
+	ec_wstream *ws2 = stream_new(&s2);
+	for (int i = 0; i < NR + 2; i++) {
+		wopt h = o[i];
+		h.start = first;
+		watch_o(ws2, h);
+	}
+	step_all();
+	for (int i = 0; i < NR + 2; i++)
+		check_events(s2, i, o[i], first, last);
+}
+
 /* Commits published together (a watch thread that fell behind) reach each
  * watcher as ONE response holding all of its events, in order, with the header
  * at the last revision; a NULL entry is skipped. */
