@@ -71,7 +71,7 @@ struct srv_watch {
 	bool publishing; /* the watch thread holds queued commits not yet published */
 	bool stop;
 	atomic_uint pending;  /* bumped by every producer (read without mu) */
-	atomic_size_t unsynced; /* the hub's unsynced watchers (watch thread writes) */
+	atomic_size_t unsynced; /* the hub's unsynced watchers (written under hub_mu) */
 	bool events_on;       /* storage stages events (watch thread only) */
 	/* watch thread only */
 	wconn *conns;

@@ -3,8 +3,8 @@
 #   - member add --learner; the learner started with --initial-cluster-state existing
 #     (and the ETCD_INITIAL_CLUSTER etcdctl printed) catches up: a serializable get
 #     on it sees the data; member list marks it isLearner;
-#   - the learner refuses writes and linearizable reads: Unavailable
-#     "etcdserver: rpc not supported for learner";
+#   - the learner refuses writes, linearizable reads and stream RPCs (lease
+#     keep-alive, watch): Unavailable "etcdserver: rpc not supported for learner";
 #   - member promote (retried while etcd answers "etcdserver: can only promote a
 #     learner member which is in sync with leader"); then it takes writes;
 #   - member add as a voter; member update of a member's peer URLs (the member is
@@ -56,6 +56,21 @@ check_etcdctl_error learner-refuses-put Unavailable "etcdserver: rpc not support
     cl_ectl "$L4" put mem/x y
 check_etcdctl_error learner-refuses-linearizable-get Unavailable "etcdserver: rpc not supported for learner" \
     cl_ectl "$L4" --command-timeout=10s get mem/k1
+# stream RPCs too (etcd's stream interceptor): keep-alive --once fails at once;
+# clientv3's watch retries the refusal quietly, so a watch on the learner shows
+# nothing, even for a write made meanwhile (bounded by `timeout`, not timed)
+LID=$(cl_ectl 1 lease grant 60 | awk '/granted/ {print $2}')
+check_match learner-test-lease '[0-9a-f]{16}' "$LID"
+KA_OUT=$(timeout 30 etcdctl --endpoints="${CL_EP[$L4]}" --command-timeout=5s lease keep-alive --once "$LID" 2>&1)
+check_eq learner-refuses-keepalive "rc=2 Error: etcdserver: rpc not supported for learner" "rc=$? $KA_OUT"
+timeout 6 etcdctl --endpoints="${CL_EP[$L4]}" watch mem/w >"$_IT_TMP/lw.out" 2>&1 &
+lwp=$!
+track_pid "$lwp"
+sleep 1
+cl_ectl 1 put mem/w seen >/dev/null
+wait "$lwp"
+untrack_pid "$lwp"
+check_eq learner-refuses-watch "" "$(cat "$_IT_TMP/lw.out")"
 check_etcdctl_error promote-voter-refused FailedPrecondition "etcdserver: can only promote a learner member" \
     reconf cl_ectl_all member promote "${CL_ID[1]}"
 
