@@ -4,6 +4,8 @@
  */
 #include "etcdcompat/ec_errors.h"
 
+#include <stdio.h>
+
 #define EC_MSG_ROW(name, code, msg) [name] = msg,
 static const char *const ec_messages[EC__COUNT] = {EC_ERRORS(EC_MSG_ROW)};
 #undef EC_MSG_ROW
@@ -24,4 +26,39 @@ int ec_grpc_code(int err)
 	if (err < 0 || err >= EC__COUNT)
 		return EC_GRPC_UNKNOWN;
 	return ec_codes[err];
+}
+
+int ec_auth_raw(int err)
+{
+	switch (err) {
+	case EC_USER_EMPTY:
+		return EC_RAW_USER_EMPTY;
+	case EC_USER_NOT_FOUND:
+		return EC_RAW_USER_NOT_FOUND;
+	case EC_PERMISSION_DENIED:
+		return EC_RAW_PERMISSION_DENIED;
+	case EC_INVALID_AUTH_TOKEN:
+		return EC_RAW_INVALID_AUTH_TOKEN;
+	default:
+		return err;
+	}
+}
+
+/* Go's codes.Code names (google.golang.org/grpc/codes, code_string.go). */
+static const char *const code_names[] = {
+        "OK",       "Canceled",         "Unknown",           "InvalidArgument",
+        "DeadlineExceeded", "NotFound", "AlreadyExists",     "PermissionDenied",
+        "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+        "Unimplemented", "Internal",    "Unavailable",       "DataLoss",
+        "Unauthenticated",
+};
+
+char *ec_status_string(int err, char *buf, size_t cap)
+{
+	int code = ec_grpc_code(err);
+	const char *name = code >= 0 && code < (int)(sizeof code_names / sizeof code_names[0])
+	                   ? code_names[code] : "Unknown";
+	if (cap > 0)
+		snprintf(buf, cap, "rpc error: code = %s desc = %s", name, ec_strerror(err));
+	return buf;
 }

@@ -12,6 +12,8 @@
 #ifndef METASTORE_EC_ERRORS_H
 #define METASTORE_EC_ERRORS_H
 
+#include <stddef.h>
+
 /* gRPC status codes (grpc/status.h values). */
 enum {
 	EC_GRPC_OK = 0,
@@ -97,6 +99,15 @@ enum {
 	X(EC_CORRUPT, DATA_LOSS, "etcdserver: corrupt cluster")                              \
 	X(EC_NOT_SUPPORTED_FOR_LEARNER, UNAVAILABLE, "etcdserver: rpc not supported for learner") \
 	X(EC_BAD_LEADER_TRANSFEREE, FAILED_PRECONDITION, "etcdserver: bad leader transferee") \
+	/* The auth store's own errors, which etcd 3.4 sends unconverted (code Unknown): \
+	 * from CheckPassword, and from the Maintenance service's admin check        \
+	 * (ec_auth_raw maps the converted rows to these). */                         \
+	X(EC_NO_PASSWORD_USER, UNKNOWN,                                                      \
+	  "auth: authentication failed, password was given for no password user")           \
+	X(EC_RAW_USER_EMPTY, UNKNOWN, "auth: user name is empty")                            \
+	X(EC_RAW_USER_NOT_FOUND, UNKNOWN, "auth: user not found")                            \
+	X(EC_RAW_PERMISSION_DENIED, UNKNOWN, "auth: permission denied")                      \
+	X(EC_RAW_INVALID_AUTH_TOKEN, UNKNOWN, "auth: invalid auth token")                    \
 	/* Not etcd rpctypes rows, but statuses etcd's gRPC layer also produces. */          \
 	X(EC_UNIMPLEMENTED, UNIMPLEMENTED, "unknown method")                                 \
 	X(EC_NOMEM, RESOURCE_EXHAUSTED, "etcdserver: out of memory")                         \
@@ -112,6 +123,23 @@ typedef enum { EC_ERRORS(EC_ENUM_ROW) EC__COUNT } ec_err;
  * Returns a static string; an out-of-range @err gives "etcdserver: unknown error".
  */
 const char *ec_strerror(int err);
+
+/*
+ * ec_auth_raw - the unconverted form of an auth error (EC_PERMISSION_DENIED ->
+ * EC_RAW_PERMISSION_DENIED, EC_USER_EMPTY, EC_USER_NOT_FOUND,
+ * EC_INVALID_AUTH_TOKEN likewise), for the calls where etcd forgets to convert
+ * them (its Maintenance service); any other @err is returned as is.
+ */
+int ec_auth_raw(int err);
+
+/*
+ * ec_status_string - Go's status.Error(code, msg).Error() of @err into @buf
+ * (@cap bytes, NUL-terminated, truncated if need be): "rpc error: code =
+ * PermissionDenied desc = etcdserver: permission denied". etcd sends this text
+ * where it puts an error into a message field (a watch's cancel_reason).
+ * Returns @buf.
+ */
+char *ec_status_string(int err, char *buf, size_t cap);
 
 /*
  * ec_grpc_code - the numeric gRPC status code for @err (EC_GRPC_*).

@@ -862,6 +862,12 @@ static size_t prefix_end(const uint8_t *k, size_t kl, uint8_t *out)
 	return n;
 }
 
+void ec_hub_refuse(ec_hub *h, ec_wstream *ws, const char *reason)
+{
+	ctl c = {.id = -1, .created = true, .canceled = true, .reason = reason};
+	send_ctl(h, ws, store_rev(h), &c);
+}
+
 static int watch_create(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchCreateRequest *r)
 {
 	static const uint8_t zero = 0;

@@ -118,6 +118,12 @@ size_t ec_hub_stream_watchers(const ec_wstream *ws);
  */
 int ec_hub_request(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchRequest *req);
 
+/* ec_hub_refuse - answer a create request of @ws that the server refused
+ * before the hub saw it (auth: etcd's isWatchPermitted) as etcd does: created
+ * and canceled, watch id -1, @reason as cancel_reason, header at the store's
+ * current revision. */
+void ec_hub_refuse(ec_hub *h, ec_wstream *ws, const char *reason);
+
 /*
  * ec_hub_publish - the events of @nb commits, in commit order; takes ownership
  * of every @evs[i] (NULL entries are ignored: storage's "changes not staged"

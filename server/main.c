@@ -17,13 +17,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_errors.h"
 #include "etcdcompat/ec_kv.h"
 #include "etcdcompat/ec_lease.h"
 #include "etcdcompat/ec_member.h"
+#include "etcdcompat/ec_token.h"
 #include "ms_version.h"
 #include "server/srv_app.h"
+#include "server/srv_auth.h"
 #include "server/srv_cluster.h"
 #include "server/srv_config.h"
 #include "server/srv_handlers.h"
@@ -33,6 +36,7 @@
 #include "server/srv_node.h"
 #include "server/srv_peer.h"
 #include "server/srv_rpc.h"
+#include "server/srv_tls.h"
 #include "storage/st_db.h"
 #include "storage/st_mvcc.h"
 
@@ -184,6 +188,57 @@ static int persist_identity(st_db *db, uint64_t mid, uint64_t cid, const srv_url
  * finds itself in it by its peer URLs. Returns the set (caller frees) and the
  * ids, or NULL after logging why.
  */
+/* ---- TLS (srv_tls.h): the two sides, settled once at start ---------------- */
+
+static srv_tls *g_client_tls, *g_peer_tls; /* NULL: that side is plaintext */
+
+static void tls_log(void *ctx, const char *level, const char *line)
+{
+	(void)ctx;
+	logf_(level, "%s", line);
+}
+
+/*
+ * As etcd's embed sets up its listeners: the cipher suites (before any
+ * credentials: the core reads them once), then the peer side, then the client
+ * side (auto-TLS certificates, etcd's warnings, every file read and checked).
+ * Returns 0, or -1 after logging why; nothing listens yet either way.
+ */
+static int setup_tls(const srv_config *cfg)
+{
+	char err[1024] = "";
+	if (srv_tls_use_cipher_suites(cfg->cipher_suites, tls_log, NULL, err, sizeof err) != 0) {
+		logf_("fatal", "%s", err);
+		return -1;
+	}
+	srv_tls_side peer = {
+		.side = "peer", .cert_file = cfg->peer_cert_file, .key_file = cfg->peer_key_file,
+		.trusted_ca_file = cfg->peer_trusted_ca_file, .crl_file = cfg->peer_crl_file,
+		.client_cert_auth = cfg->peer_client_cert_auth,
+		.allowed_cn = cfg->peer_cert_allowed_cn,
+		.allowed_hostname = cfg->peer_cert_allowed_hostname,
+		.skip_client_san = cfg->peer_skip_client_san, .auto_tls = cfg->peer_auto_tls,
+		.data_dir = cfg->data_dir, .listen_urls = (const char *const *)cfg->listen_peer.url,
+		.n_listen = cfg->listen_peer.n, .log = tls_log,
+	};
+	srv_tls_side client = {
+		.side = "client", .cert_file = cfg->cert_file, .key_file = cfg->key_file,
+		.trusted_ca_file = cfg->trusted_ca_file, .crl_file = cfg->client_crl_file,
+		.client_cert_auth = cfg->client_cert_auth,
+		.allowed_hostname = cfg->client_cert_allowed_hostname, .auto_tls = cfg->auto_tls,
+		.data_dir = cfg->data_dir, .listen_urls = (const char *const *)cfg->listen_client.url,
+		.n_listen = cfg->listen_client.n, .log = tls_log,
+	};
+	if (srv_tls_setup(&peer, &g_peer_tls, err, sizeof err) != 0 ||
+	    srv_tls_setup(&client, &g_client_tls, err, sizeof err) != 0) {
+		logf_("fatal", "%s", err);
+		srv_tls_unref(g_peer_tls);
+		g_peer_tls = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls *self_urls,
 					   uint64_t *mid, uint64_t *cid)
 {
@@ -208,7 +263,8 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 	for (int attempt = 0; attempt < 10 && set == NULL; attempt++) {
 		uint8_t *out = NULL;
 		size_t outlen = 0;
-		int rc = srv_peer_fetch(urls, nu, SRV_FWD_CLUSTER, NULL, 0, 2000, &out, &outlen);
+		int rc = srv_peer_fetch(urls, nu, g_peer_tls, SRV_FWD_CLUSTER, NULL, 0, 2000, &out,
+					&outlen);
 		if (rc == 0) {
 			Metastore__ForwardReply *fr = metastore__forward_reply__unpack(NULL, outlen, out);
 			if (fr && fr->err == 0) {
@@ -433,13 +489,60 @@ static void glue_on_members(void *ctx)
 	metastore__member_set__free_unpacked(set, NULL);
 }
 
-/* A raft snapshot replaced the keyspace: the lessor re-reads its leases. */
+/* A raft snapshot replaced the keyspace: the lessor re-reads its leases, the
+ * auth store its users and roles. */
 static void glue_on_restore(void *ctx)
 {
 	glue *g = ctx;
 	if (ec_lessor_reload(g->app->lessor) != 0)
 		logf_("warn", "reloading leases after a snapshot failed");
+	if (ec_auth_reload(g->app->auth) != 0)
+		logf_("warn", "reloading the auth store after a snapshot failed");
 	srv_watch_resync(g->app->watch);
+}
+
+static char *glue_on_authenticate(void *ctx, const char *user, uint64_t rev, const char *simple,
+				  uint64_t index)
+{
+	glue *g = ctx;
+	return srv_auth_token_for(g->app, user, rev, simple, index);
+}
+
+/* Auth store hooks (node thread): tokens that must stop working. */
+static void auth_user_gone(void *arg, const char *user)
+{
+	srv_app *app = arg;
+	ec_token_forget_user(app->tokens, user);
+}
+
+static void auth_disabled(void *arg)
+{
+	srv_app *app = arg;
+	ec_token_forget_all(app->tokens);
+}
+
+/* Open the token provider (--auth-token: jwt keys are read now) and the auth
+ * store. Returns 0, or -1 after logging why. */
+static int open_auth(srv_app *app, srv_config *cfg)
+{
+	char err[256] = "";
+	if (cfg->bcrypt_cost < EC_AUTH_BCRYPT_MIN_COST || cfg->bcrypt_cost > EC_AUTH_BCRYPT_MAX_COST) {
+		logf_("warn", "Use default bcrypt-cost %d instead of the invalid value %" PRId64,
+		      EC_AUTH_BCRYPT_DEFAULT_COST, cfg->bcrypt_cost);
+		cfg->bcrypt_cost = EC_AUTH_BCRYPT_DEFAULT_COST;
+	}
+	if (ec_tokens_open(cfg->auth_token, (unsigned)cfg->auth_token_ttl, &app->tokens, err,
+			   sizeof err) != 0) {
+		logf_("fatal", "--auth-token=%s: %s", cfg->auth_token, err);
+		return -1;
+	}
+	ec_auth_hooks hooks = {.user_gone = auth_user_gone, .disabled = auth_disabled, .arg = app};
+	int rc = ec_auth_open(app->db, &hooks, &app->auth);
+	if (rc != 0) {
+		logf_("fatal", "opening the auth store in %s: %s", cfg->data_dir, st_strerror(rc));
+		return -1;
+	}
+	return 0;
 }
 
 static void peer_on_message(void *ctx, raft_message *msg)
@@ -616,6 +719,10 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < ni && i < SRV_CONFIG_MAX_FLAGS; i++)
 			logf_("warn", "flag --%s has no effect in metastore (ignored)", names[i]);
 	}
+	if (setup_tls(&cfg) != 0) {
+		srv_config_free(&cfg);
+		return 1;
+	}
 
 	/* Signals are taken by sigwait in this thread only; set the mask before any
 	 * other thread exists so they all inherit it. */
@@ -631,6 +738,7 @@ int main(int argc, char **argv)
 	app.cfg = &cfg;
 	app.name = cfg.name;
 	app.token = cfg.initial_cluster_token;
+	app.client_cert_auth = cfg.client_cert_auth;
 	app.client_urls = &cfg.advertise_client;
 	app.kv_cfg.max_txn_ops = cfg.max_txn_ops;
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
@@ -667,6 +775,9 @@ int main(int argc, char **argv)
 		logf_("fatal", "opening the leases in %s: %s", cfg.data_dir, st_strerror(rc));
 		goto out;
 	}
+	/* The auth store before the node too: log replay applies auth entries. */
+	if (open_auth(&app, &cfg) != 0)
+		goto out;
 
 	/* The peer transport and its port, before the node: raft talks at once. */
 	srv_peer_config tcfg = {
@@ -677,6 +788,7 @@ int main(int argc, char **argv)
 		.on_snapshot_status = peer_on_snapshot_status,
 		.on_forward = peer_on_forward,
 		.ctx = &g,
+		.tls = g_peer_tls,
 	};
 	if (srv_peer_new(&tcfg, &g.peer) != 0) {
 		logf_("fatal", "cannot start the peer transport: out of memory");
@@ -684,7 +796,8 @@ int main(int argc, char **argv)
 	}
 	app.peer = g.peer;
 	srv_rpc_config pcfg = {0};
-	pcfg.listen = (const char *const *)cfg.listen_peer.addr;
+	pcfg.listen = (const char *const *)cfg.listen_peer.url;
+	pcfg.tls = g_peer_tls;
 	pcfg.n_listen = cfg.listen_peer.n;
 	pcfg.threads = 2;
 	pcfg.max_request_bytes = SRV_PEER_MAX_REQUEST_BYTES;
@@ -705,6 +818,8 @@ int main(int argc, char **argv)
 		.db = app.db,
 		.kv = app.kv,
 		.cluster = app.cluster,
+		.auth = app.auth,
+		.on_authenticate = glue_on_authenticate,
 		.member_id = app.member_id,
 		.cluster_id = app.cluster_id,
 		.max_request_bytes = (uint64_t)cfg.max_request_bytes,
@@ -743,7 +858,8 @@ int main(int argc, char **argv)
 	srv_lease_set_leader(g.lease, atomic_load(&g.leader));
 
 	srv_rpc_config rcfg = {0};
-	rcfg.listen = (const char *const *)cfg.listen_client.addr;
+	rcfg.listen = (const char *const *)cfg.listen_client.url;
+	rcfg.tls = g_client_tls;
 	rcfg.n_listen = cfg.listen_client.n;
 	rcfg.threads = cfg.grpc_threads;
 	rcfg.max_request_bytes = (size_t)cfg.max_request_bytes;
@@ -758,6 +874,7 @@ int main(int argc, char **argv)
 	methods[SRV_M_KV_TXN].unary = srv_kv_txn;
 	methods[SRV_M_KV_COMPACT].unary = srv_kv_compact;
 	methods[SRV_M_STATUS].unary = srv_maint_status;
+	methods[SRV_M_DEFRAGMENT].unary = srv_maint_defragment;
 	methods[SRV_M_MOVE_LEADER].unary = srv_maint_move_leader;
 	methods[SRV_M_MEMBER_LIST].unary = srv_cluster_member_list;
 	methods[SRV_M_MEMBER_ADD].unary = srv_cluster_member_add;
@@ -770,6 +887,23 @@ int main(int argc, char **argv)
 	methods[SRV_M_LEASE_LEASES].unary = srv_lease_leases;
 	methods[SRV_M_LEASE_KEEP_ALIVE].stream = srv_lease_keep_alive;
 	methods[SRV_M_WATCH].stream = srv_watch_stream;
+	methods[SRV_M_AUTH_ENABLE].unary = srv_auth_enable;
+	methods[SRV_M_AUTH_DISABLE].unary = srv_auth_disable;
+	methods[SRV_M_AUTH_STATUS].unary = srv_auth_status;
+	methods[SRV_M_AUTHENTICATE].unary = srv_auth_authenticate;
+	methods[SRV_M_USER_ADD].unary = srv_auth_user_add;
+	methods[SRV_M_USER_GET].unary = srv_auth_user_get;
+	methods[SRV_M_USER_LIST].unary = srv_auth_user_list;
+	methods[SRV_M_USER_DELETE].unary = srv_auth_user_delete;
+	methods[SRV_M_USER_CHANGE_PASSWORD].unary = srv_auth_user_change_password;
+	methods[SRV_M_USER_GRANT_ROLE].unary = srv_auth_user_grant_role;
+	methods[SRV_M_USER_REVOKE_ROLE].unary = srv_auth_user_revoke_role;
+	methods[SRV_M_ROLE_ADD].unary = srv_auth_role_add;
+	methods[SRV_M_ROLE_GET].unary = srv_auth_role_get;
+	methods[SRV_M_ROLE_LIST].unary = srv_auth_role_list;
+	methods[SRV_M_ROLE_DELETE].unary = srv_auth_role_delete;
+	methods[SRV_M_ROLE_GRANT_PERMISSION].unary = srv_auth_role_grant_permission;
+	methods[SRV_M_ROLE_REVOKE_PERMISSION].unary = srv_auth_role_revoke_permission;
 	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
 		logf_("fatal", "cannot serve clients: %s", err);
 		goto out;
@@ -836,7 +970,11 @@ out:
 	app.watch = NULL;
 	srv_rpc_shutdown(peer_rpc);
 	srv_peer_stop(g.peer);
+	srv_tls_unref(g_client_tls);
+	srv_tls_unref(g_peer_tls);
 	ec_lessor_close(app.lessor);
+	ec_auth_close(app.auth);
+	ec_tokens_close(app.tokens);
 	ec_kv_close(app.kv);
 	ec_cluster_close(app.cluster);
 	st_db_close(app.db);

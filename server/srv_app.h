@@ -6,11 +6,14 @@
 #ifndef METASTORE_SRV_APP_H
 #define METASTORE_SRV_APP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
 #include "etcdcompat/ec_lease.h"
+#include "etcdcompat/ec_token.h"
 #include "server/srv_config.h"
 #include "server/srv_node.h"
 #include "storage/st_db.h"
@@ -35,6 +38,10 @@ typedef struct srv_app {
 	ec_lessor *lessor; /* leases (srv_lease.c) */
 	ec_cluster *cluster; /* the replicated member set */
 	srv_watch *watch;    /* the Watch service (srv_watch.c) */
+	ec_auth *auth;       /* users, roles, permissions (srv_auth.c) */
+	ec_tokens *tokens;   /* the --auth-token provider */
+	bool client_cert_auth; /* --client-cert-auth: a verified client certificate's
+	                        * CN names the user when no token is sent */
 	void *peer;          /* the peer transport (srv_peer), NULL until started */
 	uint64_t member_id;
 	uint64_t cluster_id;

@@ -18,6 +18,7 @@
 
 #include "etcdcompat/ec_errors.h"
 #include "etcdcompat/ec_member.h"
+#include "server/srv_auth.h"
 #include "server/srv_handlers.h"
 #include "server/srv_peer.h"
 
@@ -89,6 +90,11 @@ static void member_done(void *ctx, int err, void *resp)
 static void member_start(srv_call *call, srv_member_op op, const Etcdserverpb__Member *m)
 {
 	srv_app *app = srv_call_app(call);
+	int aerr = srv_auth_admin(call); /* etcd's checkMembershipOperationPermission */
+	if (aerr != EC_OK) {
+		srv_call_fail(call, aerr);
+		return;
+	}
 	pending_member *pm = malloc(sizeof(*pm));
 	if (pm == NULL) {
 		srv_call_fail(call, EC_NOMEM);
@@ -219,7 +225,9 @@ void srv_cluster_member_update(srv_call *call, const ProtobufCMessage *req)
 {
 	const Etcdserverpb__MemberUpdateRequest *r = (const Etcdserverpb__MemberUpdateRequest *)req;
 	srv_app *app = srv_call_app(call);
-	int err = ec_cluster_check_update(app->cluster, r->id, r->peerurls, r->n_peerurls);
+	int err = srv_auth_admin(call);
+	if (err == EC_OK)
+		err = ec_cluster_check_update(app->cluster, r->id, r->peerurls, r->n_peerurls);
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
 		return;

@@ -3,8 +3,8 @@
  * srv_config.h for the syntax and the three kinds of flag). One table drives
  * parsing, defaults, the no-effect list and --help, so a flag is declared once.
  * Validation follows etcdmain's order: flags, then the environment, then
- * embed.Config.Validate's checks, then what metastore refuses (TLS, auth, modes
- * it lacks).
+ * embed.Config.Validate's checks, then the TLS flags as embed's listener set-up
+ * checks them (validate_tls), then what metastore refuses (modes it lacks).
  */
 #include "server/srv_config.h"
 
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ms_version.h"
+#include "server/srv_tls.h"
 
 extern char **environ;
 
@@ -35,7 +36,7 @@ typedef enum {
 	U_USED,   /* acted upon by metastore today */
 	U_LATER,  /* stored for the cluster/storage work; no effect yet */
 	U_NONE,   /* accepted; no meaning in metastore */
-	U_REFUSE, /* security or a missing mode: refused unless given its default */
+	U_REFUSE, /* a mode metastore lacks: refused unless given its default */
 } flag_use;
 
 #define NOSTORE SIZE_MAX
@@ -52,9 +53,6 @@ typedef struct flag_def {
 } flag_def;
 
 #define OFF(f) offsetof(srv_config, f)
-#define TLS_WHY \
-	"TLS is not supported yet; metastore refuses to start rather than serve in plaintext"
-#define AUTH_WHY "authentication is not supported yet"
 
 /* In etcd --help order. */
 static const flag_def flags[] = {
@@ -141,53 +139,55 @@ static const flag_def flags[] = {
          "Interpret 'auto-compaction-retention' one of: periodic|revision."},
         {"enable-v2", F_BOOL, U_NONE, OFF(enable_v2), "false", NULL, NULL,
          "Accept etcd V2 client requests (metastore serves v3 only)."},
-        /* Security: refused unless given their default. */
-        {"cert-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        /* Security (srv_tls.h). */
+        {"cert-file", F_STR, U_USED, OFF(cert_file), "", NULL, NULL,
          "Path to the client server TLS cert file."},
-        {"key-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"key-file", F_STR, U_USED, OFF(key_file), "", NULL, NULL,
          "Path to the client server TLS key file."},
-        {"client-cert-auth", F_BOOL, U_REFUSE, NOSTORE, "false", NULL, TLS_WHY,
+        {"client-cert-auth", F_BOOL, U_USED, OFF(client_cert_auth), "false", NULL, NULL,
          "Enable client cert authentication."},
-        {"client-crl-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"client-crl-file", F_STR, U_USED, OFF(client_crl_file), "", NULL, NULL,
          "Path to the client certificate revocation list file."},
-        {"client-cert-allowed-hostname", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
-         "Allowed TLS hostname for client cert authentication."},
-        {"trusted-ca-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"client-cert-allowed-hostname", F_STR, U_USED, OFF(client_cert_allowed_hostname), "",
+         NULL, NULL, "Allowed TLS hostname for client cert authentication."},
+        {"trusted-ca-file", F_STR, U_USED, OFF(trusted_ca_file), "", NULL, NULL,
          "Path to the client server TLS trusted CA cert file."},
-        {"auto-tls", F_BOOL, U_REFUSE, NOSTORE, "false", NULL, TLS_WHY,
+        {"auto-tls", F_BOOL, U_USED, OFF(auto_tls), "false", NULL, NULL,
          "Client TLS using generated certificates."},
-        {"peer-cert-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"peer-cert-file", F_STR, U_USED, OFF(peer_cert_file), "", NULL, NULL,
          "Path to the peer server TLS cert file."},
-        {"peer-key-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"peer-key-file", F_STR, U_USED, OFF(peer_key_file), "", NULL, NULL,
          "Path to the peer server TLS key file."},
-        {"peer-client-cert-auth", F_BOOL, U_REFUSE, NOSTORE, "false", NULL, TLS_WHY,
+        {"peer-client-cert-auth", F_BOOL, U_USED, OFF(peer_client_cert_auth), "false", NULL, NULL,
          "Enable peer client cert authentication."},
-        {"peer-trusted-ca-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"peer-trusted-ca-file", F_STR, U_USED, OFF(peer_trusted_ca_file), "", NULL, NULL,
          "Path to the peer server TLS trusted CA file."},
-        {"peer-cert-allowed-cn", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"peer-cert-allowed-cn", F_STR, U_USED, OFF(peer_cert_allowed_cn), "", NULL, NULL,
          "Required CN for client certs connecting to the peer endpoint."},
-        {"peer-cert-allowed-hostname", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
-         "Allowed TLS hostname for inter peer authentication."},
-        {"peer-auto-tls", F_BOOL, U_REFUSE, NOSTORE, "false", NULL, TLS_WHY,
-         "Peer TLS using self-generated certificates."},
-        {"peer-crl-file", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
+        {"peer-cert-allowed-hostname", F_STR, U_USED, OFF(peer_cert_allowed_hostname), "", NULL,
+         NULL, "Allowed TLS hostname for inter peer authentication."},
+        {"peer-auto-tls", F_BOOL, U_USED, OFF(peer_auto_tls), "false", NULL, NULL,
+         "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are "
+         "not provided."},
+        {"peer-crl-file", F_STR, U_USED, OFF(peer_crl_file), "", NULL, NULL,
          "Path to the peer certificate revocation list file."},
-        {"cipher-suites", F_STR, U_REFUSE, NOSTORE, "", NULL, TLS_WHY,
-         "Comma-separated list of supported TLS cipher suites between client/server and peers."},
-        {"experimental-peer-skip-client-san-verification", F_BOOL, U_REFUSE, NOSTORE, "false", NULL,
-         TLS_WHY, "Skip verification of SAN field in client certificate for peer connections."},
+        {"cipher-suites", F_STR, U_USED, OFF(cipher_suites), "", NULL, NULL,
+         "Comma-separated list of supported TLS cipher suites between client/server and peers "
+         "(Go's names; they restrict TLS 1.2)."},
+        {"experimental-peer-skip-client-san-verification", F_BOOL, U_USED,
+         OFF(peer_skip_client_san), "false", NULL, NULL,
+         "Skip verification of SAN field in client certificate for peer connections."},
         {"cors", F_STR, U_NONE, NOSTORE, "*", NULL, NULL,
          "Comma-separated whitelist of origins for CORS (empty or * means allow all)."},
         {"host-whitelist", F_STR, U_NONE, NOSTORE, "*", NULL, NULL,
          "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * "
          "means allow all)."},
         /* Auth. */
-        {"auth-token", F_STR, U_REFUSE, NOSTORE, "simple", NULL,
-         AUTH_WHY " (only the default 'simple' is accepted)",
+        {"auth-token", F_STR, U_USED, OFF(auth_token), "simple", NULL, NULL,
          "Specify a v3 authentication token type and its options ('simple' or 'jwt')."},
-        {"bcrypt-cost", F_UINT, U_NONE, NOSTORE, "10", NULL, NULL,
+        {"bcrypt-cost", F_UINT, U_USED, OFF(bcrypt_cost), "10", NULL, NULL,
          "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords."},
-        {"auth-token-ttl", F_UINT, U_REFUSE, NOSTORE, "300", NULL, AUTH_WHY,
+        {"auth-token-ttl", F_UINT, U_USED, OFF(auth_token_ttl), "300", NULL, NULL,
          "Time (in seconds) of the auth-token-ttl."},
         /* Profiling and monitoring. */
         {"enable-pprof", F_BOOL, U_NONE, OFF(enable_pprof), "false", NULL, NULL,
@@ -934,46 +934,83 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-/* What metastore refuses: flags it cannot honour safely, and TLS/unix URLs. */
-static int refuse_unsupported(const srv_config *cfg, const char *refused, char *err, size_t errlen)
+static bool url_secure(const char *url)
 {
-	if (*refused) {
-		errf(err, errlen, "%s", refused);
+	return strncmp(url, "https://", 8) == 0 || strncmp(url, "unixs://", 8) == 0;
+}
+
+/*
+ * The TLS flags, as embed's listener set-up checks them before any file is
+ * read, in its order (peers, then clients): the cipher suite names; both of
+ * cert and key; https:// or unixs:// listen URLs need a certificate (or
+ * auto-TLS); --peer-cert-allowed-cn excludes --peer-cert-allowed-hostname.
+ * Plus one limit of metastore's: a client address given both as http:// and
+ * https:// (etcd serves both on one port) is refused.
+ */
+static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
+{
+	char list[2048];
+	if (srv_tls_cipher_list(cfg->cipher_suites, list, sizeof list, err, errlen) < 0)
+		return -1;
+	bool pcert = *cfg->peer_cert_file != '\0', pkey = *cfg->peer_key_file != '\0';
+	if (pcert != pkey) {
+		errf(err, errlen, "--peer-cert-file and --peer-key-file must both be given (key: \"%s\", "
+		     "cert: \"%s\")", cfg->peer_key_file, cfg->peer_cert_file);
 		return -1;
 	}
-	static const struct {
-		size_t off;
-		const char *flag;
-	} lists[] = {
-	        {OFF(listen_client), "listen-client-urls"},
-	        {OFF(advertise_client), "advertise-client-urls"},
-	        {OFF(listen_peer), "listen-peer-urls"},
-	        {OFF(initial_advertise_peer), "initial-advertise-peer-urls"},
-	        {OFF(listen_metrics), "listen-metrics-urls"},
-	};
-	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
-		const srv_urls *u = (const srv_urls *)((const char *)cfg + lists[l].off);
-		for (size_t i = 0; i < u->n; i++) {
-			if (strncmp(u->url[i], "https://", 8) == 0 ||
-			    strncmp(u->url[i], "unixs://", 8) == 0) {
-				errf(err, errlen, "--%s=%s: " TLS_WHY " (use http://)",
-				     lists[l].flag, u->url[i]);
-				return -1;
-			}
-			if (strncmp(u->url[i], "unix://", 7) == 0) {
+	/* Auto-TLS without files replaces the peer TLSInfo, allowed names included. */
+	if (pcert && *cfg->peer_cert_allowed_cn && *cfg->peer_cert_allowed_hostname) {
+		errf(err, errlen,
+		     "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
+		     cfg->peer_cert_allowed_cn, cfg->peer_cert_allowed_hostname);
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->listen_peer.n; i++) {
+		if (url_secure(cfg->listen_peer.url[i]) && !pcert && !cfg->peer_auto_tls) {
+			errf(err, errlen,
+			     "cannot listen on TLS for %s: KeyFile and CertFile are not presented",
+			     cfg->listen_peer.addr[i]);
+			return -1;
+		}
+	}
+	bool ccert = *cfg->cert_file != '\0', ckey = *cfg->key_file != '\0';
+	for (size_t i = 0; i < cfg->listen_client.n; i++) {
+		if (url_secure(cfg->listen_client.url[i]) && !ccert && !ckey && !cfg->auto_tls) {
+			errf(err, errlen,
+			     "TLS key/cert (--cert-file, --key-file) must be provided for client url %s "
+			     "with HTTPS scheme",
+			     cfg->listen_client.url[i]);
+			return -1;
+		}
+	}
+	if (ccert != ckey) {
+		errf(err, errlen, "--cert-file and --key-file must both be given (key: \"%s\", cert: "
+		     "\"%s\")", cfg->key_file, cfg->cert_file);
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->listen_client.n; i++) {
+		for (size_t j = i + 1; j < cfg->listen_client.n; j++) {
+			const char *a = cfg->listen_client.url[i], *b = cfg->listen_client.url[j];
+			bool ua = strncmp(a, "unix", 4) == 0, ub = strncmp(b, "unix", 4) == 0;
+			if (ua == ub && url_secure(a) != url_secure(b) &&
+			    strcmp(cfg->listen_client.addr[i], cfg->listen_client.addr[j]) == 0) {
 				errf(err, errlen,
-				     "--%s=%s: unix socket URLs are not supported yet (use "
-				     "http://)",
-				     lists[l].flag, u->url[i]);
+				     "--listen-client-urls: %s and %s are the same address; metastore "
+				     "cannot serve plaintext and TLS on one port (give them two ports)",
+				     a, b);
 				return -1;
 			}
 		}
 	}
-	/* https:// peers named in --initial-cluster would need TLS between members too. */
-	if (strstr(cfg->initial_cluster, "=https://") ||
-	    strstr(cfg->initial_cluster, "=unixs://")) {
-		errf(err, errlen, "--initial-cluster=%s: " TLS_WHY " (use http://)",
-		     cfg->initial_cluster);
+	return 0;
+}
+
+/* What metastore refuses: flags it cannot honour safely. */
+static int refuse_unsupported(const srv_config *cfg, const char *refused, char *err, size_t errlen)
+{
+	(void)cfg;
+	if (*refused) {
+		errf(err, errlen, "%s", refused);
 		return -1;
 	}
 	return 0;
@@ -1042,7 +1079,7 @@ int srv_config_parse_env(srv_config *cfg, int argc, char **argv, char *const *en
 	if (parse_env(cfg, envp, refused, sizeof(refused), err, errlen) != 0)
 		return SRV_CONFIG_ERROR;
 	if (derive_defaults(cfg, err, errlen) != 0 || validate(cfg, err, errlen) != 0 ||
-	    refuse_unsupported(cfg, refused, err, errlen) != 0)
+	    validate_tls(cfg, err, errlen) != 0 || refuse_unsupported(cfg, refused, err, errlen) != 0)
 		return SRV_CONFIG_ERROR;
 	if (cfg->max_request_bytes == 0 || cfg->max_txn_ops == 0 || cfg->grpc_threads <= 0) {
 		errf(err, errlen,

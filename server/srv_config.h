@@ -18,12 +18,17 @@
  *     here (v2 API, pprof, log format, bbolt tuning...): accepted, and listed by
  *     srv_config_ignored() when given with a value other than its default, so
  *     main() can log that it has no effect;
- *   - security (TLS, client/peer certificates, auth tokens, https:// and
- *     unixs:// URLs) and bootstrap modes metastore lacks (--discovery,
- *     --discovery-srv, --proxy on|readonly, --config-file, unix:// URLs): parsing
- *     fails with a one-line reason unless the flag carries its default (e.g.
- *     --auto-tls=false, --auth-token=simple), so metastore never serves in
- *     plaintext what was asked to be secured.
+ *   - bootstrap modes metastore lacks (--discovery, --discovery-srv, --proxy
+ *     on|readonly, --config-file): parsing fails with a one-line reason unless
+ *     the flag carries its default (e.g. --proxy=off).
+ *
+ * TLS (the Security group, https:// and unixs:// URLs) is used: the flags are
+ * stored below and checked here as far as no file has to be read (etcd's
+ * messages: "TLS key/cert (--cert-file, --key-file) must be provided for client
+ * url ... with HTTPS scheme", "cannot listen on TLS for ...: KeyFile and
+ * CertFile are not presented", "AllowedCN and AllowedHostname are mutually
+ * exclusive ...", "unexpected TLS cipher suite ..."); srv_tls reads and checks
+ * the files at start.
  */
 #ifndef METASTORE_SRV_CONFIG_H
 #define METASTORE_SRV_CONFIG_H
@@ -84,10 +89,34 @@ typedef struct srv_config {
 	char *auto_compaction_retention; /* "0" = off; hours, a duration, or revisions */
 	bool force_new_cluster;          /* --force-new-cluster false */
 
+	/* Security (srv_tls.h): "" = not given. */
+	char *cert_file;                    /* --cert-file */
+	char *key_file;                     /* --key-file */
+	bool client_cert_auth;              /* --client-cert-auth */
+	char *client_crl_file;              /* --client-crl-file */
+	char *client_cert_allowed_hostname; /* --client-cert-allowed-hostname */
+	char *trusted_ca_file;              /* --trusted-ca-file */
+	bool auto_tls;                      /* --auto-tls */
+	char *peer_cert_file;               /* --peer-cert-file */
+	char *peer_key_file;                /* --peer-key-file */
+	bool peer_client_cert_auth;         /* --peer-client-cert-auth */
+	char *peer_trusted_ca_file;         /* --peer-trusted-ca-file */
+	char *peer_cert_allowed_cn;         /* --peer-cert-allowed-cn */
+	char *peer_cert_allowed_hostname;   /* --peer-cert-allowed-hostname */
+	bool peer_auto_tls;                 /* --peer-auto-tls */
+	char *peer_crl_file;                /* --peer-crl-file */
+	char *cipher_suites;                /* --cipher-suites: Go's names, comma separated */
+	bool peer_skip_client_san;          /* --experimental-peer-skip-client-san-verification */
+
 	/* v2 proxy: only "off" is served. */
 	char *proxy; /* "off" | "readonly" | "on" */
 	int64_t proxy_failure_wait_ms, proxy_refresh_interval_ms, proxy_dial_timeout_ms,
 	        proxy_write_timeout_ms, proxy_read_timeout_ms;
+
+	/* Auth. */
+	char *auth_token;        /* --auth-token "simple" | "jwt,pub-key=..,priv-key=..,sign-method=..,ttl=.." */
+	int64_t bcrypt_cost;     /* --bcrypt-cost 10 */
+	int64_t auth_token_ttl;  /* --auth-token-ttl 300 (seconds, simple tokens) */
 
 	/* Logging and monitoring. */
 	char *logger;      /* "capnslog" | "zap" */
@@ -123,7 +152,7 @@ enum { SRV_CONFIG_HELP = 1, SRV_CONFIG_VERSION = 2, SRV_CONFIG_ERROR = -1 };
  * one ("flag provided but not defined: -x", "invalid value \"x\" for flag -y:
  * parse error", "--election-timeout[400ms] should be at least as 5 times as
  * --heartbeat-interval[100ms]", a conflicting ETCD_* variable, ...), else a
- * metastore sentence (TLS/auth not supported yet, ...). @cfg is always
+ * metastore sentence (a mode that is not supported, ...). @cfg is always
  * initialised: call srv_config_free() whatever the outcome. Strings in @cfg are
  * owned by @cfg.
  */

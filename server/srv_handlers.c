@@ -13,12 +13,14 @@
  */
 #include "server/srv_handlers.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etcdcompat/ec_errors.h"
 #include "ms_version.h"
 #include "server/srv_app.h"
+#include "server/srv_auth.h"
 
 static srv_app *app_of(srv_call *call)
 {
@@ -37,6 +39,9 @@ bool srv_is_learner(srv_app *app)
 typedef struct pending_write {
 	srv_call *call;
 	Metastore__InternalRequest ir;
+	Metastore__RequestAuth ra;
+	ec_auth_info ai;
+	void *owned; /* freed with the proposal (srv_propose_owned) */
 } pending_write;
 
 void srv_finish(srv_call *call, int err, void *resp)
@@ -52,86 +57,122 @@ static void write_done(void *ctx, int err, void *resp)
 {
 	pending_write *pw = ctx;
 	srv_finish(pw->call, err, resp);
+	free(pw->owned);
 	free(pw);
+}
+
+/* Point @ir's oneof at @msg for case @which; false for a case proposals do not
+ * carry. (The oneof members are all message pointers sharing one slot.) */
+static bool set_request(Metastore__InternalRequest *ir, Metastore__InternalRequest__RequestCase which,
+			ProtobufCMessage *msg)
+{
+	switch (which) {
+	case METASTORE__INTERNAL_REQUEST__REQUEST_PUT:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_TXN:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE:
+		break;
+	default:
+		if (!ec_auth_is_request(which))
+			return false;
+	}
+	ir->request_case = which;
+	ir->put = (Etcdserverpb__PutRequest *)msg; /* the shared oneof slot */
+	return true;
 }
 
 void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
                        ProtobufCMessage *msg)
 {
+	srv_propose_owned(call, err, which, msg, NULL);
+}
+
+/* Free @pw and what it owns, failing its call with @err. */
+static void write_fail(pending_write *pw, int err)
+{
+	srv_call *call = pw->call;
+	free(pw->owned);
+	free(pw);
+	srv_call_fail(call, err);
+}
+
+/* Stamp @pw's sender and propose it. */
+static void write_submit(pending_write *pw)
+{
+	/* etcd's RequestHeader: apply checks the request against it. Every client
+	 * write carries one (user "" without a token); only the member's own
+	 * proposals (lease expiry, publish) carry none and are not checked. */
+	pw->ra.username = pw->ai.user;
+	pw->ra.auth_revision = pw->ai.revision;
+	pw->ir.auth = &pw->ra;
+	int err = srv_node_propose_within(app_of(pw->call)->node, &pw->ir,
+					  srv_call_remaining_ms(pw->call), write_done, pw);
+	if (err != EC_OK)
+		write_fail(pw, err);
+}
+
+/* The token was unknown here; this member has now applied what the cluster
+ * had committed (a simple token made on another member included): look again. */
+static void write_token_retry(srv_call *call, void *arg, int err)
+{
+	pending_write *pw = arg;
+	if (err == EC_OK)
+		err = srv_auth_info(call, &pw->ai);
+	if (err != EC_OK)
+		write_fail(pw, err);
+	else
+		write_submit(pw);
+}
+
+void srv_propose_owned(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
+                       ProtobufCMessage *msg, void *owned)
+{
 	if (err == EC_OK && srv_is_learner(app_of(call)))
 		err = EC_NOT_SUPPORTED_FOR_LEARNER;
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
+	pending_write *pw = NULL;
+	if (err == EC_OK) {
+		pw = malloc(sizeof(*pw));
+		if (!pw)
+			err = EC_NOMEM;
 	}
-	pending_write *pw = malloc(sizeof(*pw));
-	if (!pw) {
-		srv_call_fail(call, EC_NOMEM);
+	if (err != EC_OK) {
+		free(owned);
+		srv_call_fail(call, err);
 		return;
 	}
 	Metastore__InternalRequest init = METASTORE__INTERNAL_REQUEST__INIT;
+	Metastore__RequestAuth rinit = METASTORE__REQUEST_AUTH__INIT;
 	pw->ir = init;
-	pw->ir.request_case = which;
-	switch (which) {
-	case METASTORE__INTERNAL_REQUEST__REQUEST_PUT:
-		pw->ir.put = (Etcdserverpb__PutRequest *)msg;
-		break;
-	case METASTORE__INTERNAL_REQUEST__REQUEST_DELETE_RANGE:
-		pw->ir.delete_range = (Etcdserverpb__DeleteRangeRequest *)msg;
-		break;
-	case METASTORE__INTERNAL_REQUEST__REQUEST_TXN:
-		pw->ir.txn = (Etcdserverpb__TxnRequest *)msg;
-		break;
-	case METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION:
-		pw->ir.compaction = (Etcdserverpb__CompactionRequest *)msg;
-		break;
-	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT:
-		pw->ir.lease_grant = (Etcdserverpb__LeaseGrantRequest *)msg;
-		break;
-	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE:
-		pw->ir.lease_revoke = (Etcdserverpb__LeaseRevokeRequest *)msg;
-		break;
-	default:
-		free(pw);
-		srv_call_fail(call, EC_INTERNAL);
+	pw->ra = rinit;
+	pw->call = call;
+	pw->owned = owned;
+	if (!set_request(&pw->ir, which, msg)) {
+		write_fail(pw, EC_INTERNAL);
 		return;
 	}
-	pw->call = call;
-	err = srv_node_propose_within(app_of(call)->node, &pw->ir, srv_call_remaining_ms(call),
-				      write_done, pw);
-	if (err != EC_OK) {
-		free(pw);
-		srv_call_fail(call, err);
-	}
+	err = srv_auth_info(call, &pw->ai);
+	if (err == EC_OK)
+		write_submit(pw);
+	else if (srv_auth_token_may_lag(call, err))
+		srv_read_barrier(call, write_token_retry, pw);
+	else
+		write_fail(pw, err);
 }
 
-/* A linearizable read waiting for its ReadIndex round: the call and which read. */
+/* A call waiting for its ReadIndex round, and what to do then. */
 typedef struct pending_read {
 	srv_call *call;
-	const ProtobufCMessage *req; /* the call's request, valid until it completes */
-	bool txn;
+	srv_linear_fn fn;
+	void *arg;
 } pending_read;
-
-static void serve_read(srv_call *call, const ProtobufCMessage *req, bool txn)
-{
-	srv_app *app = app_of(call);
-	ec_hdr hdr = srv_node_hdr(app->node);
-	if (txn) {
-		Etcdserverpb__TxnResponse *resp = NULL;
-		int err = ec_kv_txn_read(app->kv, (const Etcdserverpb__TxnRequest *)req, &hdr, &resp);
-		srv_finish(call, err, resp);
-	} else {
-		Etcdserverpb__RangeResponse *resp = NULL;
-		int err = ec_kv_range(app->kv, (const Etcdserverpb__RangeRequest *)req, &hdr, &resp);
-		srv_finish(call, err, resp);
-	}
-}
 
 /* A confirmed read handed back to a gRPC thread (srv_call_resume). */
 static void read_resumed(srv_call *call, void *arg)
 {
 	pending_read *pr = arg;
-	serve_read(call, pr->req, pr->txn);
+	pr->fn(call, pr->arg, EC_OK);
 	free(pr);
 }
 
@@ -139,44 +180,104 @@ static void read_ready(void *ctx, int err)
 {
 	pending_read *pr = ctx;
 	if (err != EC_OK) {
-		srv_call_fail(pr->call, err);
+		pr->fn(pr->call, pr->arg, err);
 		free(pr);
 	} else if (srv_node_is_node_thread(app_of(pr->call)->node)) {
 		/* reading, packing and replying are not the node thread's job */
 		srv_call_resume(pr->call, read_resumed, pr);
 	} else {
 		/* a sole voter's read, still on the gRPC thread: serve here */
-		serve_read(pr->call, pr->req, pr->txn);
+		pr->fn(pr->call, pr->arg, EC_OK);
 		free(pr);
 	}
+}
+
+void srv_read_barrier(srv_call *call, srv_linear_fn fn, void *arg)
+{
+	srv_app *app = app_of(call);
+	int err = EC_OK;
+	pending_read *pr = NULL;
+	if (srv_is_learner(app))
+		err = EC_NOT_SUPPORTED_FOR_LEARNER;
+	else if ((pr = malloc(sizeof(*pr))) == NULL)
+		err = EC_NOMEM;
+	if (err == EC_OK) {
+		pr->call = call;
+		pr->fn = fn;
+		pr->arg = arg;
+		err = srv_node_read(app->node, read_ready, pr);
+	}
+	if (err != EC_OK) {
+		free(pr);
+		fn(call, arg, err);
+	}
+}
+
+/* A KV read: Range or a read-only Txn, and who asked. */
+typedef struct kv_read {
+	const ProtobufCMessage *req; /* the call's request, valid until it completes */
+	bool txn;
+	ec_auth_info ai;
+} kv_read;
+
+/* Check @kr's permissions (etcd checks reads where they are served) and serve it. */
+static void serve_read(srv_call *call, const kv_read *kr)
+{
+	srv_app *app = app_of(call);
+	ec_hdr hdr = srv_node_hdr(app->node);
+	if (kr->txn) {
+		const Etcdserverpb__TxnRequest *r = (const Etcdserverpb__TxnRequest *)kr->req;
+		Etcdserverpb__TxnResponse *resp = NULL;
+		int err = ec_auth_check_txn(app->auth, &kr->ai, r);
+		if (err == EC_OK)
+			err = ec_kv_txn_read(app->kv, r, &hdr, &resp);
+		srv_finish(call, err, resp);
+	} else {
+		const Etcdserverpb__RangeRequest *r = (const Etcdserverpb__RangeRequest *)kr->req;
+		Etcdserverpb__RangeResponse *resp = NULL;
+		int err = ec_auth_check_range(app->auth, &kr->ai, r->key.data, r->key.len,
+					      r->range_end.data, r->range_end.len);
+		if (err == EC_OK)
+			err = ec_kv_range(app->kv, r, &hdr, &resp);
+		srv_finish(call, err, resp);
+	}
+}
+
+static void kv_read_ready(srv_call *call, void *arg, int err)
+{
+	kv_read *kr = arg;
+	/* as etcd's doSerialize: who asks is looked up once the state is current
+	 * (a simple token made through another member is known by then) */
+	if (err == EC_OK)
+		err = srv_auth_info(call, &kr->ai);
+	if (err != EC_OK)
+		srv_call_fail(call, err);
+	else
+		serve_read(call, kr);
+	free(kr);
 }
 
 /* Serve a read now (@serializable) or once a ReadIndex round confirms it. */
 static void read_linearizable(srv_call *call, const ProtobufCMessage *req, bool serializable,
 			      bool txn)
 {
-	srv_app *app = app_of(call);
 	if (serializable) {
-		serve_read(call, req, txn);
+		kv_read now = {.req = req, .txn = txn};
+		int err = srv_auth_info(call, &now.ai);
+		if (err != EC_OK)
+			srv_call_fail(call, err);
+		else
+			serve_read(call, &now);
 		return;
 	}
-	if (srv_is_learner(app)) {
-		srv_call_fail(call, EC_NOT_SUPPORTED_FOR_LEARNER);
-		return;
-	}
-	pending_read *pr = malloc(sizeof(*pr));
-	if (pr == NULL) {
+	kv_read *kr = malloc(sizeof(*kr));
+	if (kr == NULL) {
 		srv_call_fail(call, EC_NOMEM);
 		return;
 	}
-	pr->call = call;
-	pr->req = req;
-	pr->txn = txn;
-	int err = srv_node_read(app->node, read_ready, pr);
-	if (err != EC_OK) {
-		free(pr);
-		srv_call_fail(call, err);
-	}
+	kr->req = req;
+	kr->txn = txn;
+	srv_read_barrier(call, kv_read_ready, kr);
 }
 
 void srv_kv_range(srv_call *call, const ProtobufCMessage *req)
@@ -271,6 +372,41 @@ void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
 	resp.raftappliedindex = st.applied_index;
 	resp.islearner = st.is_learner;
 	srv_call_reply(call, &resp.base);
+}
+
+/* Defragment: a full RocksDB compaction (st_db_compact_files), which can take
+ * seconds, on a detached thread of its own. etcd answers with no header. */
+static void *defrag_main(void *arg)
+{
+	srv_call *call = arg;
+	srv_app *app = app_of(call);
+	if (st_db_compact_files(app->db) != 0) {
+		srv_call_fail(call, EC_INTERNAL);
+		return NULL;
+	}
+	Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+	srv_call_reply(call, &resp.base);
+	return NULL;
+}
+
+void srv_maint_defragment(srv_call *call, const ProtobufCMessage *req)
+{
+	(void)req;
+	int err = srv_auth_maint_admin(call); /* etcd's authMaintenanceServer */
+	if (err != EC_OK) {
+		srv_call_fail(call, err);
+		return;
+	}
+	pthread_t t;
+	pthread_attr_t at;
+	if (pthread_attr_init(&at) != 0) {
+		srv_call_fail(call, EC_NOMEM);
+		return;
+	}
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, defrag_main, call) != 0)
+		srv_call_fail(call, EC_NOMEM);
+	pthread_attr_destroy(&at);
 }
 
 void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)

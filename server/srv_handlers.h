@@ -17,12 +17,32 @@
 /*
  * srv_propose_write - propose one client write after its check: @err is the
  * ec_check_* result (EC_OK to go on), @which the InternalRequest case (Put,
- * DeleteRange, Txn, Compaction, LeaseGrant, LeaseRevoke) and @msg the decoded
- * request it carries, borrowed from @call until it completes. Completes @call
- * with an error at once, or later from the node thread with apply's response.
+ * DeleteRange, Txn, Compaction, LeaseGrant, LeaseRevoke, or an Auth case) and
+ * @msg the decoded request it carries, borrowed from @call until it completes.
+ * The sender (srv_auth_info) is stamped on the proposal for apply's permission
+ * checks; an unusable token fails @call with EC_INVALID_AUTH_TOKEN. Completes
+ * @call with an error at once, or later from the node thread with apply's
+ * response.
  */
 void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
                        ProtobufCMessage *msg);
+
+/*
+ * srv_read_barrier - run @fn(@call, @arg, EC_OK) once a ReadIndex round has
+ * confirmed that this member's applied state is current (etcd's
+ * linearizableReadNotify), on a gRPC thread; or @fn(@call, @arg, err) with the
+ * reason it cannot be (a learner: EC_NOT_SUPPORTED_FOR_LEARNER; EC_TIMEOUT,
+ * EC_STOPPED, EC_NOMEM), possibly at once. @fn runs exactly once and must
+ * complete @call.
+ */
+typedef void (*srv_linear_fn)(srv_call *call, void *arg, int err);
+void srv_read_barrier(srv_call *call, srv_linear_fn fn, void *arg);
+
+/* srv_propose_owned - srv_propose_write for a request the caller built
+ * (@msg inside @owned, a malloc'd block freed with free() once the call is
+ * completed, on every path). */
+void srv_propose_owned(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
+                       ProtobufCMessage *msg, void *owned);
 
 /* srv_finish - complete @call with @resp when @err is EC_OK, else fail it with
  * @err; @resp (NULL ok) is freed with ec_msg_free either way. */
@@ -43,6 +63,7 @@ void srv_kv_delete_range(srv_call *call, const ProtobufCMessage *req);
 void srv_kv_txn(srv_call *call, const ProtobufCMessage *req);
 void srv_kv_compact(srv_call *call, const ProtobufCMessage *req);
 void srv_maint_status(srv_call *call, const ProtobufCMessage *req);
+void srv_maint_defragment(srv_call *call, const ProtobufCMessage *req);
 void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req);
 
 #endif

@@ -61,6 +61,7 @@
 	X(AUTH_ENABLE, Auth, AuthEnable, SRV_UNARY, auth_enable_request, auth_enable_response) \
 	X(AUTH_DISABLE, Auth, AuthDisable, SRV_UNARY, auth_disable_request,                   \
 	  auth_disable_response)                                                              \
+	X(AUTH_STATUS, Auth, AuthStatus, SRV_UNARY, auth_status_request, auth_status_response) \
 	X(AUTHENTICATE, Auth, Authenticate, SRV_UNARY, authenticate_request,                  \
 	  authenticate_response)                                                              \
 	X(USER_ADD, Auth, UserAdd, SRV_UNARY, auth_user_add_request, auth_user_add_response)  \

@@ -959,6 +959,62 @@ static int apply_member_req(srv_node *n, uint64_t index, const Metastore__Intern
 	return ec_kv_set_applied(n->cfg.kv, index) == ST_OK ? 0 : -1;
 }
 
+/* The keys attached to lease @id as of the entry being applied (an apply-time
+ * permission check of LeaseRevoke: write on every attached key). */
+static int lease_keys(void *arg, int64_t id, ec_auth_key_visit fn, void *fn_arg)
+{
+	srv_node *n = arg;
+	st_txn *t = NULL;
+	int rc = st_txn_begin(n->cfg.db, true, &t); /* sees the open group's writes */
+	if (rc != ST_OK)
+		return rc;
+	rc = st_txn_lease_keys(t, id, fn, fn_arg);
+	st_txn_abort(t);
+	return rc;
+}
+
+/* Apply an Auth entry: the store changes (or etcd's error), and an applied
+ * authenticate gets its token here, on every member. */
+static int apply_auth_req(srv_node *n, uint64_t index, const Metastore__InternalRequest *req,
+			  const ec_hdr *hdr, applied *out)
+{
+	ProtobufCMessage *resp = NULL;
+	int err = EC_INTERNAL;
+	if (n->cfg.auth != NULL) {
+		st_kv_state ks;
+		st_apply_state(n->cfg.db, &ks);
+		int src = ec_auth_apply(n->cfg.auth, req, hdr, ks.rev, &resp, &err);
+		if (src != 0) {
+			logf_("apply of index %" PRIu64 " failed: %s", index, st_strerror(src));
+			return -1;
+		}
+	}
+	if (err == EC_OK &&
+	    req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_AUTHENTICATE) {
+		Etcdserverpb__AuthenticateResponse *ar = (Etcdserverpb__AuthenticateResponse *)resp;
+		const Metastore__InternalAuthenticate *au = req->authenticate;
+		char *tok = n->cfg.on_authenticate
+		            ? n->cfg.on_authenticate(n->cfg.ctx, au->name,
+		                                     ec_auth_revision(n->cfg.auth),
+		                                     au->simple_token, index)
+		            : NULL;
+		if (tok == NULL || ar == NULL) {
+			free(tok);
+			err = EC_INTERNAL;
+		} else {
+			if (ar->token != NULL && ar->token != (char *)protobuf_c_empty_string)
+				free(ar->token);
+			ar->token = tok;
+		}
+	}
+	out->err = err;
+	if (err == EC_OK)
+		out->resp = resp;
+	else
+		ec_msg_free(resp);
+	return ec_kv_set_applied(n->cfg.kv, index) == ST_OK ? 0 : -1;
+}
+
 static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 {
 	ec_hdr hdr = srv_node_hdr(n);
@@ -979,9 +1035,17 @@ static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 	}
 	out->id = req->id;
 	int rc = 0;
+	int perm = EC_OK;
 	if (req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_MEMBER_ATTR ||
 	    req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_MEMBER_UPDATE) {
 		rc = apply_member_req(n, e->index, req, out);
+	} else if (ec_auth_is_request(req->request_case)) {
+		rc = apply_auth_req(n, e->index, req, &hdr, out);
+	} else if (n->cfg.auth != NULL && req->auth != NULL &&
+		   (perm = ec_auth_check_write(n->cfg.auth, req, lease_keys, n)) != EC_OK) {
+		/* refused as of this entry, the same on every member */
+		out->err = perm;
+		rc = ec_kv_set_applied(n->cfg.kv, e->index) == ST_OK ? 0 : -1;
 	} else {
 		int src = ec_kv_apply(n->cfg.kv, e->index, req, &hdr, &out->resp, &out->err);
 		if (src != 0) {

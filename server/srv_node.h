@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
 #include "raft/raft.h"
@@ -41,6 +42,8 @@ typedef struct srv_node_config {
 	st_db *db;              /* borrowed; outlives the node */
 	ec_kv *kv;              /* borrowed */
 	ec_cluster *cluster;    /* borrowed: the replicated member set */
+	ec_auth *auth;          /* borrowed, may be NULL: Auth entries and the
+	                         * apply-time permission checks of writes */
 	uint64_t member_id;
 	uint64_t cluster_id;
 	uint64_t max_request_bytes; /* encoded proposal limit (etcd --max-request-bytes) */
@@ -66,6 +69,11 @@ typedef struct srv_node_config {
 	/* A raft snapshot replaced the keyspace (a lagging or new member): reload
 	 * what is cached from it (the lessor's leases). Node thread. May be NULL. */
 	void (*on_restore)(void *ctx);
+	/* An authenticate entry was applied: make the token for @user (auth
+	 * revision @rev, entry @index, @simple the proposer's random part), a
+	 * malloc'd string, or NULL on failure. Node thread. May be NULL. */
+	char *(*on_authenticate)(void *ctx, const char *user, uint64_t rev, const char *simple,
+	                         uint64_t index);
 	void *ctx;
 } srv_node_config;
 

@@ -226,19 +226,25 @@ static void log_once(atomic_bool *flag, const char *what, uint64_t got, uint64_t
 		         what, got, want, from);
 }
 
-/* Target for a peer URL: "http://h:p" -> "h:p"; https refused; NULL on error. */
+/* A peer URL as kept per target: a copy of "http://h:p", "https://h:p",
+ * "unix://x", "unixs://x" or a bare "h:p" (plaintext), trailing slashes
+ * dropped; NULL on a bad URL (another scheme, nothing after it) or out of
+ * memory. channel_new turns it into a gRPC target and credentials. */
 static char *url_target(const char *url)
 {
+	static const char *const schemes[] = {"http://", "https://", "unix://", "unixs://"};
 	if (url == NULL || url[0] == 0)
 		return NULL;
-	if (strncmp(url, "https://", 8) == 0)
+	size_t skip = 0;
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+			skip = strlen(schemes[i]);
+	if (skip == 0 && strstr(url, "://") != NULL)
 		return NULL;
-	if (strncmp(url, "http://", 7) == 0)
-		url += 7;
 	size_t n = strlen(url);
-	while (n > 0 && url[n - 1] == '/')
+	while (n > skip && url[n - 1] == '/')
 		n--;
-	if (n == 0)
+	if (n == skip)
 		return NULL;
 	char *t = malloc(n + 1);
 	if (t != NULL) {
@@ -258,11 +264,22 @@ static grpc_arg int_arg(const char *key, int value)
 	return a;
 }
 
-/* A client channel with the transport's limits: no message size cap, quick
- * reconnects (core's own back-off would wait up to 2 minutes), keepalive. */
-static grpc_channel *channel_new(const char *target)
+/* A client channel to the peer URL @url (as url_target keeps it) with the
+ * transport's limits: no message size cap, quick reconnects (core's own
+ * back-off would wait up to 2 minutes), keepalive. https:// and unixs:// use
+ * srv_tls_channel_creds(@tls) (a unix socket's TLS name is the URL's host);
+ * NULL only if those cannot be made. */
+static grpc_channel *channel_new(const char *url, srv_tls *tls)
 {
-	grpc_arg args[] = {
+	bool secure = strncmp(url, "https://", 8) == 0 || strncmp(url, "unixs://", 8) == 0;
+	bool unix_sock = strncmp(url, "unix://", 7) == 0 || strncmp(url, "unixs://", 8) == 0;
+	const char *rest = strstr(url, "://") != NULL ? strstr(url, "://") + 3 : url;
+	char target[1024], host[256];
+	snprintf(target, sizeof target, "%s%s", unix_sock ? "unix:" : "", rest);
+	const char *colon = strrchr(rest, ':');
+	snprintf(host, sizeof host, "%.*s", (int)(colon != NULL ? colon - rest : (long)strlen(rest)),
+	         rest);
+	grpc_arg args[10] = {
 	        int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1),
 	        int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1),
 	        int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, BACKOFF_MIN_MS),
@@ -273,8 +290,19 @@ static grpc_channel *channel_new(const char *target)
 	        int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
 	        int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1),
 	};
-	grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-	grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+	size_t nargs = 9;
+	if (secure && unix_sock) {
+		memset(&args[nargs], 0, sizeof args[nargs]);
+		args[nargs].type = GRPC_ARG_STRING;
+		args[nargs].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+		args[nargs].value.string = host;
+		nargs++;
+	}
+	grpc_channel_args ca = {nargs, args};
+	grpc_channel_credentials *cr =
+	        secure ? srv_tls_channel_creds(tls) : grpc_insecure_credentials_create();
+	if (cr == NULL)
+		return NULL;
 	grpc_channel *ch = grpc_channel_create(target, cr, &ca);
 	grpc_channel_credentials_release(cr);
 	return ch;
@@ -418,10 +446,10 @@ static peer *peer_find_locked(srv_peer *sp, uint64_t id)
 	return NULL;
 }
 
-static grpc_channel *peer_channel_locked(peer *pe)
+static grpc_channel *peer_channel_locked(srv_peer *sp, peer *pe)
 {
 	if (pe->chans[pe->cur] == NULL)
-		pe->chans[pe->cur] = channel_new(pe->targets[pe->cur]);
+		pe->chans[pe->cur] = channel_new(pe->targets[pe->cur], sp->cfg.tls);
 	return pe->chans[pe->cur];
 }
 
@@ -444,9 +472,11 @@ static pcall *pcall_new_locked(srv_peer *sp, peer *pe, pcall_kind kind, const ch
 	grpc_metadata_array_init(&c->trailers);
 	c->details = grpc_empty_slice();
 	c->code = GRPC_STATUS_UNKNOWN;
-	c->call = grpc_channel_create_call(peer_channel_locked(pe), NULL, GRPC_PROPAGATE_DEFAULTS,
-	                                   sp->cq, grpc_slice_from_static_string(method), NULL,
-	                                   deadline, NULL);
+	grpc_channel *ch = peer_channel_locked(sp, pe);
+	c->call = ch == NULL ? NULL
+	                     : grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, sp->cq,
+	                                                grpc_slice_from_static_string(method), NULL,
+	                                                deadline, NULL);
 	if (c->call == NULL) {
 		grpc_metadata_array_destroy(&c->md_in);
 		grpc_metadata_array_destroy(&c->trailers);
@@ -920,6 +950,7 @@ int srv_peer_new(const srv_peer_config *cfg, srv_peer **out)
 	if (sp == NULL)
 		return SRV_PEER_ENOMEM;
 	sp->cfg = *cfg;
+	srv_tls_ref(sp->cfg.tls);
 	pthread_mutex_init(&sp->mu, NULL);
 	grpc_init();
 	sp->cq = grpc_completion_queue_create_for_next(NULL);
@@ -932,6 +963,7 @@ int srv_peer_new(const srv_peer_config *cfg, srv_peer **out)
 		grpc_completion_queue_destroy(sp->cq);
 		grpc_shutdown();
 		pthread_mutex_destroy(&sp->mu);
+		srv_tls_unref(sp->cfg.tls);
 		free(sp);
 		return SRV_PEER_ENOMEM;
 	}
@@ -961,6 +993,7 @@ void srv_peer_stop(srv_peer *sp)
 	}
 	grpc_completion_queue_destroy(sp->cq);
 	pthread_mutex_destroy(&sp->mu);
+	srv_tls_unref(sp->cfg.tls);
 	free(sp);
 	grpc_shutdown();
 }
@@ -1284,8 +1317,8 @@ typedef struct fetch_call {
 	bool started;
 } fetch_call;
 
-int srv_peer_fetch(const char *const *urls, size_t n, uint32_t kind, const uint8_t *in, size_t len,
-                   int timeout_ms, uint8_t **out, size_t *outlen)
+int srv_peer_fetch(const char *const *urls, size_t n, srv_tls *tls, uint32_t kind,
+                   const uint8_t *in, size_t len, int timeout_ms, uint8_t **out, size_t *outlen)
 {
 	if (out != NULL)
 		*out = NULL;
@@ -1319,10 +1352,11 @@ int srv_peer_fetch(const char *const *urls, size_t n, uint32_t kind, const uint8
 		grpc_metadata_array_init(&f->trailers);
 		f->details = grpc_empty_slice();
 		f->code = GRPC_STATUS_UNKNOWN;
-		f->ch = channel_new(targets[i]);
-		f->call = grpc_channel_create_call(f->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-		                                   grpc_slice_from_static_string(M_FWD), NULL,
-		                                   deadline, NULL);
+		f->ch = channel_new(targets[i], tls);
+		f->call = f->ch == NULL ? NULL
+		                        : grpc_channel_create_call(f->ch, NULL, GRPC_PROPAGATE_DEFAULTS,
+		                                                   cq, grpc_slice_from_static_string(M_FWD),
+		                                                   NULL, deadline, NULL);
 		if (f->call == NULL)
 			continue;
 		f->send = grpc_raw_byte_buffer_create(&req, 1);

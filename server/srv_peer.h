@@ -24,6 +24,11 @@
  * for on_message and on_forward), never inside an srv_peer_* call, never with an
  * internal lock held: they may call srv_peer_send/forward/add/remove.
  *
+ * TLS: peer URLs may be https:// (or unixs://): those channels use the
+ * transport's srv_tls (srv_peer_config.tls; srv_tls_channel_creds), http://
+ * and unix:// ones are plaintext. The receiving side's TLS is srv_rpc's
+ * (serve srv_peer_methods() with srv_rpc_config.tls).
+ *
  * Wire format: proto/peer.proto (format 1).
  *
  * Errors: 0 is success; the transport's own failures are the negative
@@ -39,6 +44,7 @@
 
 #include "raft/raft.h"
 #include "server/srv_rpc.h"
+#include "server/srv_tls.h"
 
 /* Transport errors (negative; a remote handler's own errors are positive). */
 #define SRV_PEER_EINVAL       (-1)  /* bad argument (NULL, no URL, bad URL scheme) */
@@ -114,6 +120,11 @@ typedef struct srv_peer_config {
 	int (*on_forward)(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
 	                  uint8_t **out, size_t *outlen);
 	void *ctx; /* passed to every callback */
+	/* The identity and checks for dialing https:// / unixs:// peer URLs (the
+	 * peer side's srv_tls; the transport takes its own reference). NULL: such
+	 * URLs are dialed without a client certificate, verifying the member
+	 * against the system's CA bundle (a Go client with an empty TLSInfo). */
+	srv_tls *tls;
 } srv_peer_config;
 
 /*
@@ -135,13 +146,14 @@ size_t srv_peer_methods(srv_method *rows, size_t cap);
 
 /*
  * srv_peer_add - add member @id, or replace its URLs. Thread-safe.
- * @urls: @n >= 1 peer URLs ("http://127.0.0.1:2380", or "host:port"); copied.
+ * @urls: @n >= 1 peer URLs ("http://127.0.0.1:2380", "https://...", "unix://...",
+ * "unixs://...", or a plaintext "host:port"); copied.
  * The first is tried first; after a failed connection the next one is tried.
  * Replacing URLs closes the member's open streams (messages in flight are
  * reported unreachable; a snapshot in flight fails). Adding self_id is allowed
  * (e.g. for forward tests) but raft never sends to itself.
- * Returns 0, SRV_PEER_EINVAL (@id 0, @n 0, NULL or empty URL, an https:// URL:
- * TLS is not supported yet), SRV_PEER_ENOMEM, SRV_PEER_ESTOPPED.
+ * Returns 0, SRV_PEER_EINVAL (@id 0, @n 0, NULL or empty URL, another scheme),
+ * SRV_PEER_ENOMEM, SRV_PEER_ESTOPPED.
  */
 int srv_peer_add(srv_peer *p, uint64_t id, const char *const *urls, size_t n);
 
@@ -188,15 +200,16 @@ int srv_peer_forward(srv_peer *p, uint64_t to, uint32_t kind, const uint8_t *in,
  * srv_peer_fetch - blocking forward to whichever of @n @urls answers first, for
  * start-up before any srv_peer exists (a joining member asks existing members
  * for the cluster). Requests go to all URLs at once with cluster id 0 and from 0;
- * the first answer with err 0 wins. @timeout_ms > 0 bounds the whole call.
+ * the first answer with err 0 wins. https:// URLs are dialed with @tls (may be
+ * NULL; see srv_peer_config.tls). @timeout_ms > 0 bounds the whole call.
  * On 0, *@out is malloc'd (caller frees; NULL when *@outlen is 0).
  * Returns 0; the first remote error (positive, or SRV_PEER_ENOHANDLER/EREMOTE)
  * when no URL answered 0 but one answered; else SRV_PEER_ETIMEDOUT or
  * SRV_PEER_EUNAVAILABLE; SRV_PEER_EINVAL (no URL, a bad URL, NULL out), or
  * SRV_PEER_ENOMEM. Thread-safe; calls grpc_init()/grpc_shutdown().
  */
-int srv_peer_fetch(const char *const *urls, size_t n, uint32_t kind, const uint8_t *in, size_t len,
-                   int timeout_ms, uint8_t **out, size_t *outlen);
+int srv_peer_fetch(const char *const *urls, size_t n, srv_tls *tls, uint32_t kind,
+                   const uint8_t *in, size_t len, int timeout_ms, uint8_t **out, size_t *outlen);
 
 /* srv_peer_msg_free - free a message handed to on_message: its blobs (one
  * reference each), entries array, snapshot and itself. NULL is ok. */

@@ -32,6 +32,11 @@
  * most one SEND_MESSAGE outstanding; the status goes out once the queue has
  * drained. The stream mutex serialises grpc_call_start_batch on the call.
  *
+ * TLS: https:// and unixs:// listen addresses get credentials from
+ * srv_tls_server_creds(cfg.tls); on a side that checks client addresses
+ * (peers), each arriving call passes srv_tls_check_client_addr() before its
+ * handler runs, or is ended at once (reject_call).
+ *
  * Shutdown: see srv_rpc_shutdown() in the header.
  */
 #include "server/srv_rpc.h"
@@ -100,13 +105,14 @@ struct srv_rpc {
 	srv_row *rpc_rows;
 	size_t rpc_nrows;
 	void *rpc_app;
-	srv_rpc_config rpc_cfg; /* defaults resolved; listen not kept */
+	srv_rpc_config rpc_cfg; /* defaults resolved; listen not kept; tls referenced */
 	int *rpc_ports;
 	size_t rpc_nports;
 	/* Arming a request and starting shutdown exclude each other, so no request
 	 * is ever armed on a server that is shutting down or destroyed. */
 	pthread_rwlock_t rpc_arm_lock;
 	bool rpc_stopping;
+	bool rpc_check_addr; /* srv_tls_checks_client_addr(rpc_cfg.tls) */
 	/* Shutdown waits on these for the notify tag and for live to reach 0. */
 	pthread_mutex_t rpc_mu;
 	pthread_cond_t rpc_cv;
@@ -394,6 +400,28 @@ static void unary_finish(srv_call *c, grpc_byte_buffer *bb, grpc_status_code cod
 	grpc_call_error e = grpc_call_start_batch(c->c_call, ops, n, &c->c_tag_final, NULL);
 	if (e != GRPC_CALL_OK) {
 		srv_log("final batch failed: %s", grpc_call_error_to_string(e));
+		call_unref(c);
+	}
+}
+
+/* End a call that just arrived (unary or stream, no batch started on it yet)
+ * with @code and the text @msg (copied), without running its handler. The
+ * armed request's reference passes to the final batch. */
+static void reject_call(srv_call *c, grpc_status_code code, const char *msg)
+{
+	atomic_store(&c->c_state, CALL_FINISHING);
+	grpc_op ops[3];
+	memset(ops, 0, sizeof ops);
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	c->c_status_msg = grpc_slice_from_copied_string(msg);
+	ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[1].data.send_status_from_server.status = code;
+	ops[1].data.send_status_from_server.status_details = &c->c_status_msg;
+	ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[2].data.recv_close_on_server.cancelled = &c->c_cancelled;
+	grpc_call_error e = grpc_call_start_batch(c->c_call, ops, 3, &c->c_tag_final, NULL);
+	if (e != GRPC_CALL_OK) {
+		srv_log("reject batch failed: %s", grpc_call_error_to_string(e));
 		call_unref(c);
 	}
 }
@@ -757,6 +785,14 @@ static void dispatch(srv_worker *w, srv_tag *tag, bool ok)
 			break;
 		}
 		arm(w, c->c_row); /* keep one request armed for this method */
+		if (w->rpc->rpc_check_addr) {
+			char why[512] = "";
+			if (srv_tls_check_client_addr(w->rpc->rpc_cfg.tls, c->c_call, why, sizeof why) !=
+			    0) {
+				reject_call(c, GRPC_STATUS_UNAVAILABLE, why);
+				break;
+			}
+		}
 		if (c->c_is_stream)
 			stream_open((srv_stream *)c);
 		else
@@ -872,6 +908,34 @@ static void resolve_defaults(srv_rpc_config *c)
 		c->shutdown_hard_ms = 5000;
 }
 
+/*
+ * The gRPC core address for listen address @in, and whether it is TLS:
+ * "http://h:p" -> "h:p"; "https://h:p" -> "h:p" (TLS); "unix://x" -> "unix:x";
+ * "unixs://x" -> "unix:x" (TLS); anything else is passed on as it is
+ * (plaintext). -1 if it does not fit.
+ */
+static int listen_addr(const char *in, char *out, size_t len, bool *tls)
+{
+	static const struct {
+		const char *scheme, *prefix;
+		bool tls;
+	} map[] = {{"http://", "", false},
+		   {"https://", "", true},
+		   {"unix://", "unix:", false},
+		   {"unixs://", "unix:", true}};
+	*tls = false;
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+		size_t n = strlen(map[i].scheme);
+		if (strncmp(in, map[i].scheme, n) == 0) {
+			*tls = map[i].tls;
+			int w = snprintf(out, len, "%s%s", map[i].prefix, in + n);
+			return w >= 0 && (size_t)w < len ? 0 : -1;
+		}
+	}
+	int w = snprintf(out, len, "%s", in);
+	return w >= 0 && (size_t)w < len ? 0 : -1;
+}
+
 static grpc_arg int_arg(const char *key, int value)
 {
 	grpc_arg a;
@@ -932,6 +996,7 @@ static void rpc_free(srv_rpc *rpc)
 	free(rpc->rpc_workers);
 	free(rpc->rpc_rows);
 	free(rpc->rpc_ports);
+	srv_tls_unref(rpc->rpc_cfg.tls);
 	pthread_rwlock_destroy(&rpc->rpc_arm_lock);
 	pthread_mutex_destroy(&rpc->rpc_mu);
 	pthread_cond_destroy(&rpc->rpc_cv);
@@ -992,6 +1057,8 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 	rpc->rpc_cfg = *cfg;
 	rpc->rpc_cfg.listen = NULL;
 	resolve_defaults(&rpc->rpc_cfg);
+	srv_tls_ref(rpc->rpc_cfg.tls);
+	rpc->rpc_check_addr = srv_tls_checks_client_addr(rpc->rpc_cfg.tls);
 	rpc->rpc_app = app;
 	rpc->rpc_tag_shutdown = (srv_tag){TAG_SHUTDOWN, rpc};
 	atomic_init(&rpc->rpc_live, 0);
@@ -1061,22 +1128,33 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 			return -1;
 		}
 	}
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
 	for (size_t i = 0; i < cfg->n_listen; i++) {
-		const char *addr = cfg->listen[i];
-		if (addr != NULL && strncmp(addr, "http://", 7) == 0)
-			addr += 7;
-		int port = addr != NULL ? grpc_server_add_http2_port(rpc->rpc_server, addr, creds) : 0;
-		if (port <= 0) {
-			set_err(err, errlen, "cannot listen on %s",
+		char addr[1024];
+		bool tls = false;
+		if (cfg->listen[i] == NULL || listen_addr(cfg->listen[i], addr, sizeof addr, &tls) != 0) {
+			set_err(err, errlen, "cannot listen on %s: not an address",
 				cfg->listen[i] != NULL ? cfg->listen[i] : "(null)");
+			rpc_abort_start(rpc);
+			return -1;
+		}
+		if (tls && cfg->tls == NULL) {
+			set_err(err, errlen, "cannot listen on %s: no TLS certificate and key",
+				cfg->listen[i]);
+			rpc_abort_start(rpc);
+			return -1;
+		}
+		grpc_server_credentials *creds = tls ? srv_tls_server_creds(cfg->tls)
+						     : grpc_insecure_server_credentials_create();
+		int port = creds != NULL ? grpc_server_add_http2_port(rpc->rpc_server, addr, creds) : 0;
+		if (creds != NULL)
 			grpc_server_credentials_release(creds);
+		if (port <= 0) {
+			set_err(err, errlen, "cannot listen on %s", cfg->listen[i]);
 			rpc_abort_start(rpc);
 			return -1;
 		}
 		rpc->rpc_ports[i] = port;
 	}
-	grpc_server_credentials_release(creds);
 	grpc_server_start(rpc->rpc_server);
 
 	/* Threads first, requests after: a failure here has nothing armed yet. */
@@ -1166,6 +1244,11 @@ const char *srv_call_metadata(const srv_call *call, const char *key, size_t *len
 		}
 	}
 	return NULL;
+}
+
+int srv_call_peer_cn(const srv_call *call, char *buf, size_t cap)
+{
+	return srv_tls_call_cn(call->c_call, buf, cap);
 }
 
 bool srv_call_require_leader(const srv_call *call)

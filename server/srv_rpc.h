@@ -27,6 +27,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "server/srv_tls.h"
+
 /* etcd's --max-request-bytes default (1.5 MiB). */
 #define SRV_DEFAULT_MAX_REQUEST_BYTES ((size_t)1572864)
 /* etcd lets gRPC receive max_request_bytes plus this much (v3rpc grpcOverheadBytes). */
@@ -82,11 +84,21 @@ typedef struct srv_method {
  * Server configuration. Zero in any numeric field means the default given.
  */
 typedef struct srv_rpc_config {
-	/* gRPC core addresses, e.g. "127.0.0.1:2379", "[::1]:0", "unix:/path".
-	 * A leading "http://" is accepted and stripped. Port 0 binds a free port,
-	 * reported by srv_rpc_port(). At least one. */
+	/* Listen addresses: etcd URLs ("http://127.0.0.1:2379", "https://h:p",
+	 * "unix://name:port", "unixs://name:port": a unix socket at the path
+	 * "name:port", relative to the working directory, as etcd's) or gRPC core
+	 * addresses ("127.0.0.1:2379", "[::1]:0", "unix:/path"), which are
+	 * plaintext. Port 0 binds a free port, reported by srv_rpc_port(). At
+	 * least one. */
 	const char *const *listen;
 	size_t n_listen;
+	/* TLS for the https:// and unixs:// addresses (required if there is one;
+	 * see srv_tls.h); NULL when every address is plaintext. The server takes
+	 * its own reference. On a side whose srv_tls_checks_client_addr() is true
+	 * (peers), every call arriving with a client certificate is checked with
+	 * srv_tls_check_client_addr() first and, if refused, ended with
+	 * UNAVAILABLE before any handler sees it. */
+	srv_tls *tls;
 	int threads;              /* completion-queue threads; default 2 */
 	size_t max_request_bytes; /* etcd --max-request-bytes; default 1.5 MiB. gRPC
 	                           * itself rejects messages over this plus
@@ -113,7 +125,8 @@ typedef struct srv_rpc_config {
  * @out:     [out] the running server, to be stopped with srv_rpc_shutdown().
  * @err:     [out] a NUL-terminated reason on failure (@errlen bytes at most).
  * Returns 0 on success; -1 on a bad table or config, an address that cannot be
- * bound (already in use: SO_REUSEPORT is off), or out of memory. Calls
+ * bound (already in use: SO_REUSEPORT is off), an https:// or unixs:// address
+ * without cfg.tls, or out of memory. Calls
  * grpc_init(); srv_rpc_shutdown() calls grpc_shutdown().
  */
 int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n, void *app,
@@ -197,6 +210,20 @@ const srv_method *srv_call_method(const srv_call *call);
  */
 const char *srv_call_metadata(const srv_call *call, const char *key, size_t *len);
 
+/*
+ * srv_call_peer_cn - the Common Name of the verified client certificate of the
+ * connection @call arrived on, copied NUL-terminated into @buf (@cap bytes).
+ * Returns its length (0 for a verified certificate that has no CN); -1 when
+ * the connection has no verified client certificate (a plaintext port, or a
+ * TLS port that requests none: no --trusted-ca-file / --client-cert-auth); -2
+ * when the CN does not fit in @cap bytes (it is never truncated; @buf is then
+ * ""). A TLS port either requires and verifies client certificates or does not
+ * ask for them, so a certificate seen here is always a verified one. etcd
+ * uses this CN as the user name when auth is enabled and no token is sent.
+ * Any thread, while @call is alive (for a stream: srv_stream_call()).
+ */
+int srv_call_peer_cn(const srv_call *call, char *buf, size_t cap);
+
 /* srv_call_require_leader - whether the client sent etcd's require-leader
  * metadata ("hasleader" = "true", as etcdctl watch and clientv3.WithRequireLeader). */
 bool srv_call_require_leader(const srv_call *call);
@@ -266,7 +293,8 @@ void srv_stream_unref(srv_stream *st);
 void *srv_stream_app(const srv_stream *st);
 
 /* srv_stream_call - the call behind @st, for srv_call_metadata,
- * srv_call_require_leader, srv_call_remaining_ms and srv_call_method only
+ * srv_call_require_leader, srv_call_remaining_ms, srv_call_peer_cn and
+ * srv_call_method only
  * (never srv_call_reply/srv_call_fail). Valid while a reference is held. */
 const srv_call *srv_stream_call(const srv_stream *st);
 

@@ -20,6 +20,7 @@
 #include "etcdcompat/ec_watch.h"
 #include "rpc.pb-c.h"
 #include "server/srv_app.h"
+#include "server/srv_auth.h"
 #include "server/srv_handlers.h"
 #include "storage/st_mvcc.h"
 
@@ -270,6 +271,33 @@ void srv_watch_stream(srv_stream *st, const ProtobufCMessage *req)
 
 /* ---- the watch thread --------------------------------------------------------- */
 
+/* etcd's isWatchPermitted: read on the watched range for the stream's
+ * sender (the token it was opened with), checked at each create. Returns
+ * false when the watch may be created, else true with etcd's cancel reason
+ * (the gRPC status text of the error) in @why. */
+static bool watch_refused(wconn *c, const Etcdserverpb__WatchCreateRequest *cr, char *why,
+			  size_t cap)
+{
+	srv_app *app = srv_stream_app(c->st);
+	if (app->auth == NULL || !ec_auth_enabled(app->auth))
+		return false;
+	static const uint8_t zero = 0;
+	ec_auth_info ai;
+	int err = srv_auth_info(srv_stream_call(c->st), &ai);
+	if (err == EC_OK) {
+		const uint8_t *key = cr->key.len ? cr->key.data : &zero;
+		size_t klen = cr->key.len ? cr->key.len : 1;
+		err = ec_auth_check_range(app->auth, &ai, key, klen, cr->range_end.data,
+		                          cr->range_end.len);
+	}
+	if (err == EC_OK)
+		return false;
+	if (err != EC_INVALID_AUTH_TOKEN && err != EC_AUTH_OLD_REVISION && err != EC_USER_EMPTY)
+		err = EC_PERMISSION_DENIED;
+	ec_status_string(err, why, cap);
+	return true;
+}
+
 static void serve_cmd(srv_watch *sw, cmd *x)
 {
 	wconn *c = x->c;
@@ -296,7 +324,11 @@ static void serve_cmd(srv_watch *sw, cmd *x)
 			srv_stream_finish(c->st, EC_INTERNAL);
 			break;
 		}
-		if (ec_hub_request(sw->hub, c->hs, r) != 0)
+		char why[160];
+		if (r->request_union_case == ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST &&
+		    watch_refused(c, r->create_request, why, sizeof why))
+			ec_hub_refuse(sw->hub, c->hs, why);
+		else if (ec_hub_request(sw->hub, c->hs, r) != 0)
 			srv_stream_finish(c->st, EC_INTERNAL);
 		etcdserverpb__watch_request__free_unpacked(r, NULL);
 		break;

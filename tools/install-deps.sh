@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev libcriterion-dev
+  libssl-dev openssl
+  libssl-dev libcrypt-dev openssl
   etcd-client etcd-server golang-go golang-etcd-server-dev
   jq iproute2
 )

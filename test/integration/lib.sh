@@ -408,6 +408,9 @@ check_rev_unchanged() {
 #   --proxy: every member's advertised peer URL is a faultproxy.py route that
 #   forwards to the member's real (listening) peer port, so scenarios can cut,
 #   delay or blackhole peer traffic (see partition_member / proxy_ctl).
+#   CL_PSCHEME (default http): the scheme of the members' peer URLs; set it to
+#   https before start_cluster / add_member for a peer-TLS cluster (the TLS flags
+#   go in the extra flags).
 # Per-member state, indexed 1..CL_N (a removed member keeps its index):
 #   CL_NAME CL_EP (host:port) CL_CURL (client URL) CL_PURL (advertised peer URL)
 #   CL_PPORT (listening peer port) CL_APORT (advertised peer port) CL_DATA CL_LOG
@@ -455,7 +458,7 @@ _cl_alloc() {
     CL_CURL[$k]=http://127.0.0.1:$c
     CL_PPORT[$k]=$p
     if [ "$CL_PROXY" = 1 ]; then CL_APORT[$k]=$a; else CL_APORT[$k]=$p; fi
-    CL_PURL[$k]=http://127.0.0.1:${CL_APORT[$k]}
+    CL_PURL[$k]=${CL_PSCHEME:-http}://127.0.0.1:${CL_APORT[$k]}
     CL_DATA[$k]=$_IT_TMP/c$CL_GEN-m$k.data
     CL_LOG[$k]=$_IT_TMP/c$CL_GEN-m$k.log
     CL_PID[$k]=
@@ -483,7 +486,7 @@ _cl_launch() {
         --data-dir "${CL_DATA[$k]}"
         --listen-client-urls "${CL_CURL[$k]}"
         --advertise-client-urls "${CL_CURL[$k]}"
-        --listen-peer-urls "http://127.0.0.1:${CL_PPORT[$k]}"
+        --listen-peer-urls "${CL_PSCHEME:-http}://127.0.0.1:${CL_PPORT[$k]}"
         --initial-advertise-peer-urls "${CL_PURL[$k]}"
         --initial-cluster "${CL_ICLUSTER[$k]}"
         --initial-cluster-state "${CL_STATE[$k]}"
@@ -827,3 +830,308 @@ reconf() {
 # id16 HEX: a member id as etcdctl's member add/remove/update/promote lines print
 # it (%16x: space-padded to 16 characters).
 id16() { printf '%16s' "$1"; }
+
+# ================================================================ TLS
+#
+# tls_make_certs DIR: a throw-away PKI made with the openssl CLI in DIR (created;
+# ECDSA P-256 keys, SHA-256 signatures). Prints nothing; returns non-zero (and
+# leaves DIR/openssl.log) if openssl failed. Files (.crt certificate, .key key):
+#   ca              the CA ("CN=it-ca") that signs everything below unless noted
+#   server          CN=example.com, SAN DNS:localhost IP:127.0.0.1, serverAuth and
+#                   clientAuth (client port, peer port, and a client cert)
+#   peer-other      as server, CN=other.example.com (refused by --peer-cert-allowed-cn)
+#   client          CN=it-client, clientAuth (a client certificate; the CN is the user)
+#   revoked         CN=it-revoked, clientAuth; its serial is listed in crl.pem
+#   crl.pem         the CA's CRL revoking "revoked" (PEM)
+#   wrongca         another CA ("CN=it-wrong-ca"); wrong-client is signed by it
+#   wrong-client    CN=it-client from the wrong CA
+#   expired         as server, but valid only from 2020-01-01 to 2020-01-02
+#   mismatch.key    a key that belongs to no certificate here
+#   bad.crt         a file that is not PEM
+tls_make_certs() {
+    local d=$1 log
+    mkdir -p "$d/ca-db" || return 1
+    log=$d/openssl.log
+    : >"$d/ca-db/index.txt"
+    echo 1000 >"$d/ca-db/serial"
+    echo 1000 >"$d/ca-db/crlnumber"
+    cat >"$d/openssl.cnf" <<CNF
+[ ca ]
+default_ca = it_ca
+[ it_ca ]
+dir = $d/ca-db
+database = \$dir/index.txt
+serial = \$dir/serial
+crlnumber = \$dir/crlnumber
+new_certs_dir = \$dir
+certificate = $d/ca.crt
+private_key = $d/ca.key
+default_md = sha256
+default_days = 365
+default_crl_days = 365
+policy = it_policy
+copy_extensions = none
+unique_subject = no
+[ it_policy ]
+commonName = supplied
+[ req ]
+distinguished_name = it_dn
+prompt = no
+[ it_dn ]
+CN = placeholder
+[ v3_ca ]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[ v3_server ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+[ v3_client ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+CNF
+    _tls_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" >>"$log" 2>&1; }
+    _tls_ca() {   # _tls_ca NAME CN
+        _tls_key "$d/$1.key" &&
+            openssl req -new -x509 -config "$d/openssl.cnf" -extensions v3_ca -key "$d/$1.key" \
+                -subj "/CN=$2" -days 3650 -out "$d/$1.crt" >>"$log" 2>&1
+    }
+    # _tls_leaf NAME CN EXT [openssl ca options...]: a key and a certificate signed by ca
+    _tls_leaf() {
+        local name=$1 cn=$2 ext=$3
+        shift 3
+        _tls_key "$d/$name.key" &&
+            openssl req -new -config "$d/openssl.cnf" -key "$d/$name.key" -subj "/CN=$cn" \
+                -out "$d/$name.csr" >>"$log" 2>&1 &&
+            openssl ca -batch -notext -config "$d/openssl.cnf" -extensions "$ext" \
+                -in "$d/$name.csr" -out "$d/$name.crt" "$@" >>"$log" 2>&1
+    }
+    _tls_ca ca it-ca &&
+        _tls_leaf server example.com v3_server &&
+        _tls_leaf peer-other other.example.com v3_server &&
+        _tls_leaf client it-client v3_client &&
+        _tls_leaf revoked it-revoked v3_client &&
+        _tls_leaf expired example.com v3_server -startdate 20200101000000Z -enddate 20200102000000Z &&
+        openssl ca -batch -config "$d/openssl.cnf" -revoke "$d/revoked.crt" >>"$log" 2>&1 &&
+        openssl ca -batch -config "$d/openssl.cnf" -gencrl -out "$d/crl.pem" >>"$log" 2>&1 &&
+        _tls_ca wrongca it-wrong-ca &&
+        _tls_key "$d/wrong-client.key" &&
+        openssl req -new -config "$d/openssl.cnf" -key "$d/wrong-client.key" -subj "/CN=it-client" \
+            -out "$d/wrong-client.csr" >>"$log" 2>&1 &&
+        openssl x509 -req -in "$d/wrong-client.csr" -CA "$d/wrongca.crt" -CAkey "$d/wrongca.key" \
+            -CAcreateserial -days 365 -extfile "$d/openssl.cnf" -extensions v3_client \
+            -out "$d/wrong-client.crt" >>"$log" 2>&1 &&
+        _tls_key "$d/mismatch.key" &&
+        printf 'this is not a certificate\n' >"$d/bad.crt"
+}
+
+# tls_ectl ENDPOINT [etcdctl args...]: etcdctl over https to ENDPOINT (host:port)
+# trusting TLS_DIR/ca.crt, presenting TLS_DIR/client.crt (set TLS_DIR first).
+tls_ectl() {
+    local ep=$1
+    shift
+    etcdctl --endpoints="https://$ep" --cacert="$TLS_DIR/ca.crt" --cert="$TLS_DIR/client.crt" \
+        --key="$TLS_DIR/client.key" --dial-timeout=5s --command-timeout=30s "$@"
+}
+
+# wait_tls_healthy PID ENDPOINT [etcdctl TLS args...]: poll `etcdctl endpoint health`
+# over https (default: tls_ectl's CA and client cert) while PID runs; bounded (60 s).
+wait_tls_healthy() {
+    local pid=$1 ep=$2 i
+    shift 2
+    local args=("$@")
+    [ ${#args[@]} -gt 0 ] || args=(--cacert="$TLS_DIR/ca.crt" --cert="$TLS_DIR/client.crt" --key="$TLS_DIR/client.key")
+    for i in $(seq 1 120); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        etcdctl --endpoints="https://$ep" "${args[@]}" --dial-timeout=1s --command-timeout=2s \
+            endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+# ================================================================ auth (auth-* scenarios)
+
+# wait_healthy_as USER:PASSWORD: wait_healthy for a server with authentication enabled
+# (`endpoint health` without a user is "unhealthy": etcdserver: user name is empty).
+wait_healthy_as() {
+    local i
+    for i in $(seq 1 120); do
+        if ! kill -0 "$SRV_PID" 2>/dev/null; then
+            wait "$SRV_PID" 2>/dev/null
+            return 1
+        fi
+        if etcdctl --endpoints="$SRV_ENDPOINT" --dial-timeout=1s --command-timeout=2s \
+                --user "$1" endpoint health >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# restart_server_as USER:PASSWORD: restart_server, waiting with credentials.
+restart_server_as() {
+    _launch_server
+    if wait_healthy_as "$1"; then return 0; fi
+    echo "# restart_server_as: $IT_TARGET did not become healthy; log tail:"
+    tail -n 30 "$SRV_LOG" 2>/dev/null | sed 's/^/#     /'
+    return 1
+}
+
+# check_ctl_output NAME RC EXPECTED-STDOUT CODE MESSAGE EXPECTED-STDERR cmd...
+# The command must exit with status RC and print exactly EXPECTED-STDOUT; on stderr,
+# etcdctl's {"level":"warn",...} retry lines must all carry "rpc error: code = CODE
+# desc = MESSAGE" (at least one unless CODE is "-", which means none at all),
+# {"level":"info",...} lines are ignored, and the remaining lines must be exactly
+# EXPECTED-STDERR (or match it as a bash ERE when it starts with "re:").
+check_ctl_output() {
+    local name=$1 rc=$2 exp_out=$3 code=$4 msg=$5 exp_err=$6 out err got
+    shift 6
+    out=$("$@" 2>"$_IT_TMP/stderr")
+    got=$?
+    err=$(cat "$_IT_TMP/stderr")
+    if [ "$got" != "$rc" ]; then
+        fail "$name" "exit status $got, expected $rc" "command: $(_short "$*")" \
+            "stdout: $(_short "$out")" "stderr: $(_short "$err")"
+        return 1
+    fi
+    if [ "$out" != "$exp_out" ]; then
+        fail "$name" "stdout mismatch" "command: $(_short "$*")"
+        _diff_diag "$exp_out" "$out"
+        return 1
+    fi
+    local res
+    res=$(printf '%s\n' "$err" | python3 -c '
+import json, sys
+code, msg = sys.argv[1], sys.argv[2]
+want = "rpc error: code = %s desc = %s" % (code, msg)
+bad, rest, n = [], [], 0
+for line in sys.stdin.read().split("\n"):
+    j = None
+    if line.startswith("{"):
+        try:
+            j = json.loads(line)
+        except ValueError:
+            j = None
+    if not isinstance(j, dict):
+        rest.append(line)
+        continue
+    if j.get("level") == "info":
+        continue
+    n += 1
+    if j.get("level") != "warn":
+        bad.append("level is not warn: " + line)
+    elif code == "-":
+        bad.append("unexpected warn line: " + line)
+    elif j.get("error") != want:
+        bad.append("error field %r != %r" % (j.get("error"), want))
+if code != "-" and n == 0:
+    bad.append("no {\"level\":\"warn\"...} line carrying %r" % want)
+while rest and rest[-1] == "":
+    rest.pop()
+print("BAD " + json.dumps(bad))
+print("\n".join(rest))
+' "$code" "$msg")
+    local badl rest
+    badl=$(printf '%s\n' "$res" | head -n 1)
+    rest=$(printf '%s\n' "$res" | sed '1d')
+    if [ "$badl" != "BAD []" ]; then
+        fail "$name" "unexpected stderr log lines" "${badl#BAD }" "stderr: $err"
+        return 1
+    fi
+    if [[ "$exp_err" == re:* ]]; then
+        if [[ "$rest" =~ ^${exp_err#re:}$ ]]; then pass "$name"; return 0; fi
+        fail "$name" "stderr does not match"
+        _diff_diag "/^${exp_err#re:}\$/" "$rest"
+        return 1
+    fi
+    if [ "$rest" != "$exp_err" ]; then
+        fail "$name" "stderr mismatch"
+        _diff_diag "$exp_err" "$rest"
+        return 1
+    fi
+    pass "$name"
+}
+
+# start_tls_server [--client-scheme S] [--peer-scheme S] [--name N] [--health ARG]... [-- FLAGS...]
+#   As start_server, with client URL S://127.0.0.1:PORT (default https) and peer
+#   URL scheme (default http); FLAGS (the TLS flags) go to the server. Healthy
+#   means `etcdctl endpoint health` over https with the --health arguments
+#   (default: TLS_DIR's CA and client certificate). Sets the same SRV_* state,
+#   so ectl-like helpers, stop_server and restart_tls_server work.
+SRV_HEALTH=()
+start_tls_server() {
+    local cs=https ps=http attempt
+    SRV_NAME=it-member
+    SRV_ADV_PEER_URL=
+    SRV_TOKEN=
+    SRV_EXTRA=()
+    SRV_HEALTH=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --client-scheme) cs=$2; shift 2 ;;
+            --peer-scheme) ps=$2; shift 2 ;;
+            --name) SRV_NAME=$2; shift 2 ;;
+            --health) SRV_HEALTH+=("$2"); shift 2 ;;
+            --) shift; SRV_EXTRA=("$@"); break ;;
+            *) echo "start_tls_server: bad argument $1" >&2; return 2 ;;
+        esac
+    done
+    for attempt in 1 2 3; do
+        SRV_DATA=$(mktemp -d "$_IT_TMP/data.XXXXXX")
+        rmdir "$SRV_DATA"
+        read -r SRV_CPORT SRV_PPORT < <(free_ports 2)
+        SRV_ENDPOINT=127.0.0.1:$SRV_CPORT
+        SRV_CLIENT_URL=$cs://127.0.0.1:$SRV_CPORT
+        SRV_PEER_URL=$ps://127.0.0.1:$SRV_PPORT
+        SRV_ADV_PEER_URL=$SRV_PEER_URL
+        if _launch_server && wait_tls_healthy "$SRV_PID" "$SRV_ENDPOINT" "${SRV_HEALTH[@]}"; then
+            return 0
+        fi
+        if [ $attempt -lt 3 ] && ! kill -0 "$SRV_PID" 2>/dev/null; then
+            echo "# start_tls_server: $IT_TARGET exited during startup (attempt $attempt); retrying on new ports"
+            tail -n 5 "$SRV_LOG" 2>/dev/null | sed 's/^/#     /'
+            stop_server
+            continue
+        fi
+        break
+    done
+    echo "# start_tls_server: $IT_TARGET did not become healthy; log tail:"
+    tail -n 30 "$SRV_LOG" 2>/dev/null | sed 's/^/#     /'
+    stop_server
+    return 1
+}
+
+# restart_tls_server: start the last start_tls_server's member again (same data
+# dir, ports and flags) and wait until it is healthy over https.
+restart_tls_server() {
+    _launch_server
+    if wait_tls_healthy "$SRV_PID" "$SRV_ENDPOINT" "${SRV_HEALTH[@]}"; then return 0; fi
+    echo "# restart_tls_server: $IT_TARGET did not become healthy; log tail:"
+    tail -n 30 "$SRV_LOG" 2>/dev/null | sed 's/^/#     /'
+    return 1
+}
+
+# build_go_prog NAME: build test/integration/go/NAME into IT_GOBIN (or a temp
+# dir) offline, as run.sh builds its programs, unless the binary is newer than
+# its sources; prints the binary's path. Returns non-zero (log on stdout as "#"
+# lines) if go build failed.
+build_go_prog() {
+    local name=$1 src=$IT_LIB_DIR/go/$1 dir=${IT_GOBIN:-$_IT_TMP/gobin}
+    mkdir -p "$dir"
+    if [ -x "$dir/$name" ] && [ -z "$(find "$src" -newer "$dir/$name" -name '*.go')" ]; then
+        echo "$dir/$name"
+        return 0
+    fi
+    if (cd "$src" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS="" \
+            go build -o "$dir/$name" .) >"$dir/$name.build.log" 2>&1; then
+        echo "$dir/$name"
+        return 0
+    fi
+    sed 's/^/# /' "$dir/$name.build.log" | head -n 40
+    return 1
+}

@@ -53,6 +53,15 @@ tc_conn *tc_connect(int port, const grpc_channel_args *args)
 	return c;
 }
 
+tc_conn *tc_connect_creds(const char *target, grpc_channel_credentials *cr,
+			  const grpc_channel_args *args)
+{
+	grpc_init();
+	tc_conn *c = calloc(1, sizeof *c);
+	c->ch = grpc_channel_create(target, cr, args);
+	return c;
+}
+
 void tc_close(tc_conn *c)
 {
 	if (c == NULL)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 #include <protobuf-c/protobuf-c.h>
 
 typedef struct tc_conn tc_conn;
@@ -24,6 +25,10 @@ typedef struct tc_status {
 
 /* tc_connect - a channel to 127.0.0.1:@port; @args may be NULL. */
 tc_conn *tc_connect(int port, const grpc_channel_args *args);
+/* tc_connect_creds - a channel to @target ("host:port") with credentials @cr
+ * (not consumed: the caller releases them); @args may be NULL. */
+tc_conn *tc_connect_creds(const char *target, grpc_channel_credentials *cr,
+			  const grpc_channel_args *args);
 void tc_close(tc_conn *c);
 
 /*

@@ -277,47 +277,117 @@ Test(config, etcd_validation_texts)
 	expect_error(ARGV("--max-txn-ops=0"), no_env, "must be positive");
 }
 
-Test(config, security_flags_refused_unless_default)
+Test(config, tls_flags_stored_and_checked)
 {
-	const char *tls = "TLS is not supported yet";
-	expect_error(ARGV("--cert-file", "/x/server.crt"), no_env,
-	             "--cert-file=/x/server.crt: TLS is not supported yet");
-	expect_error(ARGV("--key-file=/x/k"), no_env, tls);
-	expect_error(ARGV("--client-cert-auth"), no_env,
-	             "--client-cert-auth=true: TLS is not supported yet");
-	expect_error(ARGV("--trusted-ca-file=/ca"), no_env, tls);
-	expect_error(ARGV("--auto-tls"), no_env, tls);
-	expect_error(ARGV("--peer-auto-tls=true"), no_env, tls);
-	expect_error(ARGV("--peer-cert-file=/p"), no_env, tls);
-	expect_error(ARGV("--peer-key-file=/p"), no_env, tls);
-	expect_error(ARGV("--peer-client-cert-auth=1"), no_env, tls);
-	expect_error(ARGV("--peer-trusted-ca-file=/p"), no_env, tls);
-	expect_error(ARGV("--cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA"), no_env, tls);
-	expect_error(ARGV("--client-crl-file=/c"), no_env, tls);
-	expect_error(ARGV("--peer-crl-file=/c"), no_env, tls);
-	expect_error(ARGV("--peer-cert-allowed-cn=etcd"), no_env, tls);
-	expect_error(ARGV("--auth-token=jwt,pub-key=a,priv-key=b"), no_env,
-	             "authentication is not supported yet");
-	expect_error(ARGV("--auth-token-ttl=10"), no_env, "authentication is not supported yet");
+	srv_config c;
+	char err[512];
+	char **a = ARGV("--cert-file", "/x/server.crt", "--key-file=/x/server.key",
+	                "--trusted-ca-file=/x/ca.crt", "--client-cert-auth", "--client-crl-file=/x/c.crl",
+	                "--client-cert-allowed-hostname=client.example", "--auto-tls",
+	                "--peer-cert-file=/p/c", "--peer-key-file=/p/k", "--peer-trusted-ca-file=/p/ca",
+	                "--peer-client-cert-auth", "--peer-crl-file=/p/crl",
+	                "--peer-cert-allowed-cn=etcd", "--peer-auto-tls",
+	                "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	                "--experimental-peer-skip-client-san-verification",
+	                "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:2381",
+	                "--advertise-client-urls=https://127.0.0.1:2379",
+	                "--listen-peer-urls=https://127.0.0.1:2380",
+	                "--initial-advertise-peer-urls=https://127.0.0.1:2380");
+	cr_assert_eq(parse(&c, a, no_env, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(c.cert_file, "/x/server.crt");
+	cr_expect_str_eq(c.key_file, "/x/server.key");
+	cr_expect_str_eq(c.trusted_ca_file, "/x/ca.crt");
+	cr_expect(c.client_cert_auth && c.auto_tls && c.peer_client_cert_auth && c.peer_auto_tls);
+	cr_expect_str_eq(c.client_crl_file, "/x/c.crl");
+	cr_expect_str_eq(c.client_cert_allowed_hostname, "client.example");
+	cr_expect_str_eq(c.peer_cert_file, "/p/c");
+	cr_expect_str_eq(c.peer_key_file, "/p/k");
+	cr_expect_str_eq(c.peer_trusted_ca_file, "/p/ca");
+	cr_expect_str_eq(c.peer_crl_file, "/p/crl");
+	cr_expect_str_eq(c.peer_cert_allowed_cn, "etcd");
+	cr_expect_str_eq(c.cipher_suites, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+	cr_expect(c.peer_skip_client_san);
+	cr_expect_str_eq(c.initial_cluster, "default=https://127.0.0.1:2380");
+	const char *names[8];
+	cr_expect_eq(srv_config_ignored(&c, names, 8), 0, "TLS flags are acted upon");
+	srv_config_free(&c);
+
+	/* Every flag from the environment too. */
+	char *const env[] = {"ETCD_PEER_AUTO_TLS=true", "ETCD_CLIENT_CERT_AUTH=1",
+	                     "ETCD_PEER_CERT_ALLOWED_HOSTNAME=h.example", NULL};
+	cr_assert_eq(parse(&c, ARGV("--name=x"), env, err, sizeof(err)), 0, "%s", err);
+	cr_expect(c.peer_auto_tls && c.client_cert_auth);
+	cr_expect_str_eq(c.peer_cert_allowed_hostname, "h.example");
+	srv_config_free(&c);
+
+	/* unix:// and unixs:// URLs are accepted as etcd accepts them. */
+	expect_ok(ARGV("--listen-client-urls=unix://localhost:2379",
+	               "--advertise-client-urls=unix://localhost:2379",
+	               "--listen-peer-urls=unix://localhost:2380",
+	               "--initial-advertise-peer-urls=unix://localhost:2380"),
+	          no_env);
+	expect_ok(ARGV("--listen-client-urls=unixs://localhost:2379",
+	               "--advertise-client-urls=unixs://localhost:2379", "--auto-tls"),
+	          no_env);
+	/* Defaults pass: tools that spell every flag out keep working. */
+	expect_ok(ARGV("--auto-tls=false", "--client-cert-auth=false", "--peer-auto-tls=false",
+	               "--peer-client-cert-auth=false", "--cert-file=", "--key-file=",
+	               "--trusted-ca-file=", "--cipher-suites="),
+	          no_env);
+}
+
+Test(config, tls_errors_are_etcds)
+{
 	expect_error(ARGV("--listen-client-urls=https://127.0.0.1:2379",
-	                  "--advertise-client-urls=http://a:1"),
+	                  "--advertise-client-urls=https://127.0.0.1:2379"),
 	             no_env,
-	             "--listen-client-urls=https://127.0.0.1:2379: TLS is not supported yet");
-	expect_error(ARGV("--initial-advertise-peer-urls=https://127.0.0.1:2380"), no_env, tls);
-	expect_error(ARGV("--listen-metrics-urls=https://127.0.0.1:2381"), no_env, tls);
-	expect_error(ARGV("--initial-cluster=default=https://127.0.0.1:2380"), no_env, tls);
-	expect_error(ARGV("--listen-peer-urls=unix://localhost:2380"), no_env,
-	             "unix socket URLs are not supported yet");
+	             "TLS key/cert (--cert-file, --key-file) must be provided for client url "
+	             "https://127.0.0.1:2379 with HTTPS scheme");
+	expect_error(ARGV("--listen-client-urls=unixs://localhost:2379",
+	                  "--advertise-client-urls=unixs://localhost:2379"),
+	             no_env, "must be provided for client url unixs://localhost:2379 with HTTPS");
+	expect_error(ARGV("--listen-peer-urls=https://127.0.0.1:2380",
+	                  "--initial-advertise-peer-urls=https://127.0.0.1:2380"),
+	             no_env,
+	             "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented");
+	expect_ok(ARGV("--listen-peer-urls=https://127.0.0.1:2380",
+	               "--initial-advertise-peer-urls=https://127.0.0.1:2380", "--peer-auto-tls"),
+	          no_env);
+	expect_error(ARGV("--peer-cert-file=/p/c", "--peer-key-file=/p/k",
+	                  "--peer-cert-allowed-cn=a", "--peer-cert-allowed-hostname=b"),
+	             no_env,
+	             "AllowedCN and AllowedHostname are mutually exclusive (cn=\"a\", hostname=\"b\")");
+	/* Auto-TLS alone replaces the peer TLSInfo: the allowed names are dropped. */
+	expect_ok(ARGV("--peer-auto-tls", "--peer-cert-allowed-cn=a",
+	               "--peer-cert-allowed-hostname=b"),
+	          no_env);
+	expect_error(ARGV("--cipher-suites=FOO,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), no_env,
+	             "unexpected TLS cipher suite \"FOO\"");
+	expect_error(ARGV("--cert-file=/x/c"), no_env, "--cert-file and --key-file must both be given");
+	expect_error(ARGV("--peer-key-file=/x/k"), no_env,
+	             "--peer-cert-file and --peer-key-file must both be given");
+	expect_error(ARGV("--listen-client-urls=http://127.0.0.1:2379,https://127.0.0.1:2379",
+	                  "--advertise-client-urls=http://127.0.0.1:2379", "--auto-tls"),
+	             no_env, "cannot serve plaintext and TLS on one port");
+	char *const env[] = {"ETCD_CIPHER_SUITES=BAR", NULL};
+	expect_error(ARGV("--name=x"), env, "unexpected TLS cipher suite \"BAR\"");
+}
+
+Test(config, modes_refused_unless_default)
+{
+	/* Auth flags are served (the token provider checks jwt options at start). */
+	expect_ok(ARGV("--auth-token=jwt,pub-key=a,priv-key=b", "--auth-token-ttl=10",
+	               "--bcrypt-cost=4"),
+	          no_env);
+	expect_error(ARGV("--bcrypt-cost=x"), no_env, "invalid value \"x\" for flag -bcrypt-cost");
 	expect_error(ARGV("--discovery-srv=example.com"), no_env,
 	             "DNS discovery is not supported yet");
 	expect_error(ARGV("--proxy=on"), no_env, "the v2 proxy is not supported");
 	expect_error(ARGV("--config-file=/etc/etcd.yml"), no_env,
 	             "configuration files are not supported");
 	/* Defaults pass: tools that spell every flag out keep working. */
-	expect_ok(ARGV("--auto-tls=false", "--client-cert-auth=false", "--peer-auto-tls=false",
-	               "--peer-client-cert-auth=false", "--auth-token=simple",
-	               "--auth-token-ttl=300", "--cert-file=", "--key-file=", "--trusted-ca-file=",
-	               "--cipher-suites=", "--proxy=off", "--discovery=", "--config-file="),
+	expect_ok(ARGV("--auth-token=simple", "--auth-token-ttl=300", "--proxy=off", "--discovery=",
+	               "--config-file="),
 	          no_env);
 }
 
@@ -365,7 +435,7 @@ Test(config, environment_variables)
 	expect_error(ARGV("--name=x"), env3,
 	             "invalid value \"many\" for ETCD_MAX_TXN_OPS: parse error");
 	char *const env4[] = {"ETCD_CERT_FILE=/x.crt", NULL};
-	expect_error(ARGV("--name=x"), env4, "--cert-file=/x.crt: TLS is not supported yet");
+	expect_error(ARGV("--name=x"), env4, "--cert-file and --key-file must both be given");
 	char *const env5[] = {"ETCD_ELECTION_TIMEOUT=300", NULL};
 	expect_error(ARGV("--name=x"), env5,
 	             "--election-timeout[300ms] should be at least as 5 times");

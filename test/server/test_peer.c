@@ -727,7 +727,7 @@ Test(server_peer, fetch_skips_a_dead_first_url)
 	const char *urls[2] = {dead, live};
 	uint8_t *out = NULL;
 	size_t outlen = 0;
-	cr_assert_eq(srv_peer_fetch(urls, 2, 1, (const uint8_t *)"hello", 5, 5000, &out, &outlen),
+	cr_assert_eq(srv_peer_fetch(urls, 2, NULL, 1, (const uint8_t *)"hello", 5, 5000, &out, &outlen),
 	             0);
 	cr_assert_eq(outlen, 13);
 	cr_assert_eq(memcmp(out, "olleh", 5), 0);
@@ -736,12 +736,12 @@ Test(server_peer, fetch_skips_a_dead_first_url)
 	cr_assert_eq(from, 0);
 	free(out);
 
-	cr_assert_eq(srv_peer_fetch(urls, 1, 1, NULL, 0, 2000, &out, &outlen),
+	cr_assert_eq(srv_peer_fetch(urls, 1, NULL, 1, NULL, 0, 2000, &out, &outlen),
 	             SRV_PEER_EUNAVAILABLE);
 	cr_assert_null(out);
-	cr_assert_eq(srv_peer_fetch(&urls[1], 1, 2, NULL, 0, 2000, &out, &outlen), 42);
-	const char *bad[1] = {"https://127.0.0.1:1"};
-	cr_assert_eq(srv_peer_fetch(bad, 1, 1, NULL, 0, 2000, &out, &outlen), SRV_PEER_EINVAL);
+	cr_assert_eq(srv_peer_fetch(&urls[1], 1, NULL, 2, NULL, 0, 2000, &out, &outlen), 42);
+	const char *bad[1] = {"ftp://127.0.0.1:1"};
+	cr_assert_eq(srv_peer_fetch(bad, 1, NULL, 1, NULL, 0, 2000, &out, &outlen), SRV_PEER_EINVAL);
 	teardown();
 	CHECK_NO_LEAKS();
 }
