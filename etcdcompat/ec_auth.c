@@ -1472,7 +1472,13 @@ int ec_auth_apply(ec_auth *a, const Metastore__InternalRequest *req, const ec_hd
 		return rc;
 	scratch sc;
 	memset(&sc, 0, sizeof(sc));
-	switch (req->request_case) {
+	/* Every case but enable/disable carries a message; all of them share
+	 * the oneof's one pointer slot, so one check covers them. */
+	bool bare = req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_AUTH_ENABLE ||
+	            req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_AUTH_DISABLE;
+	if (!bare && req->user_add == NULL)
+		o.err = EC_BAD_REQUEST;
+	else switch (req->request_case) {
 	case METASTORE__INTERNAL_REQUEST__REQUEST_AUTH_ENABLE:
 		op_enable(st, &d, &o);
 		break;
@@ -1480,64 +1486,34 @@ int ec_auth_apply(ec_auth *a, const Metastore__InternalRequest *req, const ec_hd
 		op_disable(st, &d, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_AUTHENTICATE:
-		if (req->authenticate == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			op_authenticate(st, req->authenticate, &o);
+		op_authenticate(st, req->authenticate, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_USER_ADD:
-		if (req->user_add == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_user_add(st, req->user_add, &d, &sc, &o);
+		rc = op_user_add(st, req->user_add, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_USER_DELETE:
-		if (req->user_delete == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			op_user_delete(st, req->user_delete, &d, &o);
+		op_user_delete(st, req->user_delete, &d, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_USER_CHANGE_PASSWORD:
-		if (req->user_change_password == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			op_user_passwd(st, req->user_change_password, &d, &sc, &o);
+		op_user_passwd(st, req->user_change_password, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_USER_GRANT_ROLE:
-		if (req->user_grant_role == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_grant_role(st, req->user_grant_role, &d, &sc, &o);
+		rc = op_grant_role(st, req->user_grant_role, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_USER_REVOKE_ROLE:
-		if (req->user_revoke_role == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_revoke_role(st, req->user_revoke_role, &d, &sc, &o);
+		rc = op_revoke_role(st, req->user_revoke_role, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_ROLE_ADD:
-		if (req->role_add == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_role_add(st, req->role_add, &d, &sc, &o);
+		rc = op_role_add(st, req->role_add, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_ROLE_DELETE:
-		if (req->role_delete == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_role_delete(st, req->role_delete, &d, &sc, &o);
+		rc = op_role_delete(st, req->role_delete, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_ROLE_GRANT_PERMISSION:
-		if (req->role_grant_permission == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_grant_perm(st, req->role_grant_permission, &d, &sc, &o);
+		rc = op_grant_perm(st, req->role_grant_permission, &d, &sc, &o);
 		break;
 	case METASTORE__INTERNAL_REQUEST__REQUEST_ROLE_REVOKE_PERMISSION:
-		if (req->role_revoke_permission == NULL)
-			o.err = EC_BAD_REQUEST;
-		else
-			rc = op_revoke_perm(st, req->role_revoke_permission, &d, &sc, &o);
+		rc = op_revoke_perm(st, req->role_revoke_permission, &d, &sc, &o);
 		break;
 	default:
 		o.err = EC_UNIMPLEMENTED;
