@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1626,16 +1627,20 @@ static int names(const Metastore__AuthState *st, bool users, char ***v, size_t *
 	return EC_OK;
 }
 
-int ec_auth_user_list(ec_auth *a, const ec_auth_info *ai, const ec_hdr *hdr, int64_t kv_rev,
-                      Etcdserverpb__AuthUserListResponse **out)
+/* UserList and RoleList: the same response shape (header, count, names) of
+ * type @d, whose count and array sit at @n_off and @v_off. */
+static int name_list(ec_auth *a, const ec_auth_info *ai, const ec_hdr *hdr, int64_t kv_rev,
+                     bool users, const ProtobufCMessageDescriptor *d, size_t n_off,
+                     size_t v_off, void **out)
 {
 	*out = NULL;
 	pthread_rwlock_rdlock(&a->lock);
 	int e = check_admin(a->cur, ai);
-	Etcdserverpb__AuthUserListResponse *m = NULL;
+	ProtobufCMessage *m = NULL;
 	if (e == EC_OK) {
-		m = new_resp(&etcdserverpb__auth_user_list_response__descriptor, kv_rev, hdr);
-		if (m == NULL || names(a->cur->st, true, &m->users, &m->n_users) != EC_OK) {
+		m = new_resp(d, kv_rev, hdr);
+		if (m == NULL || names(a->cur->st, users, (char ***)((char *)m + v_off),
+		                       (size_t *)((char *)m + n_off)) != EC_OK) {
 			ec_msg_free(m);
 			m = NULL;
 			e = EC_NOMEM;
@@ -1646,24 +1651,20 @@ int ec_auth_user_list(ec_auth *a, const ec_auth_info *ai, const ec_hdr *hdr, int
 	return e;
 }
 
+int ec_auth_user_list(ec_auth *a, const ec_auth_info *ai, const ec_hdr *hdr, int64_t kv_rev,
+                      Etcdserverpb__AuthUserListResponse **out)
+{
+	return name_list(a, ai, hdr, kv_rev, true, &etcdserverpb__auth_user_list_response__descriptor,
+	                 offsetof(Etcdserverpb__AuthUserListResponse, n_users),
+	                 offsetof(Etcdserverpb__AuthUserListResponse, users), (void **)out);
+}
+
 int ec_auth_role_list(ec_auth *a, const ec_auth_info *ai, const ec_hdr *hdr, int64_t kv_rev,
                       Etcdserverpb__AuthRoleListResponse **out)
 {
-	*out = NULL;
-	pthread_rwlock_rdlock(&a->lock);
-	int e = check_admin(a->cur, ai);
-	Etcdserverpb__AuthRoleListResponse *m = NULL;
-	if (e == EC_OK) {
-		m = new_resp(&etcdserverpb__auth_role_list_response__descriptor, kv_rev, hdr);
-		if (m == NULL || names(a->cur->st, false, &m->roles, &m->n_roles) != EC_OK) {
-			ec_msg_free(m);
-			m = NULL;
-			e = EC_NOMEM;
-		}
-	}
-	pthread_rwlock_unlock(&a->lock);
-	*out = m;
-	return e;
+	return name_list(a, ai, hdr, kv_rev, false, &etcdserverpb__auth_role_list_response__descriptor,
+	                 offsetof(Etcdserverpb__AuthRoleListResponse, n_roles),
+	                 offsetof(Etcdserverpb__AuthRoleListResponse, roles), (void **)out);
 }
 
 int ec_auth_role_get(ec_auth *a, const ec_auth_info *ai, const Etcdserverpb__AuthRoleGetRequest *r,
