@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
@@ -30,7 +31,16 @@
 #include "server/srv_cluster.h"
 #include "server/srv_config.h"
 #include "server/srv_handlers.h"
+#include "server/srv_http.h"
+#include "server/srv_listen.h"
+#include "server/srv_metrics.h"
+#include "server/srv_identity.h"
+#include "server/srv_restore.h"
+#include "server/srv_snapshot.h"
 #include "server/srv_lease.h"
+#include "server/srv_compactor.h"
+#include "server/srv_maint.h"
+#include "server/srv_log.h"
 #include "server/srv_watch.h"
 #include "server/srv_methods.h"
 #include "server/srv_node.h"
@@ -40,26 +50,11 @@
 #include "storage/st_db.h"
 #include "storage/st_mvcc.h"
 
-#define META_MEMBER_ID "member_id"
-#define META_CLUSTER_ID "cluster_id"
-#define META_PEER_URLS "peer_urls"
-
-static void logf_(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const char *level, const char *fmt, ...)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char when[32];
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ %s metastore: ", when, ts.tv_nsec / 1000000, level);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
+/* The identity records (st_meta names) and the initial member set:
+ * server/srv_identity.h, shared with `metastore snapshot restore`. */
+#define META_MEMBER_ID SRV_META_MEMBER_ID
+#define META_CLUSTER_ID SRV_META_CLUSTER_ID
+#define META_PEER_URLS SRV_META_PEER_URLS
 
 static void put_be64(uint8_t *b, uint64_t v)
 {
@@ -92,97 +87,6 @@ static int meta_get_u64(st_db *db, const char *name, uint64_t *out)
 }
 
 /*
- * The members of --initial-cluster as a member set: ids derived as etcd
- * derives them (sorted peer URLs + token), names, peer URLs; no client URLs
- * until each member publishes them. *@cid receives the cluster id. Returns
- * NULL (with a reason in @err) on a malformed list or out of memory; free with
- * metastore__member_set__free_unpacked.
- */
-static Metastore__MemberSet *initial_members(const srv_config *cfg, uint64_t *cid, char *err,
-					     size_t errlen)
-{
-	Metastore__MemberSet tmp = METASTORE__MEMBER_SET__INIT;
-	Etcdserverpb__Member ms[64], *mp[64];
-	srv_urls urls[64];
-	char *names[64];
-	size_t n = 0;
-	uint64_t ids[64];
-	char *ic = strdup(cfg->initial_cluster), *save = NULL;
-	if (ic == NULL)
-		return NULL;
-	for (char *tok = strtok_r(ic, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		if (!eq) {
-			snprintf(err, errlen, "--initial-cluster: \"%s\" is not name=url", tok);
-			goto bad;
-		}
-		*eq = '\0';
-		bool dup = false;
-		for (size_t i = 0; i < n; i++)
-			dup |= strcmp(names[i], tok) == 0;
-		if (dup)
-			continue;
-		if (n == 64) {
-			snprintf(err, errlen, "--initial-cluster: more than 64 members");
-			goto bad;
-		}
-		memset(&urls[n], 0, sizeof(urls[n]));
-		srv_config_peer_urls_of(cfg->initial_cluster, tok, &urls[n]);
-		names[n] = tok;
-		etcdserverpb__member__init(&ms[n]);
-		ms[n].id = ec_member_id((const char *const *)urls[n].url, urls[n].n,
-					cfg->initial_cluster_token, 0);
-		ms[n].name = tok;
-		ms[n].peerurls = urls[n].url;
-		ms[n].n_peerurls = urls[n].n;
-		ids[n] = ms[n].id;
-		mp[n] = &ms[n];
-		n++;
-	}
-	tmp.format = 1;
-	tmp.members = mp;
-	tmp.n_members = n;
-	*cid = ec_cluster_id(ids, n);
-	size_t len = metastore__member_set__get_packed_size(&tmp);
-	uint8_t *buf = malloc(len ? len : 1);
-	Metastore__MemberSet *out = NULL;
-	if (buf) {
-		metastore__member_set__pack(&tmp, buf);
-		out = metastore__member_set__unpack(NULL, len, buf);
-		free(buf);
-	}
-	for (size_t i = 0; i < n; i++)
-		srv_urls_free(&urls[i]);
-	free(ic);
-	return out;
-bad:
-	for (size_t i = 0; i < n; i++)
-		srv_urls_free(&urls[i]);
-	free(ic);
-	return NULL;
-}
-
-static int persist_identity(st_db *db, uint64_t mid, uint64_t cid, const srv_urls *peer)
-{
-	uint8_t b[8];
-	char joined[4096] = "";
-	for (size_t i = 0; i < peer->n; i++) {
-		if (i)
-			strncat(joined, ",", sizeof(joined) - strlen(joined) - 1);
-		strncat(joined, peer->url[i], sizeof(joined) - strlen(joined) - 1);
-	}
-	int rc;
-	put_be64(b, cid);
-	if ((rc = st_meta_put(db, META_CLUSTER_ID, b, 8, false)) == 0 &&
-	    (rc = st_meta_put(db, META_PEER_URLS, joined, strlen(joined), false)) == 0) {
-		put_be64(b, mid);
-		/* member_id last and synced: its presence marks a complete identity. */
-		rc = st_meta_put(db, META_MEMBER_ID, b, 8, true);
-	}
-	return rc;
-}
-
-/*
  * A joining member (--initial-cluster-state existing) asks the members named
  * in --initial-cluster for the cluster (etcd: GetClusterFromRemotePeers) and
  * finds itself in it by its peer URLs. Returns the set (caller frees) and the
@@ -195,7 +99,9 @@ static srv_tls *g_client_tls, *g_peer_tls; /* NULL: that side is plaintext */
 static void tls_log(void *ctx, const char *level, const char *line)
 {
 	(void)ctx;
-	logf_(level, "%s", line);
+	srv_log_level lvl = SRV_LOG_INFO;
+	(void)srv_log_level_parse(level, &lvl);
+	srv_log(lvl, line);
 }
 
 /*
@@ -208,7 +114,7 @@ static int setup_tls(const srv_config *cfg)
 {
 	char err[1024] = "";
 	if (srv_tls_use_cipher_suites(cfg->cipher_suites, tls_log, NULL, err, sizeof err) != 0) {
-		logf_("fatal", "%s", err);
+		srv_logf(SRV_LOG_FATAL, "%s", err);
 		return -1;
 	}
 	srv_tls_side peer = {
@@ -231,7 +137,7 @@ static int setup_tls(const srv_config *cfg)
 	};
 	if (srv_tls_setup(&peer, &g_peer_tls, err, sizeof err) != 0 ||
 	    srv_tls_setup(&client, &g_client_tls, err, sizeof err) != 0) {
-		logf_("fatal", "%s", err);
+		srv_logf(SRV_LOG_FATAL, "%s", err);
 		srv_tls_unref(g_peer_tls);
 		g_peer_tls = NULL;
 		return -1;
@@ -245,8 +151,9 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 	Metastore__MemberSet *init = NULL;
 	uint64_t dummy;
 	char err[256] = "";
-	if ((init = initial_members(cfg, &dummy, err, sizeof(err))) == NULL) {
-		logf_("fatal", "%s", err[0] ? err : "out of memory");
+	if ((init = srv_identity_initial_members(cfg->initial_cluster, cfg->initial_cluster_token,
+						 &dummy, err, sizeof(err))) == NULL) {
+		srv_logf(SRV_LOG_FATAL, "%s", err[0] ? err : "out of memory");
 		return NULL;
 	}
 	const char *urls[256];
@@ -276,7 +183,7 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 		}
 		free(out);
 		if (set == NULL) {
-			logf_("warn", "could not get cluster response from %zu peer URL(s): %s", nu,
+			srv_logf(SRV_LOG_WARN, "could not get cluster response from %zu peer URL(s): %s", nu,
 			      rc ? srv_peer_strerror(rc) : "bad answer");
 			struct timespec ts = {0, 500 * 1000000L};
 			nanosleep(&ts, NULL);
@@ -284,7 +191,7 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 	}
 	metastore__member_set__free_unpacked(init, NULL);
 	if (set == NULL) {
-		logf_("fatal", "cannot fetch cluster info from peer urls: could not retrieve cluster "
+		srv_logf(SRV_LOG_FATAL, "cannot fetch cluster info from peer urls: could not retrieve cluster "
 			       "information from the given URLs");
 		return NULL;
 	}
@@ -299,7 +206,7 @@ static Metastore__MemberSet *fetch_cluster(const srv_config *cfg, const srv_urls
 			*mid = m->id;
 	}
 	if (*mid == 0) {
-		logf_("fatal", "error validating peerURLs: member with peer URLs %s is not in the "
+		srv_logf(SRV_LOG_FATAL, "error validating peerURLs: member with peer URLs %s is not in the "
 			       "cluster (add it with 'etcdctl member add' first)",
 		      self_urls->n ? self_urls->url[0] : "");
 		metastore__member_set__free_unpacked(set, NULL);
@@ -340,7 +247,8 @@ static int check_flags_match_dir(const srv_config *cfg)
 		return 0;
 	char err[256] = "";
 	uint64_t fcid = 0;
-	Metastore__MemberSet *init = initial_members(cfg, &fcid, err, sizeof(err));
+	Metastore__MemberSet *init = srv_identity_initial_members(
+		cfg->initial_cluster, cfg->initial_cluster_token, &fcid, err, sizeof(err));
 	bool found = false;
 	for (size_t i = 0; init && i < init->n_members; i++)
 		found |= init->members[i]->id == mid;
@@ -348,7 +256,7 @@ static int check_flags_match_dir(const srv_config *cfg)
 		metastore__member_set__free_unpacked(init, NULL);
 	if (found && fcid == cid)
 		return 0;
-	logf_("fatal",
+	srv_logf(SRV_LOG_FATAL,
 	      "data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
 	      ", but --initial-cluster/--initial-cluster-token describe cluster %016" PRIx64
 	      "%s; refusing to start (nothing was changed)",
@@ -383,7 +291,7 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 		if (ec_cluster_open(app->db, &app->cluster) != 0 ||
 		    srv_node_bootstrap(app->db, app->cluster, SRV_BOOT_RESTART, mid, NULL, err,
 				       sizeof(err)) != 0) {
-			logf_("fatal", "restarting member in %s: %s", cfg->data_dir,
+			srv_logf(SRV_LOG_FATAL, "restarting member in %s: %s", cfg->data_dir,
 			      err[0] ? err : "cannot read the member set");
 			return -1;
 		}
@@ -399,29 +307,31 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 			set.members = &sp;
 			set.n_members = 1;
 			if (ec_cluster_replace(app->cluster, &set) != 0) {
-				logf_("fatal", "upgrading %s: cannot write the member set", cfg->data_dir);
+				srv_logf(SRV_LOG_FATAL, "upgrading %s: cannot write the member set", cfg->data_dir);
 				return -1;
 			}
 		}
-		logf_("info", "restarting member %016" PRIx64 " in cluster %016" PRIx64, mid, cid);
+		srv_log_info("restarting local member", SRV_LF_ID("cluster-id", cid),
+		             SRV_LF_ID("local-member-id", mid));
 		return 0;
 	}
 	if (rc != ST_ENOTFOUND) {
-		logf_("fatal", "reading member identity from %s: %s", cfg->data_dir, st_strerror(rc));
+		srv_logf(SRV_LOG_FATAL, "reading member identity from %s: %s", cfg->data_dir, st_strerror(rc));
 		return -1;
 	}
 
 	if (srv_config_peer_urls_of(cfg->initial_cluster, app->name, &app->peer_urls) == 0) {
-		logf_("fatal", "couldn't find local name \"%s\" in the initial cluster configuration",
+		srv_logf(SRV_LOG_FATAL, "couldn't find local name \"%s\" in the initial cluster configuration",
 		      app->name);
 		return -1;
 	}
 	Metastore__MemberSet *set = NULL;
 	srv_boot_mode mode;
 	if (is_new) {
-		set = initial_members(cfg, &cid, err, sizeof(err));
+		set = srv_identity_initial_members(cfg->initial_cluster, cfg->initial_cluster_token,
+						   &cid, err, sizeof(err));
 		if (set == NULL) {
-			logf_("fatal", "%s", err[0] ? err : "out of memory");
+			srv_logf(SRV_LOG_FATAL, "%s", err[0] ? err : "out of memory");
 			return -1;
 		}
 		mid = ec_member_id((const char *const *)app->peer_urls.url, app->peer_urls.n,
@@ -435,16 +345,30 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 	}
 	rc = ec_cluster_open(app->db, &app->cluster);
 	if (rc != 0 || srv_node_bootstrap(app->db, app->cluster, mode, mid, set, err, sizeof(err)) != 0 ||
-	    (rc = persist_identity(app->db, mid, cid, &app->peer_urls)) != 0) {
-		logf_("fatal", "initialising %s: %s", cfg->data_dir, err[0] ? err : st_strerror(rc));
+	    (rc = srv_identity_persist(app->db, mid, cid, &app->peer_urls)) != 0) {
+		srv_logf(SRV_LOG_FATAL, "initialising %s: %s", cfg->data_dir, err[0] ? err : st_strerror(rc));
 		metastore__member_set__free_unpacked(set, NULL);
 		return -1;
 	}
 	metastore__member_set__free_unpacked(set, NULL);
 	app->member_id = mid;
 	app->cluster_id = cid;
-	logf_("info", "starting member %016" PRIx64 " in cluster %016" PRIx64, mid, cid);
+	srv_log_info("starting local member", SRV_LF_ID("local-member-id", mid),
+	             SRV_LF_ID("cluster-id", cid));
 	return 0;
+}
+
+/* How a background physical compaction ended (storage's report; etcd's text
+ * for a finished one). */
+static void compact_report(void *ctx, int64_t rev, int rc, int64_t took_ns)
+{
+	(void)ctx;
+	if (rc == ST_OK)
+		srv_log_info("finished scheduled compaction", SRV_LF_INT("compact-revision", rev),
+		             SRV_LF_DUR_NS("took", took_ns));
+	else
+		srv_log_error("failed scheduled compaction; it is finished at the next start",
+		              SRV_LF_INT("compact-revision", rev), SRV_LF_ERR(st_strerror(rc)));
 }
 
 /* ---- glue between the node, the transport and the lessor ---------------- */
@@ -495,9 +419,9 @@ static void glue_on_restore(void *ctx)
 {
 	glue *g = ctx;
 	if (ec_lessor_reload(g->app->lessor) != 0)
-		logf_("warn", "reloading leases after a snapshot failed");
+		srv_logf(SRV_LOG_WARN, "reloading leases after a snapshot failed");
 	if (ec_auth_reload(g->app->auth) != 0)
-		logf_("warn", "reloading the auth store after a snapshot failed");
+		srv_logf(SRV_LOG_WARN, "reloading the auth store after a snapshot failed");
 	srv_watch_resync(g->app->watch);
 }
 
@@ -527,19 +451,19 @@ static int open_auth(srv_app *app, srv_config *cfg)
 {
 	char err[256] = "";
 	if (cfg->bcrypt_cost < EC_AUTH_BCRYPT_MIN_COST || cfg->bcrypt_cost > EC_AUTH_BCRYPT_MAX_COST) {
-		logf_("warn", "Use default bcrypt-cost %d instead of the invalid value %" PRId64,
+		srv_logf(SRV_LOG_WARN, "Use default bcrypt-cost %d instead of the invalid value %" PRId64,
 		      EC_AUTH_BCRYPT_DEFAULT_COST, cfg->bcrypt_cost);
 		cfg->bcrypt_cost = EC_AUTH_BCRYPT_DEFAULT_COST;
 	}
 	if (ec_tokens_open(cfg->auth_token, (unsigned)cfg->auth_token_ttl, &app->tokens, err,
 			   sizeof err) != 0) {
-		logf_("fatal", "--auth-token=%s: %s", cfg->auth_token, err);
+		srv_logf(SRV_LOG_FATAL, "--auth-token=%s: %s", cfg->auth_token, err);
 		return -1;
 	}
 	ec_auth_hooks hooks = {.user_gone = auth_user_gone, .disabled = auth_disabled, .arg = app};
 	int rc = ec_auth_open(app->db, &hooks, &app->auth);
 	if (rc != 0) {
-		logf_("fatal", "opening the auth store in %s: %s", cfg->data_dir, st_strerror(rc));
+		srv_logf(SRV_LOG_FATAL, "opening the auth store in %s: %s", cfg->data_dir, st_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -617,6 +541,8 @@ static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_
 		put_be64(b, (uint64_t)ttl);
 		return forward_reply(e, b, 8, app->cluster_id, out, outlen);
 	}
+	case SRV_FWD_HASHKV:
+		return srv_maint_serve_hashkv(app, in, inlen, out, outlen);
 	case SRV_FWD_TIMETOLIVE: {
 		if (!atomic_load(&g->leader))
 			return forward_reply(EC_NOT_LEADER, NULL, 0, app->cluster_id, out, outlen);
@@ -644,6 +570,9 @@ static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_
 
 /* ---- publish: make this member's name and client URLs known ------------ */
 
+/* A publish that failed is proposed again this long after its answer. */
+#define PUBLISH_RETRY_MS 1000
+
 typedef struct publish_req {
 	srv_app *app;
 	Metastore__InternalRequest ir;
@@ -658,21 +587,30 @@ static void publish_done(void *ctx, int err, void *resp)
 	atomic_store(&pr->inflight, false);
 	if (resp)
 		metastore__member_set__free_unpacked(resp, NULL);
+	/* etcd's fields: "{Name:n ClientURLs:[u1 u2]}", "/0/members/<id>/attributes". */
+	char attrs[1024], path[64];
+	size_t al = (size_t)snprintf(attrs, sizeof attrs, "{Name:%s ClientURLs:[", pr->attr.name);
+	for (size_t i = 0; i < pr->attr.n_client_urls && al < sizeof attrs; i++)
+		al += (size_t)snprintf(attrs + al, sizeof attrs - al, "%s%s", i ? " " : "",
+		                       pr->attr.client_urls[i]);
+	if (al < sizeof attrs)
+		snprintf(attrs + al, sizeof attrs - al, "]}");
+	snprintf(path, sizeof path, "/0/members/%" PRIx64 "/attributes", pr->app->member_id);
 	if (err == EC_OK) {
 		/* etcd's text: tools (and etcd's e2e suite) wait for "published". */
-		char urls[1024] = "";
-		for (size_t i = 0; i < pr->attr.n_client_urls; i++) {
-			if (i)
-				strncat(urls, " ", sizeof(urls) - strlen(urls) - 1);
-			strncat(urls, pr->attr.client_urls[i], sizeof(urls) - strlen(urls) - 1);
-		}
-		logf_("info", "published {Name:%s ClientURLs:[%s]} to cluster %" PRIx64,
-		      pr->attr.name, urls, pr->app->cluster_id);
+		srv_log_info("published local member to cluster through raft",
+		             SRV_LF_ID("local-member-id", pr->app->member_id),
+		             SRV_LF_STR("local-member-attributes", attrs),
+		             SRV_LF_STR("request-path", path),
+		             SRV_LF_ID("cluster-id", pr->app->cluster_id),
+		             SRV_LF_DUR_MS("publish-timeout", PUBLISH_RETRY_MS));
 		atomic_store(&pr->done, true);
 		return;
 	}
-	logf_("warn", "failed to publish local member to cluster through raft: %s (will retry)",
-	      ec_strerror(err));
+	srv_log_warn("failed to publish local member to cluster through raft",
+	             SRV_LF_ID("local-member-id", pr->app->member_id),
+	             SRV_LF_STR("local-member-attributes", attrs), SRV_LF_STR("request-path", path),
+	             SRV_LF_DUR_MS("publish-timeout", PUBLISH_RETRY_MS), SRV_LF_ERR(ec_strerror(err)));
 	atomic_store(&pr->done, false);
 }
 
@@ -689,8 +627,100 @@ static void publish(publish_req *pr)
 	}
 }
 
+/* ---- HTTP endpoints and /metrics (srv_http.h, srv_listen.h) ---------------- */
+
+typedef struct http_src {
+	srv_app *app;
+	srv_rpc *rpc; /* the client server, for grpc_server_*; set before HTTP starts */
+} http_src;
+
+static bool http_has_leader(void *ctx)
+{
+	http_src *hs = ctx;
+	srv_node_status st;
+	srv_node_get_status(hs->app->node, &st);
+	return st.lead != 0;
+}
+
+/* The one place /health and /readyz learn of alarms (ec_alarm.h). */
+static size_t http_alarms(void *ctx, const char **names, size_t cap)
+{
+	http_src *hs = ctx;
+	size_t n = 0;
+	if (hs->app->alarms == NULL)
+		return 0;
+	if (n < cap && ec_alarms_active(hs->app->alarms, ETCDSERVERPB__ALARM_TYPE__NOSPACE))
+		names[n++] = "NOSPACE";
+	if (n < cap && ec_alarms_active(hs->app->alarms, ETCDSERVERPB__ALARM_TYPE__CORRUPT))
+		names[n++] = "CORRUPT";
+	return n;
+}
+
+static void gauge(srv_mbuf *b, const char *name, const char *help, const char *labels, double v)
+{
+	srv_metrics_family(b, name, help, "gauge");
+	srv_metrics_sample(b, name, labels, v);
+}
+
+/* Every family of /metrics: what the node, storage and the process report now,
+ * then the counters kept as events happen (srv_mserver, the client gRPC
+ * server's table). */
+static void http_metrics(void *ctx, srv_mbuf *b)
+{
+	http_src *hs = ctx;
+	srv_app *app = hs->app;
+	srv_node_status st;
+	srv_node_get_status(app->node, &st);
+	int64_t total = 0, in_use = 0;
+	st_db_size(app->db, &total, &in_use);
+	/* etcd keeps a live-key gauge; metastore counts at scrape time */
+	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	uint8_t zero = 0;
+	rr.key.data = &zero;
+	rr.key.len = 1;
+	rr.range_end.data = &zero;
+	rr.range_end.len = 1;
+	rr.count_only = true;
+	rr.serializable = true;
+	ec_hdr hdr = srv_node_hdr(app->node);
+	Etcdserverpb__RangeResponse *resp = NULL;
+	if (ec_kv_range(app->kv, &rr, &hdr, &resp) == EC_OK && resp != NULL)
+		gauge(b, "etcd_debugging_mvcc_keys_total", "Total number of keys.", NULL,
+		      (double)resp->count);
+	ec_msg_free(resp);
+	gauge(b, "etcd_mvcc_db_total_size_in_bytes",
+	      "Total size of the underlying database physically allocated in bytes.", NULL,
+	      (double)total);
+	gauge(b, "etcd_mvcc_db_total_size_in_use_in_bytes",
+	      "Total size of the underlying database logically in use in bytes.", NULL,
+	      (double)in_use);
+	srv_metrics_server_render(b);
+	gauge(b, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",
+	      NULL, st.lead != 0);
+	gauge(b, "etcd_server_is_leader",
+	      "Whether or not this member is a leader. 1 if is, 0 otherwise.", NULL, st.is_leader);
+	gauge(b, "etcd_server_is_learner",
+	      "Whether or not this member is a learner. 1 if is, 0 otherwise.", NULL, st.is_learner);
+	gauge(b, "etcd_server_proposals_applied_total",
+	      "The total number of consensus proposals applied.", NULL, (double)st.applied_index);
+	gauge(b, "etcd_server_proposals_committed_total",
+	      "The total number of consensus proposals committed.", NULL, (double)st.commit_index);
+	gauge(b, "etcd_server_version",
+	      "Which version is running. 1 for 'server_version' label with current version.",
+	      "server_version=\"" MS_ETCD_VERSION "\"", 1);
+	srv_metrics_grpc_render(srv_rpc_metrics(hs->rpc), b);
+	srv_metrics_process(b);
+}
+
+static bool url_is_tls(const char *u)
+{
+	return strncmp(u, "https://", 8) == 0 || strncmp(u, "unixs://", 8) == 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "snapshot") == 0)
+		return srv_restore_main(argc - 1, argv + 1);
 	srv_config cfg;
 	char err[512] = "";
 	int prc = srv_config_parse(&cfg, argc, argv, err, sizeof(err));
@@ -709,15 +739,38 @@ int main(int argc, char **argv)
 		srv_config_free(&cfg);
 		return 2;
 	}
+	if (srv_log_setup(cfg.logger, cfg.log_level, cfg.log_outputs, err, sizeof err) != 0) {
+		fprintf(stderr, "metastore: error verifying flags, %s\nRun 'metastore --help' for usage.\n",
+		        err);
+		srv_config_free(&cfg);
+		return 2;
+	}
+	srv_log_info("starting an etcd server", SRV_LF_STR("etcd-version", MS_ETCD_VERSION),
+	             SRV_LF_STR("metastore-version", MS_VERSION), SRV_LF_STR("name", cfg.name),
+	             SRV_LF_STR("data-dir", cfg.data_dir),
+	             SRV_LF_STRS("initial-advertise-peer-urls", cfg.initial_advertise_peer.url,
+	                         cfg.initial_advertise_peer.n),
+	             SRV_LF_STRS("listen-peer-urls", cfg.listen_peer.url, cfg.listen_peer.n),
+	             SRV_LF_STRS("advertise-client-urls", cfg.advertise_client.url,
+	                         cfg.advertise_client.n),
+	             SRV_LF_STRS("listen-client-urls", cfg.listen_client.url, cfg.listen_client.n),
+	             SRV_LF_STR("initial-cluster", cfg.initial_cluster),
+	             SRV_LF_STR("initial-cluster-state", cfg.initial_cluster_state),
+	             SRV_LF_STR("initial-cluster-token", cfg.initial_cluster_token),
+	             SRV_LF_DUR_MS("heartbeat-interval", cfg.heartbeat_interval_ms),
+	             SRV_LF_DUR_MS("election-timeout", cfg.election_timeout_ms),
+	             SRV_LF_UINT("snapshot-count", cfg.snapshot_count),
+	             SRV_LF_INT("max-request-bytes", cfg.max_request_bytes),
+	             SRV_LF_STR("log-level", cfg.log_level));
 	{
 		const char *lines[SRV_CONFIG_MAX_WARNINGS];
 		size_t nw = srv_config_warnings(&cfg, lines, SRV_CONFIG_MAX_WARNINGS);
 		for (size_t i = 0; i < nw && i < SRV_CONFIG_MAX_WARNINGS; i++)
-			logf_("warn", "%s", lines[i]);
+			srv_logf(SRV_LOG_WARN, "%s", lines[i]);
 		const char *names[SRV_CONFIG_MAX_FLAGS];
 		size_t ni = srv_config_ignored(&cfg, names, SRV_CONFIG_MAX_FLAGS);
 		for (size_t i = 0; i < ni && i < SRV_CONFIG_MAX_FLAGS; i++)
-			logf_("warn", "flag --%s has no effect in metastore (ignored)", names[i]);
+			srv_logf(SRV_LOG_WARN, "flag --%s has no effect in metastore (ignored)", names[i]);
 	}
 	if (setup_tls(&cfg) != 0) {
 		srv_config_free(&cfg);
@@ -742,27 +795,32 @@ int main(int argc, char **argv)
 	app.client_urls = &cfg.advertise_client;
 	app.kv_cfg.max_txn_ops = cfg.max_txn_ops;
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
+	srv_listen *client_listen = NULL, *metrics_listen = NULL;
+	srv_http *http = NULL;
+	http_src hsrc = {.app = &app};
+	srv_compactor *compactor = NULL;
 	glue g = {.app = &app};
 	atomic_init(&g.leader, false);
 	publish_req pub = {.app = &app};
 	atomic_init(&pub.done, false);
 	atomic_init(&pub.inflight, false);
 
-	if (check_flags_match_dir(&cfg) != 0)
+	if (srv_restore_etcd_dir(&cfg) != 0 || check_flags_match_dir(&cfg) != 0)
 		goto out;
 	st_options sopts = {.create_if_missing = true};
 	int rc = st_db_open(cfg.data_dir, &sopts, &app.db, err, sizeof(err));
 	if (rc != 0) {
-		logf_("fatal", "cannot open data dir %s: %s", cfg.data_dir, err[0] ? err : st_strerror(rc));
+		srv_logf(SRV_LOG_FATAL, "cannot open data dir %s: %s", cfg.data_dir, err[0] ? err : st_strerror(rc));
 		goto out;
 	}
 	if (settle_identity(&app, &cfg) != 0)
 		goto out;
 	/* Physical compaction off the node thread (the log loop never waits for it). */
+	st_mvcc_set_compact_report(app.db, compact_report, NULL);
 	st_mvcc_set_background(app.db, true);
 	rc = ec_kv_open(app.db, &app.kv_cfg, &app.kv);
 	if (rc != 0) {
-		logf_("fatal", "opening the keyspace in %s: %s", cfg.data_dir, st_strerror(rc));
+		srv_logf(SRV_LOG_FATAL, "opening the keyspace in %s: %s", cfg.data_dir, st_strerror(rc));
 		goto out;
 	}
 	/* The lessor before the node: log replay applies lease entries. */
@@ -772,12 +830,17 @@ int main(int argc, char **argv)
 	};
 	rc = ec_lessor_open(app.db, app.kv, &lcfg, &app.lessor);
 	if (rc != 0) {
-		logf_("fatal", "opening the leases in %s: %s", cfg.data_dir, st_strerror(rc));
+		srv_logf(SRV_LOG_FATAL, "opening the leases in %s: %s", cfg.data_dir, st_strerror(rc));
 		goto out;
 	}
 	/* The auth store before the node too: log replay applies auth entries. */
 	if (open_auth(&app, &cfg) != 0)
 		goto out;
+	/* The alarms too (replayed Alarm entries); the quota and checks with them. */
+	if ((rc = ec_alarms_open(app.db, &app.alarms)) != 0 || srv_maint_new(&app) != 0) {
+		srv_logf(SRV_LOG_FATAL, "opening the alarms in %s: %s", cfg.data_dir, st_strerror(rc));
+		goto out;
+	}
 
 	/* The peer transport and its port, before the node: raft talks at once. */
 	srv_peer_config tcfg = {
@@ -791,7 +854,7 @@ int main(int argc, char **argv)
 		.tls = g_peer_tls,
 	};
 	if (srv_peer_new(&tcfg, &g.peer) != 0) {
-		logf_("fatal", "cannot start the peer transport: out of memory");
+		srv_logf(SRV_LOG_FATAL, "cannot start the peer transport: out of memory");
 		goto out;
 	}
 	app.peer = g.peer;
@@ -804,7 +867,7 @@ int main(int argc, char **argv)
 	srv_method prows[SRV_PEER_N_METHODS];
 	size_t np = srv_peer_methods(prows, SRV_PEER_N_METHODS);
 	if (srv_rpc_start(&pcfg, prows, np, g.peer, &peer_rpc, err, sizeof(err)) != 0) {
-		logf_("fatal", "cannot listen for peers: %s", err);
+		srv_logf(SRV_LOG_FATAL, "cannot listen for peers: %s", err);
 		goto out;
 	}
 	glue_on_members(&g);
@@ -819,6 +882,9 @@ int main(int argc, char **argv)
 		.kv = app.kv,
 		.cluster = app.cluster,
 		.auth = app.auth,
+		.alarms = app.alarms,
+		.over_quota = srv_maint_over_quota,
+		.quota_ctx = &app,
 		.on_authenticate = glue_on_authenticate,
 		.member_id = app.member_id,
 		.cluster_id = app.cluster_id,
@@ -843,24 +909,72 @@ int main(int argc, char **argv)
 		.election_ms = cfg.election_timeout_ms,
 	};
 	if (srv_watch_start(&wcfg, &app.watch) != 0) {
-		logf_("fatal", "starting the watch thread: out of memory or threads");
+		srv_logf(SRV_LOG_FATAL, "starting the watch thread: out of memory or threads");
 		goto out;
 	}
+	if (srv_maint_initial_check(&app) != 0) /* etcd: before the member starts */
+		goto out;
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
-		logf_("fatal", "starting the node: %s", err);
+		srv_logf(SRV_LOG_FATAL, "starting the node: %s", err);
 		goto out;
 	}
 	srv_watch_set_node(app.watch, app.node);
+	if (srv_maint_start(&app) != 0) {
+		srv_logf(SRV_LOG_FATAL, "starting the corruption check: out of threads");
+		goto out;
+	}
+	if (srv_compactor_start(&app, &compactor) != 0) {
+		srv_logf(SRV_LOG_FATAL, "starting the auto-compactor: out of memory or threads");
+		goto out;
+	}
 	if (srv_lease_start(app.lessor, app.node, &g.lease) != 0) {
-		logf_("fatal", "starting the lease expiry thread: out of memory or threads");
+		srv_logf(SRV_LOG_FATAL, "starting the lease expiry thread: out of memory or threads");
 		goto out;
 	}
 	srv_lease_set_leader(g.lease, atomic_load(&g.leader));
 
+	/* Client and metrics URLs: our listeners (gRPC and HTTP on one port,
+	 * srv_listen.h), bound before anything serves so a port in use stops the
+	 * start. TLS gRPC clients are relayed to the core's own TLS listener on an
+	 * abstract unix socket named after this process. */
+	char tls_grpc[96];
+	snprintf(tls_grpc, sizeof tls_grpc, "metastore.%ld.%016" PRIx64 ".grpc-tls", (long)getpid(),
+	         app.member_id);
+	char tls_grpc_addr[128];
+	snprintf(tls_grpc_addr, sizeof tls_grpc_addr, "unixs-abstract:%s", tls_grpc);
+	const char *tls_grpc_listen[1] = {tls_grpc_addr};
+	unsigned http_kinds = 0;
+	for (size_t i = 0; i < cfg.listen_client.n; i++)
+		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_CLIENT, url_is_tls(cfg.listen_client.url[i]));
+	for (size_t i = 0; i < cfg.listen_metrics.n; i++)
+		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_METRICS, url_is_tls(cfg.listen_metrics.url[i]));
+	srv_listen_config lcfg_client = {
+		.urls = (const char *const *)cfg.listen_client.url,
+		.n_urls = cfg.listen_client.n,
+		.mux = SRV_HTTP_CLIENT,
+		.tls_grpc_addr = tls_grpc,
+	};
+	if (srv_listen_bind(&lcfg_client, &client_listen, err, sizeof(err)) != 0) {
+		srv_logf(SRV_LOG_FATAL, "cannot serve clients: %s", err);
+		goto out;
+	}
+	srv_listen_config lcfg_metrics = {
+		.urls = (const char *const *)cfg.listen_metrics.url,
+		.n_urls = cfg.listen_metrics.n,
+		.mux = SRV_HTTP_METRICS,
+	};
+	if (cfg.listen_metrics.n > 0 &&
+	    srv_listen_bind(&lcfg_metrics, &metrics_listen, err, sizeof(err)) != 0) {
+		srv_logf(SRV_LOG_FATAL, "cannot serve metrics: %s", err);
+		goto out;
+	}
+
 	srv_rpc_config rcfg = {0};
-	rcfg.listen = (const char *const *)cfg.listen_client.url;
+	rcfg.listen = tls_grpc_listen;
 	rcfg.tls = g_client_tls;
-	rcfg.n_listen = cfg.listen_client.n;
+	rcfg.n_listen = (http_kinds & SRV_HTTP_KIND(SRV_HTTP_CLIENT, true)) ? 1 : 0;
+	rcfg.adopt_fds = true;
+	rcfg.metrics = true;
 	rcfg.threads = cfg.grpc_threads;
 	rcfg.max_request_bytes = (size_t)cfg.max_request_bytes;
 	rcfg.keepalive_min_time_ms = (int)cfg.grpc_keepalive_min_time_ms;
@@ -875,7 +989,11 @@ int main(int argc, char **argv)
 	methods[SRV_M_KV_COMPACT].unary = srv_kv_compact;
 	methods[SRV_M_STATUS].unary = srv_maint_status;
 	methods[SRV_M_DEFRAGMENT].unary = srv_maint_defragment;
+	methods[SRV_M_ALARM].unary = srv_maint_alarm;
+	methods[SRV_M_HASH].unary = srv_maint_hash;
+	methods[SRV_M_HASH_KV].unary = srv_maint_hash_kv;
 	methods[SRV_M_MOVE_LEADER].unary = srv_maint_move_leader;
+	methods[SRV_M_SNAPSHOT].stream = srv_maint_snapshot;
 	methods[SRV_M_MEMBER_LIST].unary = srv_cluster_member_list;
 	methods[SRV_M_MEMBER_ADD].unary = srv_cluster_member_add;
 	methods[SRV_M_MEMBER_REMOVE].unary = srv_cluster_member_remove;
@@ -905,13 +1023,39 @@ int main(int argc, char **argv)
 	methods[SRV_M_ROLE_GRANT_PERMISSION].unary = srv_auth_role_grant_permission;
 	methods[SRV_M_ROLE_REVOKE_PERMISSION].unary = srv_auth_role_revoke_permission;
 	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
-		logf_("fatal", "cannot serve clients: %s", err);
+		srv_logf(SRV_LOG_FATAL, "cannot serve clients: %s", err);
 		goto out;
 	}
+	hsrc.rpc = rpc;
+	srv_http_config hcfg = {
+		.tls = g_client_tls, /* etcd serves https metrics URLs with the client TLS too */
+		.kinds = http_kinds,
+		.has_leader = http_has_leader,
+		.alarms = http_alarms,
+		.metrics = http_metrics,
+		.ctx = &hsrc,
+		.server_version = MS_ETCD_VERSION,
+		.cluster_version = "3.4.0",
+	};
+	if (srv_http_start(&hcfg, &http, err, sizeof(err)) != 0 ||
+	    srv_listen_start(client_listen, rpc, http) != 0 ||
+	    (metrics_listen != NULL && srv_listen_start(metrics_listen, NULL, http) != 0)) {
+		srv_logf(SRV_LOG_FATAL, "cannot serve clients: %s", err[0] ? err : "out of threads");
+		goto out;
+	}
+	for (size_t i = 0; i < cfg.listen_metrics.n; i++)
+		srv_log_info("serving metrics", SRV_LF_STR("address", cfg.listen_metrics.url[i]));
 	for (size_t i = 0; i < cfg.listen_peer.n; i++)
-		logf_("info", "listening for peers on %s", cfg.listen_peer.url[i]);
-	for (size_t i = 0; i < cfg.listen_client.n; i++)
-		logf_("info", "ready to serve client requests on %s", cfg.listen_client.url[i]);
+		srv_log_info("serving peer traffic", SRV_LF_STR("address", cfg.listen_peer.addr[i]));
+	/* etcd's text: tools wait for "ready to serve client requests". */
+	srv_log_info("ready to serve client requests");
+	for (size_t i = 0; i < cfg.listen_client.n; i++) {
+		const char *u = cfg.listen_client.url[i];
+		bool secure = strncmp(u, "https:", 6) == 0 || strncmp(u, "unixs:", 6) == 0;
+		srv_log_info(secure ? "serving client traffic securely"
+		                    : "serving client traffic insecurely; this is strongly discouraged!",
+		             SRV_LF_STR("address", cfg.listen_client.addr[i]));
+	}
 
 	/* Publish name + client URLs through the log (etcd's publish), retried until
 	 * it is applied; then the member counts as started. */
@@ -931,18 +1075,19 @@ int main(int argc, char **argv)
 		struct timespec tick_ts = {0, 100 * 1000000L};
 		int sig = sigtimedwait(&sigs, NULL, &tick_ts);
 		if (sig == SIGINT || sig == SIGTERM) {
-			logf_("info", "received %s, shutting down", sig == SIGINT ? "interrupt" : "terminated");
+			srv_log_info("received signal; shutting down",
+			             SRV_LF_STR("signal", sig == SIGINT ? "interrupt" : "terminated"));
 			break;
 		}
 		if (srv_node_failed(app.node)) {
 			srv_node_status st;
 			srv_node_get_status(app.node, &st);
 			if (st.removed) {
-				logf_("warn", "the member has been permanently removed from the cluster; "
+				srv_logf(SRV_LOG_WARN, "the member has been permanently removed from the cluster; "
 					      "stopping");
 				exit_code = 0;
 			} else {
-				logf_("fatal", "storage failed; stopping (no unacknowledged write was "
+				srv_logf(SRV_LOG_FATAL, "storage failed; stopping (no unacknowledged write was "
 					       "acknowledged)");
 				exit_code = 1;
 			}
@@ -950,7 +1095,9 @@ int main(int argc, char **argv)
 		}
 		if (atomic_load(&pub.done) && !announced) {
 			announced = true;
-			logf_("info", "enabled capabilities for version 3.4");
+			/* etcd's text: etcd's e2e suite waits for it. */
+			srv_log_info("enabled capabilities for version",
+			             SRV_LF_STR("cluster-version", "3.4"));
 		}
 		/* A publish that failed (timed out: no leader yet) is proposed again
 		 * a second after its answer. */
@@ -961,11 +1108,19 @@ int main(int argc, char **argv)
 	}
 
 out:
+	/* Listeners first (no new connection reaches the core or srv_http), then
+	 * the HTTP daemons, then the calls in flight. */
+	srv_listen_stop(client_listen);
+	srv_listen_stop(metrics_listen);
+	srv_http_stop(http);
 	srv_rpc_shutdown(rpc);
 	srv_lease_stop(g.lease);
 	g.lease = NULL;
+	srv_compactor_stop(compactor);
+	srv_maint_stop(&app);
 	srv_node_stop(app.node);
 	app.node = NULL;
+	srv_maint_free(&app);
 	srv_watch_stop(app.watch); /* after the node: no commit reaches its hook */
 	app.watch = NULL;
 	srv_rpc_shutdown(peer_rpc);
@@ -974,6 +1129,7 @@ out:
 	srv_tls_unref(g_peer_tls);
 	ec_lessor_close(app.lessor);
 	ec_auth_close(app.auth);
+	ec_alarms_close(app.alarms);
 	ec_tokens_close(app.tokens);
 	ec_kv_close(app.kv);
 	ec_cluster_close(app.cluster);

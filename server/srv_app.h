@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "etcdcompat/ec_alarm.h"
 #include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
@@ -25,9 +26,12 @@ enum {
 	SRV_FWD_KEEPALIVE = 3, /* renew lease <BE64 id> (served by the leader) */
 	SRV_FWD_TIMETOLIVE = 4, /* a packed LeaseTimeToLiveRequest (the leader knows
 	                         * the remaining TTL) */
+	SRV_FWD_HASHKV = 5,    /* a packed HashKVRequest (the corruption checks;
+	                        * srv_maint_serve_hashkv) */
 };
 
 typedef struct srv_watch srv_watch;
+typedef struct srv_maint srv_maint;
 
 typedef struct srv_app {
 	const srv_config *cfg;
@@ -39,6 +43,8 @@ typedef struct srv_app {
 	ec_cluster *cluster; /* the replicated member set */
 	srv_watch *watch;    /* the Watch service (srv_watch.c) */
 	ec_auth *auth;       /* users, roles, permissions (srv_auth.c) */
+	ec_alarms *alarms;   /* the replicated alarm set (etcdcompat/ec_alarm.c) */
+	srv_maint *maint;    /* quota and corruption checks (srv_maint.c) */
 	ec_tokens *tokens;   /* the --auth-token provider */
 	bool client_cert_auth; /* --client-cert-auth: a verified client certificate's
 	                        * CN names the user when no token is sent */

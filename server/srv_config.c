@@ -9,6 +9,7 @@
 #include "server/srv_config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "ms_version.h"
+#include "server/srv_log.h"
 #include "server/srv_tls.h"
 
 extern char **environ;
@@ -83,7 +85,7 @@ static const flag_def flags[] = {
          "Maximum number of snapshot files to retain (0 is unlimited)."},
         {"max-wals", F_UINT, U_LATER, OFF(max_wals), "5", NULL, NULL,
          "Maximum number of wal files to retain (0 is unlimited)."},
-        {"quota-backend-bytes", F_INT, U_LATER, OFF(quota_backend_bytes), "0", NULL, NULL,
+        {"quota-backend-bytes", F_INT, U_USED, OFF(quota_backend_bytes), "0", NULL, NULL,
          "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."},
         {"backend-batch-interval", F_DUR, U_NONE, NOSTORE, "0s", NULL, NULL,
          "Maximum time before committing the backend transaction (bbolt tuning)."},
@@ -133,9 +135,9 @@ static const flag_def flags[] = {
          "Reject reconfiguration requests that would cause quorum loss."},
         {"pre-vote", F_BOOL, U_USED, OFF(pre_vote), "false", NULL, NULL,
          "Enable to run an additional Raft election phase."},
-        {"auto-compaction-retention", F_STR, U_LATER, OFF(auto_compaction_retention), "0", NULL,
+        {"auto-compaction-retention", F_STR, U_USED, OFF(auto_compaction_retention), "0", NULL,
          NULL, "Auto compaction retention length. 0 means disable auto compaction."},
-        {"auto-compaction-mode", F_STR, U_LATER, OFF(auto_compaction_mode), "periodic", NULL, NULL,
+        {"auto-compaction-mode", F_STR, U_USED, OFF(auto_compaction_mode), "periodic", NULL, NULL,
          "Interpret 'auto-compaction-retention' one of: periodic|revision."},
         {"enable-v2", F_BOOL, U_NONE, OFF(enable_v2), "false", NULL, NULL,
          "Accept etcd V2 client requests (metastore serves v3 only)."},
@@ -195,20 +197,21 @@ static const flag_def flags[] = {
         {"metrics", F_CHOICE, U_LATER, OFF(metrics), "basic", "basic|extensive", NULL,
          "Set level of detail for exported metrics, specify 'extensive' to include histogram "
          "metrics."},
-        {"listen-metrics-urls", F_URLS, U_LATER, OFF(listen_metrics), "", NULL, NULL,
+        {"listen-metrics-urls", F_URLS, U_USED, OFF(listen_metrics), "", NULL, NULL,
          "List of URLs to listen on for the metrics and health endpoints."},
         /* Logging. */
-        {"logger", F_STR, U_NONE, OFF(logger), "capnslog", NULL, NULL,
-         "Specify 'zap' for structured logging or 'capnslog' (metastore writes plain text lines to "
-         "stderr)."},
+        {"logger", F_STR, U_USED, OFF(logger), "zap", NULL, NULL,
+         "Specify 'zap' for structured logging or 'capnslog' (etcd 3.5's default, zap JSON lines; "
+         "etcd 3.4's is capnslog)."},
         {"log-output", F_STR, U_NONE, NOSTORE, "default", NULL, NULL,
          "[TO BE DEPRECATED IN v3.5] use '--log-outputs'."},
-        {"log-outputs", F_STR, U_NONE, OFF(log_outputs), "default", NULL, NULL,
-         "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd."},
-        {"log-level", F_STR, U_LATER, OFF(log_level), "info", NULL, NULL,
+        {"log-outputs", F_STR, U_USED, OFF(log_outputs), "default", NULL, NULL,
+         "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, "
+         "or list of comma separated output targets."},
+        {"log-level", F_STR, U_USED, OFF(log_level), "info", NULL, NULL,
          "Configures log level. Only supports debug, info, warn, error, panic, or fatal."},
-        {"debug", F_BOOL, U_NONE, NOSTORE, "false", NULL, NULL,
-         "Enable debug-level logging (use --log-level=debug)."},
+        {"debug", F_BOOL, U_USED, NOSTORE, "false", NULL, NULL,
+         "Enable debug-level logging for etcd. Use '--log-level=debug' instead."},
         {"log-package-levels", F_STR, U_NONE, NOSTORE, "", NULL, NULL,
          "Specify a particular log level for each etcd package."},
         /* v2 proxy. */
@@ -228,10 +231,10 @@ static const flag_def flags[] = {
         /* Version. */
         {"version", F_BOOL, U_USED, NOSTORE, "false", NULL, NULL, "Print the version and exit."},
         /* Experimental. */
-        {"experimental-initial-corrupt-check", F_BOOL, U_LATER,
+        {"experimental-initial-corrupt-check", F_BOOL, U_USED,
          OFF(experimental_initial_corrupt_check), "false", NULL, NULL,
          "Enable to check data corruption before serving any client/peer traffic."},
-        {"experimental-corrupt-check-time", F_DUR, U_LATER, OFF(experimental_corrupt_check_time_ms),
+        {"experimental-corrupt-check-time", F_DUR, U_USED, OFF(experimental_corrupt_check_time_ms),
          "0s", NULL, NULL, "Duration of time between cluster corruption check passes."},
         {"experimental-enable-v2v3", F_STR, U_NONE, NOSTORE, "", NULL, NULL,
          "Serve v2 requests through the v3 backend under a given prefix."},
@@ -924,6 +927,12 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 		errf(err, errlen, "unknown auto-compaction-mode \"%s\"", cfg->auto_compaction_mode);
 		return -1;
 	}
+	int64_t retention;
+	if (srv_config_compaction_retention(cfg, &retention) != 0) {
+		errf(err, errlen, "error parsing CompactionRetention: time: invalid duration \"%s\"",
+		     cfg->auto_compaction_retention);
+		return -1;
+	}
 	if (cfg->nondef_[flag_named("experimental-enable-lease-checkpoint-persist") - flags] &&
 	    !cfg->nondef_[flag_named("experimental-enable-lease-checkpoint") - flags]) {
 		errf(err, errlen,
@@ -1056,6 +1065,13 @@ static int derive_defaults(srv_config *cfg, char *err, size_t errlen)
 	if (cfg->nondef_[dbg - flags] && !srv_config_is_set(cfg, "log-level") &&
 	    set_str(&cfg->log_level, "debug", err, errlen) != 0)
 		return -1;
+	/* etcd's ConvertToZapLevel panics with this text; the outputs are opened
+	 * (and checked) by srv_log_setup in main. */
+	srv_log_level lvl;
+	if (srv_log_level_parse(cfg->log_level, &lvl) != 0) {
+		errf(err, errlen, "unknown level \"%s\"", cfg->log_level);
+		return -1;
+	}
 	return 0;
 }
 
@@ -1115,6 +1131,30 @@ void srv_config_free(srv_config *cfg)
 	for (size_t i = 0; i < cfg->n_warnings_; i++)
 		free(cfg->warnings_[i]);
 	cfg->n_warnings_ = 0;
+}
+
+int srv_config_compaction_retention(const srv_config *cfg, int64_t *out)
+{
+	/* etcd's parseCompactionRetention: a non-negative integer is hours
+	 * (periodic) or revisions; anything else is a Go duration */
+	const char *s = cfg->auto_compaction_retention ? cfg->auto_compaction_retention : "0";
+	char *end = NULL;
+	errno = 0;
+	long long h = *s ? strtoll(s, &end, 10) : -1;
+	bool revision = cfg->auto_compaction_mode && strcmp(cfg->auto_compaction_mode, "revision") == 0;
+	if (*s && *end == '\0' && errno == 0 && h >= 0 && !isspace((unsigned char)*s)) {
+		if (revision)
+			*out = h;
+		else
+			*out = h > INT64_MAX / 3600000 ? INT64_MAX : h * 3600000;
+		return 0;
+	}
+	int64_t ms;
+	if (parse_duration_ms(s, &ms) != 0)
+		return -1;
+	/* a duration in revision mode counts its nanoseconds, as etcd's does */
+	*out = revision ? (ms > INT64_MAX / 1000000 ? INT64_MAX : ms * 1000000) : ms;
+	return 0;
 }
 
 size_t srv_config_ignored(const srv_config *cfg, const char **names, size_t cap)

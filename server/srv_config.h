@@ -119,7 +119,7 @@ typedef struct srv_config {
 	int64_t auth_token_ttl;  /* --auth-token-ttl 300 (seconds, simple tokens) */
 
 	/* Logging and monitoring. */
-	char *logger;      /* "capnslog" | "zap" */
+	char *logger;      /* "zap" (default, etcd 3.5's) | "capnslog" */
 	char *log_outputs; /* comma list, "default" */
 	char *log_level;   /* debug|info|warn|error|panic|fatal; --debug = debug */
 	bool enable_pprof;
@@ -189,6 +189,15 @@ size_t srv_config_warnings(const srv_config *cfg, const char **lines, size_t cap
 /* srv_config_is_set - whether flag @name (no dashes) was given on the command
  * line or through its ETCD_* variable. Unknown names: false. */
 bool srv_config_is_set(const srv_config *cfg, const char *name);
+
+/*
+ * srv_config_compaction_retention - --auto-compaction-retention as etcd reads
+ * it: in periodic mode the retention in milliseconds (a bare integer is
+ * hours: "1" = 1h; else a Go duration, "30m", "2s"), in revision mode the
+ * number of revisions to keep. 0 = auto-compaction off. Returns 0, or -1 for
+ * a value etcd refuses ("error parsing CompactionRetention").
+ */
+int srv_config_compaction_retention(const srv_config *cfg, int64_t *out);
 
 /*
  * srv_config_peer_urls_of - the peer URLs that --initial-cluster gives for member

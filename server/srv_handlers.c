@@ -1,6 +1,6 @@
 /*
- * srv_handlers: KV, Maintenance.Status and Cluster.MemberList for a single
- * member (see srv_handlers.h).
+ * srv_handlers: KV and Cluster.MemberList, and the write/read plumbing every
+ * service shares (see srv_handlers.h).
  *
  * Writes: validate (ec_check_*), wrap in an InternalRequest, propose to the node
  * loop; the reply is sent from the node thread once the entry is durable and
@@ -13,14 +13,13 @@
  */
 #include "server/srv_handlers.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etcdcompat/ec_errors.h"
-#include "ms_version.h"
 #include "server/srv_app.h"
 #include "server/srv_auth.h"
+#include "server/srv_maint.h"
 
 static srv_app *app_of(srv_call *call)
 {
@@ -73,6 +72,7 @@ static bool set_request(Metastore__InternalRequest *ir, Metastore__InternalReque
 	case METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION:
 	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_GRANT:
 	case METASTORE__INTERNAL_REQUEST__REQUEST_LEASE_REVOKE:
+	case METASTORE__INTERNAL_REQUEST__REQUEST_ALARM:
 		break;
 	default:
 		if (!ec_auth_is_request(which))
@@ -150,6 +150,11 @@ void srv_propose_owned(srv_call *call, int err, Metastore__InternalRequest__Requ
 	pw->owned = owned;
 	if (!set_request(&pw->ir, which, msg)) {
 		write_fail(pw, EC_INTERNAL);
+		return;
+	}
+	/* etcd's quotaKVServer / quotaLeaseServer, before anything is proposed */
+	if ((err = srv_maint_quota_check(app_of(call), &pw->ir)) != EC_OK) {
+		write_fail(pw, err);
 		return;
 	}
 	err = srv_auth_info(call, &pw->ai);
@@ -348,65 +353,6 @@ void srv_fill_header(srv_app *app, Etcdserverpb__ResponseHeader *h, bool with_re
 	h->member_id = hdr.member_id;
 	h->raft_term = hdr.raft_term;
 	h->revision = with_rev ? ec_kv_revision(app->kv) : 0;
-}
-
-void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
-{
-	(void)req;
-	srv_app *app = app_of(call);
-	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	srv_fill_header(app, &hdr, true);
-	srv_node_status st;
-	srv_node_get_status(app->node, &st);
-	int64_t total = 0, in_use = 0;
-	st_db_size(app->db, &total, &in_use);
-
-	Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
-	resp.header = &hdr;
-	resp.version = (char *)MS_ETCD_VERSION;
-	resp.dbsize = total;
-	resp.dbsizeinuse = in_use;
-	resp.leader = st.lead;
-	resp.raftindex = st.commit_index;
-	resp.raftterm = st.term;
-	resp.raftappliedindex = st.applied_index;
-	resp.islearner = st.is_learner;
-	srv_call_reply(call, &resp.base);
-}
-
-/* Defragment: a full RocksDB compaction (st_db_compact_files), which can take
- * seconds, on a detached thread of its own. etcd answers with no header. */
-static void *defrag_main(void *arg)
-{
-	srv_call *call = arg;
-	srv_app *app = app_of(call);
-	if (st_db_compact_files(app->db) != 0) {
-		srv_call_fail(call, EC_INTERNAL);
-		return NULL;
-	}
-	Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
-	srv_call_reply(call, &resp.base);
-	return NULL;
-}
-
-void srv_maint_defragment(srv_call *call, const ProtobufCMessage *req)
-{
-	(void)req;
-	int err = srv_auth_maint_admin(call); /* etcd's authMaintenanceServer */
-	if (err != EC_OK) {
-		srv_call_fail(call, err);
-		return;
-	}
-	pthread_t t;
-	pthread_attr_t at;
-	if (pthread_attr_init(&at) != 0) {
-		srv_call_fail(call, EC_NOMEM);
-		return;
-	}
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &at, defrag_main, call) != 0)
-		srv_call_fail(call, EC_NOMEM);
-	pthread_attr_destroy(&at);
 }
 
 void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req)

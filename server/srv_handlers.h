@@ -17,12 +17,13 @@
 /*
  * srv_propose_write - propose one client write after its check: @err is the
  * ec_check_* result (EC_OK to go on), @which the InternalRequest case (Put,
- * DeleteRange, Txn, Compaction, LeaseGrant, LeaseRevoke, or an Auth case) and
- * @msg the decoded request it carries, borrowed from @call until it completes.
- * The sender (srv_auth_info) is stamped on the proposal for apply's permission
- * checks; an unusable token fails @call with EC_INVALID_AUTH_TOKEN. Completes
- * @call with an error at once, or later from the node thread with apply's
- * response.
+ * DeleteRange, Txn, Compaction, LeaseGrant, LeaseRevoke, Alarm, or an Auth
+ * case) and @msg the decoded request it carries, borrowed from @call until it
+ * completes. The sender (srv_auth_info) is stamped on the proposal for apply's
+ * permission checks; an unusable token fails @call with EC_INVALID_AUTH_TOKEN;
+ * a Put, Txn or LeaseGrant past the backend quota fails with EC_NO_SPACE
+ * (srv_maint_quota_check). Completes @call with an error at once, or later
+ * from the node thread with apply's response.
  */
 void srv_propose_write(srv_call *call, int err, Metastore__InternalRequest__RequestCase which,
                        ProtobufCMessage *msg);
@@ -62,8 +63,6 @@ void srv_kv_put(srv_call *call, const ProtobufCMessage *req);
 void srv_kv_delete_range(srv_call *call, const ProtobufCMessage *req);
 void srv_kv_txn(srv_call *call, const ProtobufCMessage *req);
 void srv_kv_compact(srv_call *call, const ProtobufCMessage *req);
-void srv_maint_status(srv_call *call, const ProtobufCMessage *req);
-void srv_maint_defragment(srv_call *call, const ProtobufCMessage *req);
 void srv_cluster_member_list(srv_call *call, const ProtobufCMessage *req);
 
 #endif

@@ -25,6 +25,8 @@
 #include <time.h>
 
 #include "etcdcompat/ec_errors.h"
+#include "server/srv_log.h"
+#include "server/srv_metrics.h"
 #include "storage/st_mvcc.h"
 #include "storage/st_snap.h"
 
@@ -159,17 +161,6 @@ static uint64_t wall_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "metastore: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
 }
 
 /* --------------------------------------------------- conf encodings -- */
@@ -459,7 +450,7 @@ static void snap_collect(srv_node *n)
 	pthread_join(n->snap_thread, NULL);
 	n->snap_building = false;
 	if (b == NULL) {
-		logf_("creating a raft snapshot failed");
+		srv_log_error("failed to create snapshot");
 		return;
 	}
 	const uint8_t *cv = NULL;
@@ -481,7 +472,8 @@ static void snap_collect(srv_node *n)
 	n->snap_img_index = applied;
 	n->snap_img_term = term;
 	n->snap_img_conf = cs;
-	logf_("created raft snapshot at index %" PRIu64 " (%zu bytes)", applied, b->len);
+	srv_log_info("saved snapshot", SRV_LF_UINT("snapshot-index", applied),
+	             SRV_LF_UINT("snapshot-size-bytes", b->len));
 }
 
 static int rs_snapshot(void *ud, raft_snapshot *out)
@@ -526,7 +518,8 @@ static void maybe_compact(srv_node *n)
 		return;
 	int rc = st_log_compact(n->cfg.db, applied - keep);
 	if (rc != ST_OK)
-		logf_("log compaction to %" PRIu64 " failed: %s", applied - keep, st_strerror(rc));
+		srv_log_error("failed to compact Raft logs", SRV_LF_UINT("compact-index", applied - keep),
+		              SRV_LF_ERR(st_strerror(rc)));
 }
 
 /* ------------------------------------------------------------ status -- */
@@ -628,6 +621,8 @@ static void prop_free(srv_prop *p)
 {
 	if (p == NULL)
 		return;
+	if (p->req != NULL) /* a client proposal (srv_node_propose_within) */
+		srv_gauge_add(&srv_mserver.proposals_pending, -1);
 	raft_blob_unref(p->blob);
 	free(p);
 }
@@ -985,7 +980,8 @@ static int apply_auth_req(srv_node *n, uint64_t index, const Metastore__Internal
 		st_apply_state(n->cfg.db, &ks);
 		int src = ec_auth_apply(n->cfg.auth, req, hdr, ks.rev, &resp, &err);
 		if (src != 0) {
-			logf_("apply of index %" PRIu64 " failed: %s", index, st_strerror(src));
+			srv_log_error("failed to apply request", SRV_LF_UINT("index", index),
+			              SRV_LF_ERR(st_strerror(src)));
 			return -1;
 		}
 	}
@@ -1015,6 +1011,34 @@ static int apply_auth_req(srv_node *n, uint64_t index, const Metastore__Internal
 	return ec_kv_set_applied(n->cfg.kv, index) == ST_OK ? 0 : -1;
 }
 
+/* Apply an Alarm entry (etcd applies it whatever the sender's permissions). */
+static int apply_alarm_req(srv_node *n, uint64_t index, const Metastore__InternalRequest *req,
+			   applied *out)
+{
+	Etcdserverpb__AlarmResponse *resp = NULL;
+	bool raised = false, disarmed = false;
+	if (n->cfg.alarms == NULL) {
+		out->err = EC_INTERNAL;
+	} else {
+		int e = ec_alarms_apply(n->cfg.alarms, req->alarm, &resp, &raised, &disarmed);
+		if (e < 0) {
+			srv_log_error("failed to apply request", SRV_LF_UINT("index", index),
+			              SRV_LF_ERR(st_strerror(-e)));
+			return -1;
+		}
+		const char *type = ec_alarm_type_name((int)req->alarm->alarm);
+		if (raised)
+			srv_log_warn("alarm raised", SRV_LF_STR("alarm", type),
+			             SRV_LF_ID("from", req->alarm->memberid));
+		if (disarmed)
+			srv_log_warn("alarm disarmed", SRV_LF_STR("alarm", type),
+			             SRV_LF_ID("from", req->alarm->memberid));
+		out->err = EC_OK;
+		out->resp = (ProtobufCMessage *)resp;
+	}
+	return ec_kv_set_applied(n->cfg.kv, index) == ST_OK ? 0 : -1;
+}
+
 static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 {
 	ec_hdr hdr = srv_node_hdr(n);
@@ -1027,7 +1051,8 @@ static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 	if (req == NULL) {
 		own = metastore__internal_request__unpack(NULL, e->data->len, e->data->data);
 		if (own == NULL) {
-			logf_("log entry %" PRIu64 " does not decode: log is corrupt", e->index);
+			srv_log_error("failed to unmarshal raft entry; the log is corrupt",
+			              SRV_LF_UINT("index", e->index));
 			prop_free(p);
 			return -1;
 		}
@@ -1041,6 +1066,12 @@ static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 		rc = apply_member_req(n, e->index, req, out);
 	} else if (ec_auth_is_request(req->request_case)) {
 		rc = apply_auth_req(n, e->index, req, &hdr, out);
+	} else if (req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_ALARM) {
+		rc = apply_alarm_req(n, e->index, req, out);
+	} else if (n->cfg.alarms != NULL && (perm = ec_alarms_gate(n->cfg.alarms, req)) != EC_OK) {
+		/* etcd's capped / corrupt appliers: refused alike on every member */
+		out->err = perm;
+		rc = ec_kv_set_applied(n->cfg.kv, e->index) == ST_OK ? 0 : -1;
 	} else if (n->cfg.auth != NULL && req->auth != NULL &&
 		   (perm = ec_auth_check_write(n->cfg.auth, req, lease_keys, n)) != EC_OK) {
 		/* refused as of this entry, the same on every member */
@@ -1049,12 +1080,20 @@ static int apply_normal(srv_node *n, const raft_entry *e, applied *out)
 	} else {
 		int src = ec_kv_apply(n->cfg.kv, e->index, req, &hdr, &out->resp, &out->err);
 		if (src != 0) {
-			logf_("apply of index %" PRIu64 " failed: %s", e->index, st_strerror(src));
+			srv_log_error("failed to apply request", SRV_LF_UINT("index", e->index),
+			              SRV_LF_ERR(st_strerror(src)));
 			rc = -1;
 		}
 		if (req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_COMPACTION &&
 		    req->compaction->physical && out->err == EC_OK)
 			out->wait_compact = req->compaction->revision;
+		/* etcd's quotaApplierV3: applied, but its caller hears "no space" */
+		if (rc == 0 && out->err == EC_OK && n->cfg.over_quota != NULL &&
+		    n->cfg.over_quota(n->cfg.quota_ctx, req)) {
+			ec_msg_free(out->resp);
+			out->resp = NULL;
+			out->err = EC_NO_SPACE;
+		}
 	}
 	if (own)
 		metastore__internal_request__free_unpacked(own, NULL);
@@ -1067,7 +1106,8 @@ static int apply_conf(srv_node *n, const raft_entry *e, applied *out)
 {
 	raft_confchange cc;
 	if (e->data == NULL || raft_confchange_decode(e->data->data, e->data->len, &cc) != 0) {
-		logf_("conf-change entry %" PRIu64 " does not decode: log is corrupt", e->index);
+		srv_log_error("failed to unmarshal conf-change entry; the log is corrupt",
+		              SRV_LF_UINT("index", e->index));
 		return -1;
 	}
 	Metastore__ConfContext *ctx = NULL;
@@ -1157,9 +1197,11 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 			rc = apply_normal(n, e, &res[done]);
 	}
 	if (rc == 0) {
+		uint64_t t0 = srv_now_ns();
 		int src = st_apply_commit(n->cfg.db);
+		srv_hist_observe(&srv_mserver.backend_commit, srv_now_ns() - t0);
 		if (src != 0) {
-			logf_("writing applied entries failed: %s", st_strerror(src));
+			srv_log_error("failed to commit applied entries", SRV_LF_ERR(st_strerror(src)));
 			rc = -1;
 		}
 	} else {
@@ -1169,6 +1211,8 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 	 * must not stay visible. */
 	if (rc != 0)
 		ec_cluster_reload(n->cfg.cluster);
+	if (rc != 0 && n->cfg.alarms != NULL)
+		ec_alarms_reload(n->cfg.alarms);
 	for (size_t i = 0; i < done; i++) {
 		phys_wait *pw;
 		if (rc == 0 && res[i].id && res[i].wait_compact && (pw = malloc(sizeof(*pw)))) {
@@ -1220,12 +1264,16 @@ static int install_snapshot(srv_node *n, const raft_snapshot *s)
 		rc = snaprec_store(n->cfg.db, s->index, s->term, &s->conf);
 	if (rc == ST_OK)
 		rc = ec_cluster_reload(n->cfg.cluster);
+	if (rc == ST_OK && n->cfg.alarms != NULL)
+		rc = ec_alarms_reload(n->cfg.alarms);
 	if (rc != ST_OK) {
-		logf_("installing snapshot at index %" PRIu64 " failed: %s", s->index, st_strerror(rc));
+		srv_log_error("failed to apply snapshot", SRV_LF_UINT("snapshot-index", s->index),
+		              SRV_LF_ERR(st_strerror(rc)));
 		return -1;
 	}
 	n->ecache_last = s->index; /* cached entries past it belong to the old log */
-	logf_("applied raft snapshot at index %" PRIu64 " (term %" PRIu64 ")", s->index, s->term);
+	srv_log_info("applied incoming Raft snapshot", SRV_LF_UINT("snapshot-index", s->index),
+	             SRV_LF_UINT("snapshot-term", s->term));
 	if (n->cfg.on_restore)
 		n->cfg.on_restore(n->cfg.ctx);
 	return 0;
@@ -1249,12 +1297,15 @@ static int persist(srv_node *n, const raft_ready *rd)
 		ents[i].len = e->data ? e->data->len : 0;
 	}
 	st_hardstate hs = {rd->hard.term, rd->hard.vote, rd->hard.commit};
+	uint64_t t0 = rd->must_sync ? srv_now_ns() : 0;
 	int rc = st_log_append(n->cfg.db, ents, rd->n_entries, rd->has_hard_state ? &hs : NULL,
 			       rd->must_sync);
+	if (rd->must_sync) /* etcd_disk_wal_fsync_duration_seconds: the synced write */
+		srv_hist_observe(&srv_mserver.wal_fsync, srv_now_ns() - t0);
 	if (ents != stack)
 		free(ents);
 	if (rc != ST_OK) {
-		logf_("log append failed: %s", st_strerror(rc));
+		srv_log_error("failed to save Raft hard state and entries", SRV_LF_ERR(st_strerror(rc)));
 		return -1;
 	}
 	ecache_put(n, rd->entries, rd->n_entries);
@@ -1280,12 +1331,20 @@ static void on_soft_state(srv_node *n, const raft_soft_state *ss, uint64_t now)
 	uint64_t old_lead = n->lead;
 	n->lead = ss->lead;
 	n->role = ss->role;
+	/* etcd's raft texts (ids as %x, unpadded). */
+	uint64_t term = srv_node_hdr(n).raft_term;
+	if (leader && !was_leader)
+		srv_logf(SRV_LOG_INFO, "%" PRIx64 " became leader at term %" PRIu64, n->cfg.member_id,
+		         term);
+	if (ss->lead != old_lead && ss->lead != 0)
+		srv_counter_add(&srv_mserver.leader_changes, 1);
 	if (ss->lead != old_lead) {
 		if (ss->lead)
-			logf_("raft: %016" PRIx64 " elected leader %016" PRIx64 " at term %" PRIu64,
-			      n->cfg.member_id, ss->lead, srv_node_hdr(n).raft_term);
+			srv_logf(SRV_LOG_INFO, "raft.node: %" PRIx64 " elected leader %" PRIx64
+			         " at term %" PRIu64, n->cfg.member_id, ss->lead, term);
 		else
-			logf_("raft: %016" PRIx64 " lost leader %016" PRIx64, n->cfg.member_id, old_lead);
+			srv_logf(SRV_LOG_INFO, "raft.node: %" PRIx64 " lost leader %" PRIx64
+			         " at term %" PRIu64, n->cfg.member_id, old_lead, term);
 	}
 	if (was_leader != leader && n->cfg.on_leader)
 		n->cfg.on_leader(n->cfg.ctx, leader);
@@ -1583,7 +1642,7 @@ static void step_input(srv_node *n, srv_input *in, uint64_t now)
 		ev.receive.msg = in->msg;
 		int rc = raft_step(n->r, &ev);
 		if (rc == RAFT_EPOISONED || rc == RAFT_ESTORAGE || rc == RAFT_ECONFLICT) {
-			logf_("raft failed on a message: %s", raft_strerror(rc));
+			srv_log_error("raft failed on a message", SRV_LF_ERR(raft_strerror(rc)));
 			atomic_store(&n->failed, 1);
 		}
 		in->free_msg(in->msg);
@@ -1660,6 +1719,8 @@ static void props_expire(srv_node *n, uint64_t now)
 		if (p->deadline_ms > now)
 			continue;
 		prop_unlink(n, p);
+		if (p->req != NULL)
+			srv_counter_add(&srv_mserver.proposals_failed, 1);
 		complete(n, p->id, n->lead ? EC_TIMEOUT : EC_TIMEOUT_LEADER_FAIL, NULL);
 		prop_free(p);
 	}
@@ -1677,6 +1738,8 @@ static void fail_everything(srv_node *n, int err)
 	while (n->pfirst) {
 		srv_prop *p = n->pfirst;
 		prop_unlink(n, p);
+		if (p->req != NULL)
+			srv_counter_add(&srv_mserver.proposals_failed, 1);
 		complete(n, p->id, err, NULL);
 		prop_free(p);
 	}
@@ -1698,6 +1761,8 @@ static void fail_inputs(srv_node *n, srv_input *in, int err)
 		srv_input *next = in->next;
 		switch (in->kind) {
 		case IN_PROP:
+			if (in->prop->req != NULL)
+				srv_counter_add(&srv_mserver.proposals_failed, 1);
 			complete(n, in->prop->id, err, NULL);
 			prop_free(in->prop);
 			break;
@@ -1817,6 +1882,7 @@ int srv_node_propose_within(srv_node *n, Metastore__InternalRequest *req, int64_
 	}
 	p->id = req->id;
 	p->req = req;
+	srv_gauge_add(&srv_mserver.proposals_pending, 1); /* until prop_free */
 	/* 0 = the request timeout, set when the node thread queues it */
 	p->deadline_ms = timeout_ms >= 0 ? mono_ms() + (uint64_t)timeout_ms : 0;
 	metastore__internal_request__pack(req, p->blob->data);

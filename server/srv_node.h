@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "etcdcompat/ec_alarm.h"
 #include "etcdcompat/ec_auth.h"
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
@@ -44,6 +45,8 @@ typedef struct srv_node_config {
 	ec_cluster *cluster;    /* borrowed: the replicated member set */
 	ec_auth *auth;          /* borrowed, may be NULL: Auth entries and the
 	                         * apply-time permission checks of writes */
+	ec_alarms *alarms;      /* borrowed, may be NULL: Alarm entries and the
+	                         * NOSPACE / CORRUPT refusals (ec_alarms_gate) */
 	uint64_t member_id;
 	uint64_t cluster_id;
 	uint64_t max_request_bytes; /* encoded proposal limit (etcd --max-request-bytes) */
@@ -75,6 +78,11 @@ typedef struct srv_node_config {
 	char *(*on_authenticate)(void *ctx, const char *user, uint64_t rev, const char *simple,
 	                         uint64_t index);
 	void *ctx;
+	/* etcd's quotaApplierV3: after a Put, Txn or LeaseGrant applied without
+	 * error, true makes its caller's answer EC_NO_SPACE (the write stays
+	 * applied). Node thread; called with @quota_ctx. May be NULL. */
+	bool (*over_quota)(void *quota_ctx, const Metastore__InternalRequest *req);
+	void *quota_ctx;
 } srv_node_config;
 
 typedef struct srv_node_status {

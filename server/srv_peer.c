@@ -46,6 +46,8 @@
 
 #include "etcdcompat/ec_errors.h"
 #include "peer.pb-c.h"
+#include "server/srv_log.h"
+#include "server/srv_metrics.h"
 #include "server/srv_peer_int.h"
 
 #define M_RAFT "/metastore.Peer/Raft"
@@ -113,6 +115,7 @@ typedef struct peer {
 	unsigned snap_fail_pending; /* report this many failed snapshot statuses */
 	bool removed;
 	size_t live; /* calls still referring to this peer */
+	uint64_t hb_sent_ns; /* oldest heartbeat not yet answered (RTT metric), 0: none */
 } peer;
 
 typedef struct pcall {
@@ -205,25 +208,15 @@ static gpr_timespec deadline_in(int ms)
 	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static void peer_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void peer_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "metastore: peer: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-/* Log once per srv_peer under @flag. */
-static void log_once(atomic_bool *flag, const char *what, uint64_t got, uint64_t want,
-                     uint64_t from)
+/* Log once per srv_peer under @flag: @what with the remote's value @got (under
+ * @got_key) and ours @want (under @want_key), as hex ids. */
+static void log_once(atomic_bool *flag, const char *what, const char *got_key, uint64_t got,
+                     const char *want_key, uint64_t want, uint64_t from)
 {
 	if (!atomic_exchange(flag, true))
-		peer_log("%s (got %016" PRIx64 ", want %016" PRIx64 ", from member %016" PRIx64
-		         "); further ones are not logged",
-		         what, got, want, from);
+		srv_log_warn(what, SRV_LF_ID("remote-peer-id", from), SRV_LF_ID(got_key, got),
+		             SRV_LF_ID(want_key, want),
+		             SRV_LF_STR("note", "further ones are not logged"));
 }
 
 /* A peer URL as kept per target: a copy of "http://h:p", "https://h:p",
@@ -536,7 +529,7 @@ static bool pcall_start(pcall *c, const grpc_op *ops, size_t n, ptag *t)
 {
 	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
 	if (e != GRPC_CALL_OK) {
-		peer_log("start batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("peer call start batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		grpc_call_cancel(c->call, NULL);
 		return false;
 	}
@@ -799,8 +792,9 @@ static void snap_event_locked(srv_peer *sp, pcall *c, ptag_kind k, bool ok, repo
 		snapjob *j = c->job;
 		bool done = c->code == GRPC_STATUS_OK && j->first_sent && j->sent == j->data_len;
 		if (!done && c->code != GRPC_STATUS_OK && !sp->stopping && !pe->removed)
-			peer_log("snapshot to %016" PRIx64 " failed: status %d %.*s", pe->id,
-			         (int)c->code, (int)GRPC_SLICE_LENGTH(c->details),
+			srv_logf(SRV_LOG_WARN, "failed to send database snapshot to %" PRIx64
+			         " (status %d: %.*s)", pe->id, (int)c->code,
+			         (int)GRPC_SLICE_LENGTH(c->details),
 			         (const char *)GRPC_SLICE_START_PTR(c->details));
 		if (pe->snap == c)
 			pe->snap = NULL;
@@ -1108,8 +1102,9 @@ static qnode *encode_one(const raft_message *m, snapjob **job)
 	size_t len;
 	int rc = srv_peer_codec_encode(m, PREFIX_ROOM, &buf, &len);
 	if (rc != 0) {
-		peer_log("cannot encode %s to %016" PRIx64 ": %s", raft_msg_type_name(m->type),
-		         m->to, srv_peer_strerror(rc));
+		srv_log_warn("failed to marshal raft message", SRV_LF_STR("message-type",
+		             raft_msg_type_name(m->type)), SRV_LF_ID("remote-peer-id", m->to),
+		             SRV_LF_ERR(srv_peer_strerror(rc)));
 		return NULL;
 	}
 	size_t off = put_prefix(buf, len);
@@ -1187,6 +1182,8 @@ void srv_peer_send(srv_peer *sp, const raft_message *msgs, size_t n)
 			snapjob_free(jobs[i]);
 			continue;
 		}
+		if (msgs[i].type == RAFT_MSG_HEARTBEAT && pe->hb_sent_ns == 0)
+			pe->hb_sent_ns = srv_now_ns();
 		if (q == NULL) { /* could not encode */
 			atomic_fetch_add(&sp->st_dropped, 1);
 			pe->unreach_pending = true;
@@ -1448,14 +1445,15 @@ static bool batch_ok(srv_peer *sp, const Metastore__RaftBatch *b)
 {
 	if (b->format != SRV_PEER_FORMAT) {
 		atomic_fetch_add(&sp->st_rejected, 1);
-		log_once(&sp->logged_format, "unsupported batch format", b->format, SRV_PEER_FORMAT,
+		log_once(&sp->logged_format, "request version incompatibility",
+		         "remote-peer-format", b->format, "local-member-format", SRV_PEER_FORMAT,
 		         b->from);
 		return false;
 	}
 	if (b->cluster_id != sp->cfg.cluster_id) {
 		atomic_fetch_add(&sp->st_rejected, 1);
-		log_once(&sp->logged_cluster, "request cluster ID mismatch", b->cluster_id,
-		         sp->cfg.cluster_id, b->from);
+		log_once(&sp->logged_cluster, "request cluster ID mismatch", "remote-peer-cluster-id",
+		         b->cluster_id, "local-member-cluster-id", sp->cfg.cluster_id, b->from);
 		return false;
 	}
 	return true;
@@ -1464,6 +1462,20 @@ static bool batch_ok(srv_peer *sp, const Metastore__RaftBatch *b)
 static void deliver(srv_peer *sp, raft_message *m)
 {
 	atomic_fetch_add(&sp->st_received, 1);
+	if (m->type == RAFT_MSG_HEARTBEAT_RESP) {
+		/* etcd_network_peer_round_trip_time_seconds: heartbeat to its answer
+		 * (etcd times a prober instead; here only the leader measures) */
+		uint64_t sent = 0;
+		pthread_mutex_lock(&sp->mu);
+		peer *pe = peer_find_locked(sp, m->from);
+		if (pe != NULL) {
+			sent = pe->hb_sent_ns;
+			pe->hb_sent_ns = 0;
+		}
+		pthread_mutex_unlock(&sp->mu);
+		if (sent != 0)
+			srv_metrics_peer_rtt(m->from, srv_now_ns() - sent);
+	}
 	sp->cfg.on_message(sp->cfg.ctx, m);
 }
 
@@ -1482,8 +1494,9 @@ static void raft_rx_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 		int rc = srv_peer_codec_decode(b->msgs[i], NULL, &m);
 		if (rc != 0) {
 			if (!atomic_exchange(&sp->logged_decode, true))
-				peer_log("dropping undecodable message from %016" PRIx64 ": %s",
-				         b->from, srv_peer_strerror(rc));
+				srv_log_warn("failed to unmarshal raft message; dropped (further ones "
+				             "are not logged)", SRV_LF_ID("remote-peer-id", b->from),
+				             SRV_LF_ERR(srv_peer_strerror(rc)));
 			continue;
 		}
 		deliver(sp, m);
@@ -1550,8 +1563,8 @@ static void snap_rx_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 		if (meta->has_data && meta->data_len > 0) {
 			if (meta->data_len > SIZE_MAX / 2 ||
 			    (data = raft_blob_new((size_t)meta->data_len)) == NULL) {
-				peer_log("cannot receive a snapshot of %" PRIu64 " bytes",
-				         meta->data_len);
+				srv_log_warn("cannot receive a database snapshot: out of memory",
+				             SRV_LF_UINT("size-bytes", meta->data_len));
 				srv_stream_finish(st, EC_INTERNAL);
 				return;
 			}
@@ -1615,8 +1628,8 @@ static void fwd_rx(srv_call *call, const ProtobufCMessage *req)
 	if (rq->format != SRV_PEER_FORMAT) {
 		rs.err = SRV_PEER_EPROTO;
 	} else if (rq->cluster_id != 0 && rq->cluster_id != sp->cfg.cluster_id) {
-		log_once(&sp->logged_cluster, "request cluster ID mismatch", rq->cluster_id,
-		         sp->cfg.cluster_id, rq->from);
+		log_once(&sp->logged_cluster, "request cluster ID mismatch", "remote-peer-cluster-id",
+		         rq->cluster_id, "local-member-cluster-id", sp->cfg.cluster_id, rq->from);
 		rs.err = SRV_PEER_ECLUSTER;
 	} else if (sp->cfg.on_forward == NULL) {
 		rs.err = SRV_PEER_ENOHANDLER;

@@ -58,7 +58,17 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <grpc/grpc_posix.h>
+
 #include "etcdcompat/ec_errors.h"
+#include "server/srv_log.h"
+#include "server/srv_metrics.h"
 
 /* ---- types ---------------------------------------------------------------- */
 
@@ -113,6 +123,7 @@ struct srv_rpc {
 	pthread_rwlock_t rpc_arm_lock;
 	bool rpc_stopping;
 	bool rpc_check_addr; /* srv_tls_checks_client_addr(rpc_cfg.tls) */
+	srv_metrics_grpc *rpc_metrics; /* cfg.metrics: per-row counters, else NULL */
 	/* Shutdown waits on these for the notify tag and for live to reach 0. */
 	pthread_mutex_t rpc_mu;
 	pthread_cond_t rpc_cv;
@@ -178,17 +189,6 @@ struct srv_stream {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void srv_log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("metastore rpc: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -347,8 +347,8 @@ static void arm(srv_worker *w, int row)
 	srv_call *c = call_new(w, row);
 	if (c == NULL) {
 		pthread_rwlock_unlock(&rpc->rpc_arm_lock);
-		srv_log("out of memory arming a request; method row %d now served by fewer requests",
-			row);
+		srv_log_warn("out of memory arming a request; the method is now served by fewer "
+		             "requests", SRV_LF_INT("method-row", row));
 		return;
 	}
 	grpc_call_error e;
@@ -363,7 +363,7 @@ static void arm(srv_worker *w, int row)
 	}
 	pthread_rwlock_unlock(&rpc->rpc_arm_lock);
 	if (e != GRPC_CALL_OK) {
-		srv_log("request_call failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc request_call failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(c);
 	}
 }
@@ -377,10 +377,15 @@ static void unary_finish(srv_call *c, grpc_byte_buffer *bb, grpc_status_code cod
 	int expect = CALL_ACTIVE;
 	if (c->c_is_stream ||
 	    !atomic_compare_exchange_strong(&c->c_state, &expect, CALL_FINISHING)) {
-		srv_log("call completed twice (or a stream completed as unary): ignored");
+		srv_log_warn("call completed twice (or a stream completed as unary): ignored");
 		if (bb != NULL)
 			grpc_byte_buffer_destroy(bb);
 		return;
+	}
+	if (c->c_row >= 0) {
+		srv_metrics_grpc_handled(c->c_rpc->rpc_metrics, (size_t)c->c_row, (int)code);
+		if (bb != NULL)
+			srv_metrics_grpc_msg_sent(c->c_rpc->rpc_metrics, (size_t)c->c_row);
 	}
 	grpc_op ops[4];
 	memset(ops, 0, sizeof ops);
@@ -399,7 +404,7 @@ static void unary_finish(srv_call *c, grpc_byte_buffer *bb, grpc_status_code cod
 	ops[n++].data.recv_close_on_server.cancelled = &c->c_cancelled;
 	grpc_call_error e = grpc_call_start_batch(c->c_call, ops, n, &c->c_tag_final, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("final batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc final batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(c);
 	}
 }
@@ -421,7 +426,7 @@ static void reject_call(srv_call *c, grpc_status_code code, const char *msg)
 	ops[2].data.recv_close_on_server.cancelled = &c->c_cancelled;
 	grpc_call_error e = grpc_call_start_batch(c->c_call, ops, 3, &c->c_tag_final, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("reject batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc reject batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(c);
 	}
 }
@@ -446,7 +451,7 @@ void srv_call_resume(srv_call *call, srv_resume_fn fn, void *arg)
 	/* an empty batch completes at once, on the call's completion queue */
 	grpc_call_error e = grpc_call_start_batch(call->c_call, NULL, 0, &call->c_tag_resume, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("resume batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc resume batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(call);
 		fn(call, arg); /* here, then */
 	}
@@ -463,6 +468,7 @@ static void unary_start(srv_call *c)
 	c->c_req = srv_rpc_msg_decode(c->c_payload, m->req);
 	grpc_byte_buffer_destroy(c->c_payload);
 	c->c_payload = NULL;
+	srv_metrics_grpc_msg_received(c->c_rpc->rpc_metrics, (size_t)c->c_row);
 	if (c->c_req == NULL) {
 		srv_call_fail(c, EC_BAD_REQUEST);
 		return;
@@ -493,7 +499,7 @@ static void stream_start_send_locked(srv_stream *s, grpc_byte_buffer *bb, size_t
 	call_ref(&s->s_c);
 	grpc_call_error e = grpc_call_start_batch(s->s_c.c_call, ops, n, &s->s_tag_send, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("send batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc send batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		s->s_in_flight = NULL;
 		s->s_send_busy = false;
 		atomic_fetch_sub(&s->s_queued_bytes, len);
@@ -519,7 +525,7 @@ static void stream_start_status_locked(srv_stream *s)
 	call_ref(&s->s_c);
 	grpc_call_error e = grpc_call_start_batch(s->s_c.c_call, ops, n, &s->s_tag_status, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("status batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc status batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(&s->s_c);
 	}
 }
@@ -533,7 +539,7 @@ static void stream_start_recv_locked(srv_stream *s)
 	call_ref(&s->s_c);
 	grpc_call_error e = grpc_call_start_batch(s->s_c.c_call, &op, 1, &s->s_tag_recv, NULL);
 	if (e != GRPC_CALL_OK) {
-		srv_log("recv batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc recv batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(&s->s_c);
 	}
 }
@@ -672,7 +678,7 @@ static void stream_open(srv_stream *s)
 	grpc_call_error e = grpc_call_start_batch(c->c_call, &op, 1, &s->s_tag_close, NULL);
 	pthread_mutex_unlock(&s->s_mu);
 	if (e != GRPC_CALL_OK) {
-		srv_log("close batch failed: %s", grpc_call_error_to_string(e));
+		srv_log_warn("grpc close batch failed", SRV_LF_ERR(grpc_call_error_to_string(e)));
 		call_unref(c);
 	}
 
@@ -682,6 +688,7 @@ static void stream_open(srv_stream *s)
 			req = srv_rpc_msg_decode(c->c_payload, m->req);
 			grpc_byte_buffer_destroy(c->c_payload);
 			c->c_payload = NULL;
+			srv_metrics_grpc_msg_received(c->c_rpc->rpc_metrics, (size_t)c->c_row);
 		}
 		if (req == NULL) {
 			srv_stream_finish(s, EC_BAD_REQUEST);
@@ -709,6 +716,7 @@ static void stream_on_recv(srv_stream *s, bool ok)
 	if (ok && bb != NULL) {
 		ProtobufCMessage *msg = srv_rpc_msg_decode(bb, row_method(&s->s_c)->req);
 		grpc_byte_buffer_destroy(bb);
+		srv_metrics_grpc_msg_received(s->s_c.c_rpc->rpc_metrics, (size_t)s->s_c.c_row);
 		if (msg == NULL) {
 			srv_stream_finish(s, EC_BAD_REQUEST);
 		} else {
@@ -732,6 +740,8 @@ static void stream_on_recv(srv_stream *s, bool ok)
 static void stream_on_send(srv_stream *s, bool ok)
 {
 	bool drained = false;
+	if (ok)
+		srv_metrics_grpc_msg_sent(s->s_c.c_rpc->rpc_metrics, (size_t)s->s_c.c_row);
 	pthread_mutex_lock(&s->s_mu);
 	grpc_byte_buffer_destroy(s->s_in_flight);
 	s->s_in_flight = NULL;
@@ -764,7 +774,11 @@ static void stream_on_close(srv_stream *s, bool ok)
 	pthread_mutex_lock(&s->s_mu);
 	s->s_closed = true;
 	stream_drop_queue_locked(s);
+	/* grpc-prometheus counts the handler's status; a stream the client ended
+	 * first is Canceled */
+	int code = s->s_status_started ? (int)status_code_of(s->s_finish_err) : GRPC_STATUS_CANCELLED;
 	pthread_mutex_unlock(&s->s_mu);
+	srv_metrics_grpc_handled(s->s_c.c_rpc->rpc_metrics, (size_t)s->s_c.c_row, code);
 	atomic_store(&s->s_closed_flag, true);
 	bool cancelled = !ok || s->s_c.c_cancelled;
 	s->s_close_delivered = true;
@@ -793,6 +807,7 @@ static void dispatch(srv_worker *w, srv_tag *tag, bool ok)
 				break;
 			}
 		}
+		srv_metrics_grpc_started(w->rpc->rpc_metrics, (size_t)c->c_row);
 		if (c->c_is_stream)
 			stream_open((srv_stream *)c);
 		else
@@ -922,7 +937,8 @@ static int listen_addr(const char *in, char *out, size_t len, bool *tls)
 	} map[] = {{"http://", "", false},
 		   {"https://", "", true},
 		   {"unix://", "unix:", false},
-		   {"unixs://", "unix:", true}};
+		   {"unixs://", "unix:", true},
+		   {"unixs-abstract:", "unix-abstract:", true}};
 	*tls = false;
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
 		size_t n = strlen(map[i].scheme);
@@ -996,6 +1012,7 @@ static void rpc_free(srv_rpc *rpc)
 	free(rpc->rpc_workers);
 	free(rpc->rpc_rows);
 	free(rpc->rpc_ports);
+	srv_metrics_grpc_free(rpc->rpc_metrics);
 	srv_tls_unref(rpc->rpc_cfg.tls);
 	pthread_rwlock_destroy(&rpc->rpc_arm_lock);
 	pthread_mutex_destroy(&rpc->rpc_mu);
@@ -1036,7 +1053,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		  srv_rpc **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (cfg == NULL || cfg->n_listen == 0 || cfg->listen == NULL) {
+	if (cfg == NULL || (!cfg->adopt_fds && (cfg->n_listen == 0 || cfg->listen == NULL))) {
 		set_err(err, errlen, "no listen address");
 		return -1;
 	}
@@ -1073,7 +1090,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 	rpc->rpc_nrows = n;
 	rpc->rpc_rows = calloc(n > 0 ? n : 1, sizeof *rpc->rpc_rows);
 	rpc->rpc_nports = cfg->n_listen;
-	rpc->rpc_ports = calloc(cfg->n_listen, sizeof *rpc->rpc_ports);
+	rpc->rpc_ports = calloc(cfg->n_listen ? cfg->n_listen : 1, sizeof *rpc->rpc_ports);
 	rpc->rpc_nworkers = rpc->rpc_cfg.threads;
 	rpc->rpc_workers = calloc((size_t)rpc->rpc_nworkers, sizeof *rpc->rpc_workers);
 	if (rpc->rpc_rows == NULL || rpc->rpc_ports == NULL || rpc->rpc_workers == NULL) {
@@ -1084,6 +1101,26 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 	}
 	for (size_t i = 0; i < n; i++)
 		rpc->rpc_rows[i].m = methods[i];
+	if (cfg->metrics) {
+		const char **names = calloc(n ? n : 1, sizeof *names);
+		srv_grpc_type *types = calloc(n ? n : 1, sizeof *types);
+		for (size_t i = 0; names && types && i < n; i++) {
+			names[i] = methods[i].name;
+			types[i] = methods[i].kind == SRV_UNARY      ? SRV_GRPC_UNARY
+			           : methods[i].kind == SRV_BIDI     ? SRV_GRPC_BIDI_STREAM
+			                                             : SRV_GRPC_SERVER_STREAM;
+		}
+		if (names && types)
+			rpc->rpc_metrics = srv_metrics_grpc_new(names, types, n);
+		free(names);
+		free(types);
+		if (rpc->rpc_metrics == NULL) {
+			rpc->rpc_nworkers = 0;
+			rpc_free(rpc);
+			set_err(err, errlen, "out of memory");
+			return -1;
+		}
+	}
 
 	/* Channel args: etcd's limits and keepalive policy (embed/etcd.go,
 	 * etcdserver/api/v3rpc/grpc.go). */
@@ -1194,10 +1231,11 @@ void srv_rpc_shutdown(srv_rpc *rpc)
 		grpc_server_cancel_all_calls(rpc->rpc_server);
 		struct timespec hard = deadline_in(rpc->rpc_cfg.shutdown_hard_ms);
 		if (!wait_quiet(rpc, &hard)) {
-			srv_log("shutdown: %zu call(s) still held by the application after %d ms; "
-				"leaking the server so they stay safe",
-				atomic_load(&rpc->rpc_live),
-				rpc->rpc_cfg.shutdown_grace_ms + rpc->rpc_cfg.shutdown_hard_ms);
+			srv_log_warn("calls still held by the application at shutdown; leaking the "
+			             "server so they stay safe",
+			             SRV_LF_UINT("calls", atomic_load(&rpc->rpc_live)),
+			             SRV_LF_DUR_MS("waited", rpc->rpc_cfg.shutdown_grace_ms +
+			                                         rpc->rpc_cfg.shutdown_hard_ms));
 			return;
 		}
 	}
@@ -1212,6 +1250,39 @@ int srv_rpc_port(const srv_rpc *rpc, size_t i)
 size_t srv_rpc_max_request_bytes(const srv_rpc *rpc)
 {
 	return rpc->rpc_cfg.max_request_bytes;
+}
+
+int srv_rpc_adopt_fd(srv_rpc *rpc, int fd)
+{
+	if (!rpc->rpc_cfg.adopt_fds)
+		return -1;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		return -1;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+		int one = 1; /* as core sets on the sockets it accepts */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	/* Not once shutdown has begun: core would set up a channel on a server
+	 * that is going away. */
+	pthread_rwlock_rdlock(&rpc->rpc_arm_lock);
+	if (rpc->rpc_stopping) {
+		pthread_rwlock_unlock(&rpc->rpc_arm_lock);
+		return -1;
+	}
+	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	grpc_server_add_channel_from_fd(rpc->rpc_server, fd, creds);
+	grpc_server_credentials_release(creds);
+	pthread_rwlock_unlock(&rpc->rpc_arm_lock);
+	return 0;
+}
+
+const srv_metrics_grpc *srv_rpc_metrics(const srv_rpc *rpc)
+{
+	return rpc != NULL ? rpc->rpc_metrics : NULL;
 }
 
 size_t srv_rpc_live_calls(const srv_rpc *rpc)

@@ -88,8 +88,9 @@ typedef struct srv_rpc_config {
 	 * "unix://name:port", "unixs://name:port": a unix socket at the path
 	 * "name:port", relative to the working directory, as etcd's) or gRPC core
 	 * addresses ("127.0.0.1:2379", "[::1]:0", "unix:/path"), which are
-	 * plaintext. Port 0 binds a free port, reported by srv_rpc_port(). At
-	 * least one. */
+	 * plaintext, except "unixs-abstract:NAME": TLS on the abstract unix
+	 * socket NAME (srv_listen relays TLS gRPC clients there). Port 0 binds a
+	 * free port, reported by srv_rpc_port(). At least one, unless adopt_fds. */
 	const char *const *listen;
 	size_t n_listen;
 	/* TLS for the https:// and unixs:// addresses (required if there is one;
@@ -114,6 +115,10 @@ typedef struct srv_rpc_config {
 	                            * calls before cancelling them; default 2000 */
 	int shutdown_hard_ms;      /* then wait this long for the app to release
 	                            * cancelled calls and streams; default 5000 */
+	bool adopt_fds; /* connections accepted elsewhere arrive through
+	                 * srv_rpc_adopt_fd (srv_listen); @listen may then be empty */
+	bool metrics;   /* count grpc-prometheus's grpc_server_* per method
+	                 * (srv_rpc_metrics) */
 } srv_rpc_config;
 
 /*
@@ -162,6 +167,21 @@ size_t srv_rpc_max_request_bytes(const srv_rpc *rpc);
 struct grpc_byte_buffer;
 ProtobufCMessage *srv_rpc_msg_decode(struct grpc_byte_buffer *bb,
                                      const ProtobufCMessageDescriptor *d);
+
+/*
+ * srv_rpc_adopt_fd - serve the accepted plaintext connection @fd (a TCP or
+ * unix stream socket whose first bytes, the HTTP/2 preface, may have been
+ * peeked at but not read) as one more HTTP/2 channel of @rpc
+ * (grpc_server_add_channel_from_fd; made non-blocking, TCP_NODELAY). On
+ * success the core owns @fd. Returns 0, or -1 (the server was not started
+ * with adopt_fds, or is shutting down) leaving @fd to the caller. Any thread.
+ */
+int srv_rpc_adopt_fd(srv_rpc *rpc, int fd);
+
+/* srv_rpc_metrics - the server's grpc_server_* counters (cfg.metrics), NULL
+ * without; render with srv_metrics_grpc_render while @rpc runs. */
+struct srv_metrics_grpc;
+const struct srv_metrics_grpc *srv_rpc_metrics(const srv_rpc *rpc);
 
 /* srv_rpc_live_calls - calls and streams currently alive (accepted and not yet
  * freed), for tests and metrics. */

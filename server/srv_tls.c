@@ -962,11 +962,9 @@ static void quote_list(char *const *v, size_t n, char *buf, size_t len)
  * CN / hostname (both sides, as etcd's baseConfig.VerifyPeerCertificate) and,
  * on the server side, the CRL. 0 or -1 with @why.
  */
-static int check_peer_cert(srv_tls *t, bool server,
-                           const grpc_tls_custom_verification_check_request *req, char *why,
+static int check_peer_cert(srv_tls *t, bool server, const char *pem, const char *chain, char *why,
                            size_t whylen)
 {
-	const char *pem = req->peer_info.peer_cert;
 	bool want_names = given(t->allowed_cn) || given(t->allowed_hostname);
 	bool want_crl = server && given(t->crl_file);
 	if (!want_names && !want_crl)
@@ -997,7 +995,6 @@ static int check_peer_cert(srv_tls *t, bool server,
 		set_err(why, whylen, "client certificate authentication failed");
 	} else if (want_crl) {
 		/* etcd checks every certificate the client sent: the leaf and its chain. */
-		const char *chain = req->peer_info.peer_cert_full_chain;
 		if (chain != NULL && *chain != '\0') {
 			STACK_OF(X509) *more = parse_certs(chain, strlen(chain));
 			for (int i = 0; more != NULL && i < sk_X509_num(more); i++)
@@ -1025,7 +1022,8 @@ static int verifier_verify(void *user_data, grpc_tls_custom_verification_check_r
 {
 	tls_verifier *v = user_data;
 	char why[512] = "";
-	if (check_peer_cert(v->tls, v->server, req, why, sizeof why) != 0) {
+	if (check_peer_cert(v->tls, v->server, req->peer_info.peer_cert,
+	                    req->peer_info.peer_cert_full_chain, why, sizeof why) != 0) {
 		const struct san_names *sn = &req->peer_info.san_names;
 		char ips[256], dns[256];
 		quote_list(sn->ip_names, sn->ip_names_size, ips, sizeof ips);
@@ -1095,6 +1093,21 @@ static grpc_tls_certificate_verifier *verifier_new(srv_tls *t, bool server)
 	if (gv == NULL)
 		verifier_destruct(v);
 	return gv;
+}
+
+void srv_tls_pems(const srv_tls *t, const char **cert, const char **key, const char **ca)
+{
+	*cert = t->cert_pem;
+	*key = t->key_pem;
+	*ca = t->require_client ? t->ca_pem : NULL;
+}
+
+int srv_tls_check_client_pem(srv_tls *t, const char *pem, char *why, size_t whylen)
+{
+	if (check_peer_cert(t, true, pem, NULL, why, whylen) == 0)
+		return 0;
+	tls_log(t, "info", "rejected connection on the %s port (error \"%s\")", t->side, why);
+	return -1;
 }
 
 /* ---- credentials ---------------------------------------------------------------- */

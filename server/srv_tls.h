@@ -141,6 +141,24 @@ struct grpc_server_credentials *srv_tls_server_creds(srv_tls *t);
  */
 struct grpc_channel_credentials *srv_tls_channel_creds(srv_tls *t);
 
+/*
+ * srv_tls_pems - the PEM texts a TLS server of @t's side outside the gRPC core
+ * needs (srv_http's libmicrohttpd daemon): *@cert the certificate and its
+ * chain, *@key the private key (PKCS#8), *@ca the roots client certificates
+ * must chain to when the side requires client certificates (the same rule as
+ * srv_tls_server_creds), else NULL. Owned by @t, valid while it is.
+ */
+void srv_tls_pems(const srv_tls *t, const char **cert, const char **key, const char **ca);
+
+/*
+ * srv_tls_check_client_pem - the checks srv_tls_server_creds' verifier adds to
+ * the chain verification, for a client certificate chain @pem (PEM, leaf
+ * first) that another TLS stack has verified against *@ca of srv_tls_pems:
+ * --client-cert-allowed-hostname and the CRL. Returns 0 (allowed) or -1 with
+ * etcd's reason in @why, and logs the refusal as the verifier does.
+ */
+int srv_tls_check_client_pem(srv_tls *t, const char *pem, char *why, size_t whylen);
+
 /* srv_tls_checks_client_addr - whether calls on @t's server ports must pass
  * srv_tls_check_client_addr (the peer side unless skip_client_san). */
 bool srv_tls_checks_client_addr(const srv_tls *t);

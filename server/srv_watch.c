@@ -22,6 +22,7 @@
 #include "server/srv_app.h"
 #include "server/srv_auth.h"
 #include "server/srv_handlers.h"
+#include "server/srv_log.h"
 #include "storage/st_mvcc.h"
 
 #define DEFAULT_PROGRESS_MS ((int64_t)10 * 60 * 1000) /* etcd: 10 min */
@@ -213,7 +214,7 @@ static void conn_close(srv_stream *st, void *ctx, bool cancelled)
 	if (x == NULL) {
 		/* cannot tell the thread: keep the stream's memory, lose nothing
 		 * else (a reference stays held) */
-		fprintf(stderr, "watch: out of memory closing a stream\n");
+		srv_log_warn("out of memory closing a watch stream; its memory is kept");
 		return;
 	}
 	push_cmd(c->sw, x);

@@ -71,8 +71,11 @@ void st_db_close(st_db *db);
 uint32_t st_db_format(st_db *db);
 int st_db_set_format(st_db *db, uint32_t version);
 
-/* st_db_size - bytes the database occupies on disk (live SST + WAL files), and an
- * estimate of the bytes holding live data; either pointer may be NULL. */
+/* st_db_size - the backend's size as etcd reports it (Status dbSize, the
+ * quota): SST files + memtables of every family but the raft log (etcd keeps
+ * its WAL outside the backend); and the part holding live data (RocksDB's
+ * live-data estimate + memtables; never above the total). Either pointer may
+ * be NULL. Cheap (a few in-memory properties); any thread. */
 void st_db_size(st_db *db, int64_t *total_bytes, int64_t *in_use_bytes);
 
 /* st_db_compact_files - flush memtables and run a full RocksDB compaction of

@@ -80,6 +80,8 @@ struct st_db {
 	pthread_t bg_thread;
 	bool bg_on, bg_started, bg_stop;
 	int64_t bg_target; /* compact physically up to here */
+	st_mvcc_compact_report_fn bg_report; /* st_mvcc_set_compact_report */
+	void *bg_report_ctx;
 
 	/* Change events (st_mvcc_set_events): the changes staged since the last
 	 * hand-over, node thread only. Keys and values live in ev_data; each

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "storage/st_internal.h"
 
@@ -301,6 +302,11 @@ int64_t st_txn_base_rev(const st_txn *t)
 int64_t st_txn_compact_rev(const st_txn *t)
 {
 	return t->st.compact_rev;
+}
+
+uint64_t st_txn_applied(const st_txn *t)
+{
+	return t->st.applied;
 }
 
 size_t st_txn_changes(const st_txn *t)
@@ -1401,13 +1407,20 @@ static void *bg_main(void *arg)
 			continue;
 		}
 		int64_t to = db->bg_target;
+		st_mvcc_compact_report_fn report = db->bg_report;
+		void *report_ctx = db->bg_report_ctx;
 		pthread_mutex_unlock(&db->bg_mu);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int rc = compact_physical(db, from, to);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (report)
+			report(report_ctx, to, rc,
+				      (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+					      (t1.tv_nsec - t0.tv_nsec));
 		pthread_mutex_lock(&db->bg_mu);
 		if (rc != ST_OK) {
 			/* Left for st_mvcc_finish_compaction at the next open. */
-			fprintf(stderr, "metastore: physical compaction to %lld failed: %s\n",
-				(long long)to, st_strerror(rc));
 			db->bg_target = 0;
 		}
 	}
@@ -1440,6 +1453,14 @@ void st_mvcc_set_background(st_db *db, bool on)
 {
 	pthread_mutex_lock(&db->bg_mu);
 	db->bg_on = on;
+	pthread_mutex_unlock(&db->bg_mu);
+}
+
+void st_mvcc_set_compact_report(st_db *db, st_mvcc_compact_report_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&db->bg_mu);
+	db->bg_report = fn;
+	db->bg_report_ctx = ctx;
 	pthread_mutex_unlock(&db->bg_mu);
 }
 
@@ -1615,14 +1636,43 @@ static int hist_flush(st_txn *t, const rocksdb_readoptions_t *ro, struct hrec *r
 	return rc;
 }
 
-int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)
+/*
+ * Whether put (@key, @main, @sub) is the version of @key visible at revision
+ * @at (one seek of @kit over the kv family): the test of "kept by a compaction
+ * at @at" for a record at or below @at. *@keep out; returns 0 or ST_ENOMEM.
+ */
+static int visible_at(rocksdb_iterator_t *kit, const uint8_t *key, size_t klen, int64_t main,
+		      int64_t sub, int64_t at, buf *kk, bool *keep)
 {
-	if (from < t->st.compact_rev)
-		return ST_ECOMPACTED;
+	/* ~INT64_MAX sorts before the ~sub of every sub-revision of @at */
+	int rc = kv_key(kk, key, klen, at, INT64_MAX);
+	if (rc != ST_OK)
+		return rc;
+	rocksdb_iter_seek(kit, (const char *)kk->p, kk->len);
+	if ((rc = kv_key(kk, key, klen, main, sub)) != ST_OK)
+		return rc;
+	size_t kl = 0;
+	const char *k = rocksdb_iter_valid(kit) ? rocksdb_iter_key(kit, &kl) : NULL;
+	*keep = k != NULL && kl == kk->len && memcmp(k, kk->p, kl) == 0;
+	return ST_OK;
+}
+
+/*
+ * The walk behind st_txn_history and st_txn_records: changes with main
+ * revision in [@from, @to] in revision order. With @settled, records at or
+ * below the compacted revision are those a finished compaction keeps (no
+ * tombstones; while a physical compaction is unfinished, only the version
+ * visible at the compacted revision). Without it, only the compacted
+ * revision's own tombstones are hidden (the caller starts at or above it).
+ */
+static int hist_walk(st_txn *t, int64_t from, int64_t to, bool settled, st_kv_visit fn, void *arg)
+{
 	if (to > t->st.rev)
 		to = t->st.rev;
 	if (from > to)
 		return ST_OK;
+	const int64_t crev = t->st.compact_rev;
+	const bool unfinished = settled && t->st.compact_done < crev;
 	uint8_t lo[REVKEY_LEN] = {0}, hi[REVKEY_LEN] = {0};
 	st_put_be64(lo, (uint64_t)from);
 	st_put_be64(hi, (uint64_t)to + 1);
@@ -1630,6 +1680,8 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 	rocksdb_readoptions_set_snapshot(ro, t->snap);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_REV]);
+	rocksdb_iterator_t *kit =
+		unfinished ? rocksdb_create_iterator_cf(t->db->rdb, t->ro, t->db->cf[ST_CF_KV]) : NULL;
 	struct hrec *r = malloc(HIST_BATCH * sizeof(*r));
 	buf keys = {0}, kvkeys = {0}, kk = {0};
 	size_t n = 0;
@@ -1649,8 +1701,16 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 		h->tomb = (rv[0] & KVF_TOMBSTONE) != 0;
 		/* compaction removes tombstones at the compacted revision (as
 		 * etcd's does), maybe not yet: never show them */
-		if (h->tomb && h->main == t->st.compact_rev)
+		if (h->tomb && h->main <= crev)
 			continue;
+		if (unfinished && h->main <= crev) {
+			bool keep = false;
+			if ((rc = visible_at(kit, rv + 1, rvl - 1, h->main, h->sub, crev, &kk, &keep)) !=
+			    ST_OK)
+				break;
+			if (!keep)
+				continue;
+		}
 		h->koff = keys.len;
 		h->klen = rvl - 1;
 		if ((rc = buf_add(&keys, rv + 1, rvl - 1)) != ST_OK)
@@ -1675,6 +1735,10 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 		rc = ST_OK;
 	else if (rc == ST_OK)
 		rc = rocks_iter_err(it);
+	if (rc == ST_OK && kit != NULL)
+		rc = rocks_iter_err(kit);
+	if (kit != NULL)
+		rocksdb_iter_destroy(kit);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
 	free(r);
@@ -1682,4 +1746,258 @@ int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *ar
 	free(kvkeys.p);
 	free(kk.p);
 	return rc;
+}
+
+int st_txn_history(st_txn *t, int64_t from, int64_t to, st_kv_visit fn, void *arg)
+{
+	if (from < t->st.compact_rev)
+		return ST_ECOMPACTED;
+	return hist_walk(t, from, to, false, fn, arg);
+}
+
+int st_txn_records(st_txn *t, int64_t to, st_kv_visit fn, void *arg)
+{
+	return hist_walk(t, 0, to, true, fn, arg);
+}
+
+int st_txn_rmeta_get(st_txn *t, const char *name, void **val, size_t *len)
+{
+	char kb[128];
+	size_t kl;
+	*val = NULL;
+	*len = 0;
+	if (rmeta_key(name, kb, sizeof(kb), &kl) == NULL)
+		return ST_EINVAL;
+	char *err = NULL;
+	char *v = rocksdb_get_cf(t->db->rdb, t->ro, t->db->cf[ST_CF_DEFAULT], kb, kl, len, &err);
+	if (err != NULL) {
+		int rc = st__rocks_err(err);
+		free(err);
+		return rc == ST_ENOTFOUND ? ST_EIO : rc;
+	}
+	if (v == NULL)
+		return ST_ENOTFOUND;
+	if (*len == 0) {
+		free(v);
+		if ((v = malloc(1)) == NULL)
+			return ST_ENOMEM;
+	}
+	*val = v;
+	return ST_OK;
+}
+
+/* ---- bulk load (st_load_*) -------------------------------------------- */
+
+#define LOAD_BATCH 4096 /* records per write batch */
+
+struct st_load {
+	st_db *db;
+	rocksdb_writebatch_t *b;
+	size_t inbatch;
+	int64_t last_main, last_sub; /* the last change loaded (0, -1: none) */
+	int64_t *leases;             /* ids loaded, ascending */
+	size_t nleases, capleases;
+	buf kk, vv;
+	int err; /* poisoned: every later call returns it */
+};
+
+static bool cf_empty(st_db *db, int cf)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[cf]);
+	rocksdb_iter_seek_to_first(it);
+	bool empty = !rocksdb_iter_valid(it);
+	rocksdb_iter_destroy(it);
+	return empty;
+}
+
+int st_load_begin(st_db *db, st_load **out)
+{
+	*out = NULL;
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	if (db->grp_open || s.rev != 1 || s.compact_rev != 0 || !cf_empty(db, ST_CF_KV) ||
+	    !cf_empty(db, ST_CF_REV) || !cf_empty(db, ST_CF_LEASE))
+		return ST_EINVAL;
+	st_load *l = calloc(1, sizeof(*l));
+	if (l == NULL || (l->b = rocksdb_writebatch_create()) == NULL) {
+		free(l);
+		return ST_ENOMEM;
+	}
+	l->db = db;
+	l->last_sub = -1;
+	*out = l;
+	return ST_OK;
+}
+
+/* Write the pending batch (unsynced; st_load_finish syncs). */
+static int load_flush(st_load *l)
+{
+	if (l->inbatch == 0)
+		return ST_OK;
+	int rc = write_batch(l->db, l->b);
+	rocksdb_writebatch_clear(l->b);
+	l->inbatch = 0;
+	return rc;
+}
+
+static int load_count(st_load *l)
+{
+	if (++l->inbatch < LOAD_BATCH)
+		return ST_OK;
+	return load_flush(l);
+}
+
+int st_load_change(st_load *l, const st_kv *kv)
+{
+	if (l->err != ST_OK)
+		return l->err;
+	if (kv->key_len == 0 || kv->mod_rev < 1 || kv->sub < 0 ||
+	    kv->mod_rev < l->last_main || (kv->mod_rev == l->last_main && kv->sub <= l->last_sub) ||
+	    (!kv->tombstone && (kv->version < 1 || kv->create_rev < 1 || kv->create_rev > kv->mod_rev ||
+				kv->lease < 0)))
+		return ST_EINVAL;
+	struct change c = {
+		.key = (uint8_t *)kv->key, .klen = kv->key_len,
+		.val = (uint8_t *)kv->val, .vlen = kv->val_len,
+		.create = kv->create_rev, .version = kv->version, .lease = kv->lease,
+		.sub = kv->sub, .tomb = kv->tombstone,
+	};
+	int rc = kv_key(&l->kk, kv->key, kv->key_len, kv->mod_rev, kv->sub);
+	if (rc == ST_OK)
+		rc = kv_val_encode(&l->vv, &c);
+	if (rc != ST_OK)
+		return l->err = rc;
+	rocksdb_writebatch_put_cf(l->b, l->db->cf[ST_CF_KV], (const char *)l->kk.p, l->kk.len,
+				  (const char *)l->vv.p, l->vv.len);
+	uint8_t rk[REVKEY_LEN];
+	st_put_be64(rk, (uint64_t)kv->mod_rev);
+	st_put_be64(rk + 8, (uint64_t)kv->sub);
+	l->vv.len = 0;
+	uint8_t flag = kv->tombstone ? KVF_TOMBSTONE : 0;
+	if ((rc = buf_add(&l->vv, &flag, 1)) != ST_OK || (rc = buf_add(&l->vv, kv->key, kv->key_len)) != ST_OK)
+		return l->err = rc;
+	rocksdb_writebatch_put_cf(l->b, l->db->cf[ST_CF_REV], (const char *)rk, REVKEY_LEN,
+				  (const char *)l->vv.p, l->vv.len);
+	l->last_main = kv->mod_rev;
+	l->last_sub = kv->sub;
+	if ((rc = load_count(l)) != ST_OK)
+		l->err = rc;
+	return rc;
+}
+
+int st_load_lease(st_load *l, int64_t id, int64_t ttl)
+{
+	if (l->err != ST_OK)
+		return l->err;
+	if (id <= 0 || (l->nleases > 0 && id <= l->leases[l->nleases - 1]))
+		return ST_EINVAL;
+	if (l->nleases == l->capleases) {
+		size_t cap = l->capleases ? l->capleases * 2 : 16;
+		int64_t *p = realloc(l->leases, cap * sizeof(*p));
+		if (p == NULL)
+			return l->err = ST_ENOMEM;
+		l->leases = p;
+		l->capleases = cap;
+	}
+	l->leases[l->nleases++] = id;
+	int rc = lease_key(&l->kk, LEASE_TAG_LEASE, id, NULL, 0);
+	if (rc != ST_OK)
+		return l->err = rc;
+	uint8_t v[9];
+	v[0] = LEASE_FORMAT;
+	st_put_be64(v + 1, (uint64_t)ttl);
+	rocksdb_writebatch_put_cf(l->b, l->db->cf[ST_CF_LEASE], (const char *)l->kk.p, l->kk.len,
+				  (const char *)v, sizeof(v));
+	if ((rc = load_count(l)) != ST_OK)
+		l->err = rc;
+	return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Attach every live key with a loaded lease to it (the 'K' records commit
+ * would have written). */
+static int load_attach(void *arg, const st_kv *kv)
+{
+	st_load *l = arg;
+	if (kv->lease == 0 ||
+	    bsearch(&kv->lease, l->leases, l->nleases, sizeof(int64_t), cmp_i64) == NULL)
+		return 0;
+	int rc = lease_key(&l->kk, LEASE_TAG_KEY, kv->lease, kv->key, kv->key_len);
+	if (rc != ST_OK)
+		return rc;
+	rocksdb_writebatch_put_cf(l->b, l->db->cf[ST_CF_LEASE], (const char *)l->kk.p, l->kk.len,
+				  "", 0);
+	return load_count(l);
+}
+
+int st_load_finish(st_load *l, int64_t rev, int64_t compact_rev, int64_t compact_done)
+{
+	st_db *db = l->db;
+	int rc = l->err;
+	if (rc == ST_OK && (rev < 1 || rev < l->last_main || compact_rev < 0 || compact_rev > rev ||
+			    compact_done < 0 || compact_done > compact_rev))
+		rc = ST_EINVAL;
+	if (rc == ST_OK)
+		rc = load_flush(l);
+	if (rc == ST_OK) {
+		/* publish the revision state, so that a read txn sees the keyspace */
+		pthread_mutex_lock(&db->mu);
+		st_kv_state s = db->kv;
+		s.rev = rev;
+		s.compact_rev = compact_rev;
+		s.compact_done = compact_done;
+		batch_kvstate(l->b, db, &s);
+		rc = write_batch(db, l->b);
+		if (rc == ST_OK)
+			db->kv = s;
+		pthread_mutex_unlock(&db->mu);
+		rocksdb_writebatch_clear(l->b);
+	}
+	if (rc == ST_OK && l->nleases > 0) {
+		st_txn *t = NULL;
+		if ((rc = st_txn_begin(db, false, &t)) == ST_OK) {
+			rc = st_txn_range(t, (const uint8_t *)"", 0, (const uint8_t *)"", 1, rev,
+					  load_attach, l);
+			st_txn_abort(t);
+		}
+		if (rc == ST_OK)
+			rc = load_flush(l);
+	}
+	if (rc == ST_OK && compact_done < compact_rev)
+		rc = st_mvcc_finish_compaction(db);
+	if (rc == ST_OK) {
+		/* one synced write makes every earlier unsynced one durable */
+		st_kv_state s;
+		st_kv_state_get(db, &s);
+		uint8_t v[32];
+		st__kvstate_encode(&s, v);
+		rocksdb_writebatch_put_cf(l->b, db->cf[ST_CF_DEFAULT], ST_META_KVSTATE,
+					  strlen(ST_META_KVSTATE), (const char *)v, 32);
+		char *err = NULL;
+		rocksdb_write(db->rdb, db->wo_sync, l->b, &err);
+		if (err != NULL) {
+			rc = st__rocks_err(err);
+			free(err);
+			if (rc == ST_ENOTFOUND)
+				rc = ST_EIO;
+		}
+	}
+	st_load_abort(l);
+	return rc;
+}
+
+void st_load_abort(st_load *l)
+{
+	if (l == NULL)
+		return;
+	rocksdb_writebatch_destroy(l->b);
+	free(l->leases);
+	free(l->kk.p);
+	free(l->vv.p);
+	free(l);
 }

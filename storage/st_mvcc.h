@@ -82,6 +82,8 @@ int64_t st_txn_rev(const st_txn *t);
 int64_t st_txn_base_rev(const st_txn *t);
 /* Compacted revision at begin. */
 int64_t st_txn_compact_rev(const st_txn *t);
+/* Applied log index at begin (the index the snapshot of a read txn is at). */
+uint64_t st_txn_applied(const st_txn *t);
 /* Number of changes (puts + deletes) made so far. */
 size_t st_txn_changes(const st_txn *t);
 
@@ -235,6 +237,19 @@ int st_mvcc_finish_compaction(st_db *db);
 void st_mvcc_set_background(st_db *db, bool on);
 
 /*
+ * st_mvcc_compact_report_fn - how a background physical compaction up to @rev
+ * ended: @rc ST_OK after @took_ns nanoseconds, or the error (the compaction is
+ * then finished by st_mvcc_finish_compaction at the next open). Called on the
+ * storage thread; must not call into @db. Storage itself never logs: the server
+ * turns this into a log line.
+ */
+typedef void (*st_mvcc_compact_report_fn)(void *ctx, int64_t rev, int rc, int64_t took_ns);
+
+/* st_mvcc_set_compact_report - where background compactions report (NULL: not
+ * reported). Call before the first compaction, from one thread. */
+void st_mvcc_set_compact_report(st_db *db, st_mvcc_compact_report_fn fn, void *ctx);
+
+/*
  * st_mvcc_set_applied - record applied index @index with no change to the
  * keyspace (entries that are not KV requests: no-ops, conf changes). Inside an
  * apply group it is staged with the group.
@@ -284,5 +299,56 @@ int st_apply_commit(st_db *db);
 void st_apply_abort(st_db *db);
 bool st_apply_open(const st_db *db);
 void st_apply_state(st_db *db, st_kv_state *out);
+
+/*
+ * st_txn_records - visit every change the keyspace holds with main revision
+ * <= @to (capped at st_txn_rev), from the oldest, in revision order, as a
+ * finished compaction leaves them: above the compacted revision every change;
+ * at or below it only the version of each key visible at the compacted
+ * revision, and no tombstones (while a physical compaction is unfinished the
+ * versions it will delete are skipped, so the result does not depend on its
+ * progress). The material of etcd's "key" bucket (etcdcompat/ec_snapshot).
+ * Reads @t's snapshot only (committed data). Returns as st_txn_history, never
+ * ST_ECOMPACTED.
+ */
+int st_txn_records(st_txn *t, int64_t to, st_kv_visit fn, void *arg);
+
+/* st_txn_rmeta_get - st_rmeta_get as of @t's snapshot (so that it agrees with
+ * everything else @t reads). Returns as st_rmeta_get. */
+int st_txn_rmeta_get(st_txn *t, const char *name, void **val, size_t *len);
+
+/*
+ * Bulk load: fill an empty keyspace with a history made elsewhere (an etcd
+ * snapshot being imported, etcdcompat/ec_snapshot), record by record, without
+ * one write transaction per revision. Not atomic: the loader writes unsynced
+ * batches as it goes, and the caller builds into a data dir nobody serves yet
+ * (a temp dir renamed at the end). Node thread, or before any node runs; no
+ * apply group open.
+ * st_load_begin - start loading into @db, whose keyspace must be fresh
+ *   (revision 1, never compacted, no record, no lease). Returns 0 and *@out,
+ *   ST_EINVAL (not fresh, a group open), ST_ENOMEM.
+ * st_load_change - add one change (@kv: key, mod_rev = main, sub, tombstone;
+ *   for a put also value, create_rev, version, lease), in strictly ascending
+ *   (main, sub) order. Returns 0, ST_EINVAL (out of order, empty key, a put
+ *   with version < 1 or create_rev outside [1, mod_rev]), ST_EIO, ST_ENOMEM.
+ * st_load_lease - add lease @id (> 0, ascending ids) with granted @ttl.
+ *   Returns 0, ST_EINVAL, ST_EIO, ST_ENOMEM.
+ * st_load_finish - write what is pending and the keyspace state (current
+ *   revision @rev, compacted revision @compact_rev, physical compaction done up
+ *   to @compact_done; the applied index is left as it is), attach every live
+ *   key whose lease was loaded to it (keys naming a lease not loaded stay
+ *   unattached, as etcd's restore leaves them), finish the physical compaction
+ *   of (@compact_done, @compact_rev] (so an etcd file saved mid-compaction
+ *   ends up as etcd would leave it), and sync. Always frees @l. Returns 0,
+ *   ST_EINVAL (@rev below a loaded change or < 1, compaction marks out of
+ *   order), an error of an earlier call, ST_EIO, ST_ECORRUPT, ST_ENOMEM.
+ * st_load_abort - free @l (NULL ok); what was written stays written.
+ */
+typedef struct st_load st_load;
+int st_load_begin(st_db *db, st_load **out);
+int st_load_change(st_load *l, const st_kv *kv);
+int st_load_lease(st_load *l, int64_t id, int64_t ttl);
+int st_load_finish(st_load *l, int64_t rev, int64_t compact_rev, int64_t compact_done);
+void st_load_abort(st_load *l);
 
 #endif

@@ -7,10 +7,9 @@ set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev libcriterion-dev
-  libssl-dev openssl
-  libssl-dev libcrypt-dev openssl
+  libssl-dev libcrypt-dev openssl libmicrohttpd-dev libgnutls28-dev
   etcd-client etcd-server golang-go golang-etcd-server-dev
-  jq iproute2
+  jq iproute2 python3-prometheus-client curl
 )
 
 missing=()

@@ -244,10 +244,10 @@ while read -r t; do
 		status=fail
 		reason="timeout after ${timeout_s}s: $(reason_of "$log")"
 		grep -q -- "--- " "$log" || reason="timeout after ${timeout_s}s: no member printed etcd's ready lines"
-	elif [ $rc -eq 0 ] && grep -qE "^ *--- PASS: $t " "$log"; then
+	elif [ $rc -eq 0 ] && grep -qE -- "--- PASS: $t \(" "$log"; then
 		status=ok
 		reason=
-	elif grep -qE "^ *--- PASS: $t " "$log" && ! grep -qE "^ *--- FAIL" "$log" &&
+	elif grep -qE -- "--- PASS: $t \(" "$log" && ! grep -qE -- "--- FAIL" "$log" &&
 		grep -q "^Too many goroutines running after all test" "$log"; then
 		# The test passed; the suite's own goroutine-leak check of the test
 		# binary (testutil.MustTestMainWithLeakDetection) then failed the

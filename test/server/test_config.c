@@ -87,7 +87,7 @@ Test(config, etcd_defaults)
 	cr_assert(!c.enable_pprof);
 	cr_assert_str_eq(c.auto_compaction_mode, "periodic");
 	cr_assert_str_eq(c.auto_compaction_retention, "0");
-	cr_assert_str_eq(c.logger, "capnslog");
+	cr_assert_str_eq(c.logger, "zap");
 	cr_assert_str_eq(c.log_outputs, "default");
 	cr_assert_str_eq(c.log_level, "info");
 	cr_assert_str_eq(c.metrics, "basic");
@@ -252,6 +252,9 @@ Test(config, etcd_validation_texts)
 	expect_error(ARGV("--auto-compaction-mode=hourly"), no_env,
 	             "unknown auto-compaction-mode \"hourly\"");
 	expect_error(ARGV("--logger=syslog"), no_env, "unknown logger option \"syslog\"");
+	expect_error(ARGV("--log-level=verbose"), no_env, "unknown level \"verbose\"");
+	char *const env_lvl[] = {"ETCD_LOG_LEVEL=loud", NULL};
+	expect_error(ARGV("--name=x"), env_lvl, "unknown level \"loud\"");
 	expect_error(
 	        ARGV("--listen-client-urls", "http://127.0.0.1:2379"), no_env,
 	        "--advertise-client-urls is required when --listen-client-urls is set explicitly");
@@ -454,8 +457,6 @@ Test(config, ignored_and_no_effect_flags)
 	const char *names[32];
 	size_t n = srv_config_ignored(&c, names, 32);
 	const char *want[] = {"enable-pprof",
-	                      "logger",
-	                      "log-outputs",
 	                      "metrics",
 	                      "wal-dir",
 	                      "backend-batch-limit",
@@ -478,6 +479,28 @@ Test(config, ignored_and_no_effect_flags)
 	srv_config_free(&c);
 	/* --debug means --log-level=debug. */
 	cr_assert_eq(parse(&c, ARGV("--debug"), no_env, err, sizeof(err)), 0);
+	cr_assert_str_eq(c.log_level, "debug");
+	srv_config_free(&c);
+	/* An explicit level wins over --debug; the logging flags are used (not listed). */
+	cr_assert_eq(parse(&c, ARGV("--debug", "--log-level=warn"), no_env, err, sizeof(err)), 0);
+	cr_assert_str_eq(c.log_level, "warn");
+	cr_assert_eq(srv_config_ignored(&c, names, 32), 0);
+	srv_config_free(&c);
+}
+
+Test(config, logging_flags_from_the_environment)
+{
+	srv_config c;
+	char err[256];
+	char *const env[] = {"ETCD_LOGGER=capnslog", "ETCD_LOG_LEVEL=error",
+	                     "ETCD_LOG_OUTPUTS=stdout", NULL};
+	cr_assert_eq(parse(&c, ARGV("--name=x"), env, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c.logger, "capnslog");
+	cr_assert_str_eq(c.log_level, "error");
+	cr_assert_str_eq(c.log_outputs, "stdout");
+	srv_config_free(&c);
+	char *const env2[] = {"ETCD_DEBUG=true", NULL};
+	cr_assert_eq(parse(&c, ARGV("--name=x"), env2, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(c.log_level, "debug");
 	srv_config_free(&c);
 }

@@ -110,6 +110,8 @@ struct bench_opts {
 	int timeout_s;         /* per-call deadline */
 	int connect_timeout_s;
 	const char *label;     /* free text copied into the JSON line */
+	const char *cacert;    /* --cacert: TLS channels verified against this CA */
+	const char *cert, *key; /* --cert/--key: the client certificate (mutual TLS) */
 	const char *fsync_dir; /* --fsync-probe: measure fdatasync there instead */
 	int fsync_block;
 	double rate;           /* ops/s over all clients; 0: as fast as they complete */
@@ -679,6 +681,56 @@ static void *worker_main(void *arg)
  * so connection setup is not part of the measurement. Returns 0 or -1 (message
  * printed); *out is set either way (NULL if it could not be allocated).
  */
+
+/* A whole file as a NUL-terminated string (malloc'd), or NULL. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		fprintf(stderr, "msbench: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	size_t r;
+	while (buf != NULL && (r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += r;
+		if (cap - len - 1 == 0) {
+			char *nb = realloc(buf, cap * 2);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf != NULL)
+		buf[len] = '\0';
+	return buf;
+}
+
+/* Insecure credentials, or TLS ones with --cacert (and --cert/--key). */
+static grpc_channel_credentials *channel_creds(const struct bench_opts *o)
+{
+	if (o->cacert == NULL)
+		return grpc_insecure_credentials_create();
+	char *ca = slurp(o->cacert);
+	char *cert = o->cert ? slurp(o->cert) : NULL;
+	char *key = o->key ? slurp(o->key) : NULL;
+	grpc_channel_credentials *c = NULL;
+	if (ca != NULL && (o->cert == NULL || (cert != NULL && key != NULL))) {
+		grpc_ssl_pem_key_cert_pair pair = {key, cert};
+		c = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+	}
+	free(ca);
+	free(cert);
+	free(key);
+	return c;
+}
+
 static int open_channels(struct bench *b, int n, grpc_channel ***out)
 {
 	grpc_arg args[3];
@@ -700,7 +752,9 @@ static int open_channels(struct bench *b, int n, grpc_channel ***out)
 	*out = chans;
 	if (chans == NULL)
 		return -1;
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_channel_credentials *creds = channel_creds(&b->o);
+	if (creds == NULL)
+		return -1;
 	for (int i = 0; i < n; i++)
 		chans[i] = grpc_channel_create(b->o.endpoints[i % b->o.n_endpoints],
 					       creds, &chargs);
@@ -928,6 +982,8 @@ static void usage(FILE *f)
 "  --timeout SEC             per-call deadline                               [30]\n"
 "  --connect-timeout SEC     wait for every channel to be READY              [10]\n"
 "  --label TEXT              copied into the JSON line\n"
+"  --cacert FILE             TLS: verify the server against this CA (https:// endpoints)\n"
+"  --cert FILE, --key FILE   TLS: present this client certificate and key\n"
 "  --fsync-probe DIR         no gRPC: time --total pwrite+fdatasync of --fsync-block\n"
 "                            bytes in a preallocated 64 MiB file in DIR (like etcd's WAL)\n"
 "  --fsync-block B           block size for --fsync-probe                    [4096]\n"
@@ -979,6 +1035,8 @@ static void parse_endpoints(struct bench_opts *o, char *list)
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (strncmp(tok, "http://", 7) == 0)
 			tok += 7;
+		else if (strncmp(tok, "https://", 8) == 0)
+			tok += 8;
 		size_t n = strlen(tok);
 		while (n > 0 && tok[n - 1] == '/')
 			tok[--n] = '\0';
@@ -1000,6 +1058,7 @@ static void parse_endpoints(struct bench_opts *o, char *list)
 enum {
 	OPT_RATE = 256, OPT_DURATION, OPT_STREAMS, OPT_STREAM_CONNS, OPT_STREAM_THREADS,
 	OPT_WATCHERS, OPT_WATCH_RANGE, OPT_REVISIONS, OPT_SERVER_PID, OPT_SETTLE,
+	OPT_CACERT, OPT_CERT, OPT_KEY,
 };
 
 /*
@@ -1085,6 +1144,9 @@ static void parse_args(struct bench_opts *o, int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"connect-timeout", required_argument, NULL, 'C'},
 		{"label", required_argument, NULL, 'l'},
+		{"cacert", required_argument, NULL, OPT_CACERT},
+		{"cert", required_argument, NULL, OPT_CERT},
+		{"key", required_argument, NULL, OPT_KEY},
 		{"fsync-probe", required_argument, NULL, 'F'},
 		{"fsync-block", required_argument, NULL, 'B'},
 		{"rate", required_argument, NULL, OPT_RATE},
@@ -1177,6 +1239,9 @@ static void parse_args(struct bench_opts *o, int argc, char **argv)
 		case 't': o->timeout_s = (int)parse_u64("timeout", optarg, 1); break;
 		case 'C': o->connect_timeout_s = (int)parse_u64("connect-timeout", optarg, 1); break;
 		case 'l': o->label = optarg; break;
+		case OPT_CACERT: o->cacert = optarg; break;
+		case OPT_CERT: o->cert = optarg; break;
+		case OPT_KEY: o->key = optarg; break;
 		case 'F': o->fsync_dir = optarg; break;
 		case 'B': o->fsync_block = (int)parse_u64("fsync-block", optarg, 1); break;
 		case 'o': {

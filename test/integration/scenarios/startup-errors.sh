@@ -75,7 +75,7 @@ start_server || { fail start "server did not start"; exit 1; }
 check_out locked-setup "OK" ectl put keep me
 rev=$(cur_rev)
 if [ "$IT_TARGET" = etcd ]; then MAY_BLOCK=1 run_bad locked "$SRV_DATA"; else run_bad locked "$SRV_DATA"; fi
-check_says locked "fatal metastore: cannot open data dir .*locked by another process"
+check_says locked "\"level\":\"fatal\",.*\"msg\":\"cannot open data dir .*locked by another process"
 check_out locked-first-still-serves "me" ectl get keep --print-value-only
 check_eq locked-first-revision-unchanged "$rev" "$(cur_rev)"
 
@@ -91,7 +91,7 @@ cp -a "$data" "$_IT_TMP/data-good"
 printf 'garbage\n' >"$cur"
 before=$(dir_sum "$data")
 run_bad corrupt "$data"
-check_says corrupt "fatal metastore: cannot open data dir .*(Corruption|corrupt)"
+check_says corrupt "\"level\":\"fatal\",.*\"msg\":\"cannot open data dir .*(Corruption|corrupt)"
 check_eq corrupt-dir-unchanged "$before" "$(dir_sum "$data")"
 
 # --- positive control: the saved good copy starts and still holds the data
@@ -113,17 +113,17 @@ fi
 if [ "$IT_TARGET" = metastore ]; then
     before=$(dir_sum "$data")
     run_bad other-cluster "$data"
-    check_says other-cluster "fatal metastore: data dir .* belongs to member [0-9a-f]{16} of cluster [0-9a-f]{16}, but --initial-cluster"
+    check_says other-cluster "\"level\":\"fatal\",.*\"msg\":\"data dir .* belongs to member [0-9a-f]{16} of cluster [0-9a-f]{16}, but --initial-cluster"
     check_eq other-cluster-dir-unchanged "$before" "$(dir_sum "$data")"
 fi
 
 # --- not a directory
 : >"$_IT_TMP/plain-file"
 run_bad file "$_IT_TMP/plain-file"
-check_says file "fatal metastore: cannot open data dir .*not a directory"
+check_says file "\"level\":\"fatal\",.*\"msg\":\"cannot open data dir .*not a directory"
 check_eq file-untouched "0" "$(stat -c %s "$_IT_TMP/plain-file")"
 run_bad below-file "$_IT_TMP/plain-file/data"
-check_says below-file "fatal metastore: cannot open data dir .*Not a directory"
+check_says below-file "\"level\":\"fatal\",.*\"msg\":\"cannot open data dir .*Not a directory"
 
 # --- no permission to create the data dir
 mkdir -p "$_IT_TMP/ro"
@@ -143,7 +143,7 @@ else
     run_bad no-perm "$_IT_TMP/ro/data"
     chmod 0755 "$_IT_TMP/ro"
 fi
-check_says no-perm "fatal metastore: cannot open data dir .*Permission denied"
+check_says no-perm "\"level\":\"fatal\",.*\"msg\":\"cannot open data dir .*Permission denied"
 check_true no-perm-nothing-created "the data dir was created" test ! -e "$_IT_TMP/ro/data"
 
 finish
