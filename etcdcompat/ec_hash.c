@@ -146,7 +146,8 @@ int ec_hash_kv(st_db *db, int64_t rev, uint32_t *hash, int64_t *cur_rev, int64_t
 	static const uint8_t all = 0;
 	rc = st_txn_range(t, &all, 1, &all, 1, rev, keep_visit, &h.keep);
 	if (rc == ST_OK) {
-		qsort(h.keep.v, h.keep.n, sizeof(*h.keep.v), cmp_rev);
+		if (h.keep.n > 1)
+			qsort(h.keep.v, h.keep.n, sizeof(*h.keep.v), cmp_rev);
 		h.crc = ec_crc32c(0, "key", 3);
 		rc = ec_snapshot_key_records(t, rev, hkv_visit, &h);
 	}

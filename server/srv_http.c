@@ -3,6 +3,7 @@
  * listening socket (srv_http.h). srv_http_route is the whole behaviour, pure;
  * the rest adapts it to libmicrohttpd and checks client certificates on TLS.
  */
+#include "server/srv_log.h"
 #include "server/srv_http.h"
 
 #include <errno.h>
@@ -31,18 +32,6 @@ struct srv_http {
 	daemon_ctx dm[N_KINDS];
 	atomic_bool stopping;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- the handlers ------------------------------------------------------------------- */
 
@@ -352,7 +341,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 	*out = NULL;
 	srv_http *h = calloc(1, sizeof *h);
 	if (h == NULL) {
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	h->cfg = *cfg;
@@ -372,7 +361,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 			                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
 			                         MHD_OPTION_END);
 		} else if (cfg->tls == NULL) {
-			set_err(err, errlen, "https:// URL without a TLS certificate and key");
+			srv_errf(err, errlen, "https:// URL without a TLS certificate and key");
 			srv_http_stop(h);
 			return -1;
 		} else {
@@ -395,7 +384,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 				        cert, MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_END);
 		}
 		if (dc->d == NULL) {
-			set_err(err, errlen, "cannot start the HTTP server%s",
+			srv_errf(err, errlen, "cannot start the HTTP server%s",
 			        dc->tls ? " (TLS: libmicrohttpd refused the certificate or key)"
 			                : "");
 			srv_http_stop(h);

@@ -98,18 +98,6 @@ struct srv_listen {
 	relay *dead; /* closed this round, freed at its end */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec t;
@@ -214,14 +202,14 @@ static int bind_unix(lsock *s, const char *path, char *why, size_t whylen)
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sa.sun_path) {
-		set_err(why, whylen, "path too long");
+		srv_errf(why, whylen, "path too long");
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
 	unlink(path); /* a stale socket from an earlier run, as etcd's unix listener */
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
-		set_err(why, whylen, "%s", strerror(errno));
+		srv_errf(why, whylen, "%s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -237,7 +225,7 @@ static int bind_tcp(lsock *s, const char *hostport, char *why, size_t whylen)
 	char host[256];
 	const char *colon = strrchr(hostport, ':');
 	if (colon == NULL) {
-		set_err(why, whylen, "missing port");
+		srv_errf(why, whylen, "missing port");
 		return -1;
 	}
 	size_t hl = (size_t)(colon - hostport);
@@ -247,7 +235,7 @@ static int bind_tcp(lsock *s, const char *hostport, char *why, size_t whylen)
 		hl -= 2;
 	}
 	if (hl >= sizeof host) {
-		set_err(why, whylen, "host too long");
+		srv_errf(why, whylen, "host too long");
 		return -1;
 	}
 	memcpy(host, hp, hl);
@@ -257,7 +245,7 @@ static int bind_tcp(lsock *s, const char *hostport, char *why, size_t whylen)
 	char portbuf[16];
 	size_t pl = strcspn(port, "/");
 	if (pl == 0 || pl >= sizeof portbuf) {
-		set_err(why, whylen, "bad port");
+		srv_errf(why, whylen, "bad port");
 		return -1;
 	}
 	memcpy(portbuf, port, pl);
@@ -269,7 +257,7 @@ static int bind_tcp(lsock *s, const char *hostport, char *why, size_t whylen)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	int gr = getaddrinfo(hl ? host : NULL, portbuf, &hints, &res);
 	if (gr != 0) {
-		set_err(why, whylen, "%s", gai_strerror(gr));
+		srv_errf(why, whylen, "%s", gai_strerror(gr));
 		return -1;
 	}
 	int fd = -1, e = 0;
@@ -289,7 +277,7 @@ static int bind_tcp(lsock *s, const char *hostport, char *why, size_t whylen)
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		set_err(why, whylen, "%s", strerror(e ? e : EADDRNOTAVAIL));
+		srv_errf(why, whylen, "%s", strerror(e ? e : EADDRNOTAVAIL));
 		return -1;
 	}
 	struct sockaddr_storage ss;
@@ -330,12 +318,12 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 {
 	*out = NULL;
 	if (cfg->n_urls == 0 || cfg->n_urls > MAX_URLS) {
-		set_err(err, errlen, "cannot listen: %zu URLs (1 to %d)", cfg->n_urls, MAX_URLS);
+		srv_errf(err, errlen, "cannot listen: %zu URLs (1 to %d)", cfg->n_urls, MAX_URLS);
 		return -1;
 	}
 	srv_listen *l = calloc(1, sizeof *l);
 	if (l == NULL) {
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	l->cfg = *cfg;
@@ -347,7 +335,7 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 	atomic_init(&l->stop, false);
 	if (cfg->tls_grpc_addr != NULL && (l->tls_grpc_addr = strdup(cfg->tls_grpc_addr)) == NULL) {
 		free(l);
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
@@ -370,14 +358,14 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 			rc = bind_unix(s, u + 8, why, sizeof why);
 		}
 		if (rc == 0 && s->tls && cfg->mux == SRV_HTTP_CLIENT && l->tls_grpc_addr == NULL) {
-			set_err(why, sizeof why, "no TLS gRPC address");
+			srv_errf(why, sizeof why, "no TLS gRPC address");
 			close(s->fd);
 			rc = -1;
 		}
 		if (rc != 0) {
 			/* srv_rpc's words for a port the core could not bind, so the
 			 * start-up error reads as before; the reason is logged */
-			set_err(err, errlen, "cannot listen on %s", u);
+			srv_errf(err, errlen, "cannot listen on %s", u);
 			srv_log_warn("cannot listen", SRV_LF_STR("address", u), SRV_LF_ERR(why));
 			listen_free(l);
 			return -1;

@@ -499,9 +499,7 @@ void srv_log_writef(srv_log_level lvl, const char *file, int line, const char *f
 
 /* ---- configuration -------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void srv_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err == NULL || errlen == 0)
 		return;
@@ -523,7 +521,7 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 {
 	srv_log_level lvl;
 	if (srv_log_level_parse(level ? level : "info", &lvl) != 0) {
-		set_err(err, errlen, "unknown level \"%s\"", level);
+		srv_errf(err, errlen, "unknown level \"%s\"", level);
 		return -1;
 	}
 	bool capnslog;
@@ -532,12 +530,12 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 	} else if (strcmp(logger, "capnslog") == 0) {
 		capnslog = true;
 	} else {
-		set_err(err, errlen, "unknown logger option \"%s\"", logger);
+		srv_errf(err, errlen, "unknown logger option \"%s\"", logger);
 		return -1;
 	}
 	char *list = strdup(outputs && *outputs ? outputs : "default");
 	if (list == NULL) {
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	const char *names[MAX_OUTPUTS];
@@ -547,7 +545,7 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 	int rc = -1;
 	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (nn == MAX_OUTPUTS) {
-			set_err(err, errlen, "--log-outputs: more than %d outputs", MAX_OUTPUTS);
+			srv_errf(err, errlen, "--log-outputs: more than %d outputs", MAX_OUTPUTS);
 			goto out;
 		}
 		has_default |= strcmp(tok, "default") == 0;
@@ -557,21 +555,21 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 		names[nn++] = "default", has_default = true;
 	if (capnslog) {
 		if (nn != 1) {
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "--logger=capnslog supports only 1 value in '--log-outputs', got %s",
 			        outputs);
 			goto out;
 		}
 		if (strcmp(names[0], "default") != 0 && strcmp(names[0], "stderr") != 0 &&
 		    strcmp(names[0], "stdout") != 0) {
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "unknown log-output \"%s\" (only supports \"default\", \"stderr\", "
 			        "\"stdout\")",
 			        names[0]);
 			goto out;
 		}
 	} else if (nn > 1 && has_default) {
-		set_err(err, errlen, "multi logoutput for \"default\" is not supported yet");
+		srv_errf(err, errlen, "multi logoutput for \"default\" is not supported yet");
 		goto out;
 	}
 	log_out outs[MAX_OUTPUTS];
@@ -588,7 +586,7 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 			continue;
 		if (strcmp(p, "systemd/journal") == 0) {
 			close_outs(outs, no);
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "--log-outputs=systemd/journal: journald output is not supported by "
 			        "metastore; use stderr (journald captures it under systemd)");
 			goto out;
@@ -604,7 +602,7 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
 			if (fd < 0) {
 				int e = errno;
 				close_outs(outs, no);
-				set_err(err, errlen, "open sink \"%s\": open %s: %s", p, p, strerror(e));
+				srv_errf(err, errlen, "open sink \"%s\": open %s: %s", p, p, strerror(e));
 				goto out;
 			}
 			owned = true;

@@ -143,6 +143,13 @@ int srv_log_setup(const char *logger, const char *level, const char *outputs, ch
  * stderr). */
 void srv_log_reset(void);
 
+/*
+ * srv_errf - format an error reason into @err (@errlen bytes, always
+ * terminated); does nothing when @err is NULL or @errlen is 0. The one helper
+ * every server file uses to fill its callers' err buffers.
+ */
+void srv_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* srv_log_level_parse - @name as --log-level takes it → *@out. Returns 0 or -1. */
 int srv_log_level_parse(const char *name, srv_log_level *out);
 

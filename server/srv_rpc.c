@@ -190,18 +190,6 @@ struct srv_stream {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Serialise @m into a one-slice byte buffer; *len gets the encoded size. */
 static grpc_byte_buffer *msg_encode(const ProtobufCMessage *m, size_t *len)
 {
@@ -876,26 +864,26 @@ static int check_table(const srv_method *methods, size_t n, char *err, size_t er
 	for (size_t i = 0; i < n; i++) {
 		const srv_method *m = &methods[i];
 		if (m->name == NULL || m->name[0] != '/') {
-			set_err(err, errlen, "method row %zu: name must start with '/'", i);
+			srv_errf(err, errlen, "method row %zu: name must start with '/'", i);
 			return -1;
 		}
 		if (m->req == NULL || m->resp == NULL) {
-			set_err(err, errlen, "method %s: request and response descriptors needed",
+			srv_errf(err, errlen, "method %s: request and response descriptors needed",
 				m->name);
 			return -1;
 		}
 		if (m->kind != SRV_UNARY && m->kind != SRV_SERVER_STREAM && m->kind != SRV_BIDI) {
-			set_err(err, errlen, "method %s: bad kind %d", m->name, (int)m->kind);
+			srv_errf(err, errlen, "method %s: bad kind %d", m->name, (int)m->kind);
 			return -1;
 		}
 		if ((m->kind == SRV_UNARY && m->stream != NULL) ||
 		    (m->kind != SRV_UNARY && m->unary != NULL)) {
-			set_err(err, errlen, "method %s: handler does not match its kind", m->name);
+			srv_errf(err, errlen, "method %s: handler does not match its kind", m->name);
 			return -1;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(methods[j].name, m->name) == 0) {
-				set_err(err, errlen, "method %s listed twice", m->name);
+				srv_errf(err, errlen, "method %s listed twice", m->name);
 				return -1;
 			}
 		}
@@ -1054,11 +1042,11 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 {
 	*out = NULL;
 	if (cfg == NULL || (!cfg->adopt_fds && (cfg->n_listen == 0 || cfg->listen == NULL))) {
-		set_err(err, errlen, "no listen address");
+		srv_errf(err, errlen, "no listen address");
 		return -1;
 	}
 	if (n > 0 && methods == NULL) {
-		set_err(err, errlen, "no method table");
+		srv_errf(err, errlen, "no method table");
 		return -1;
 	}
 	if (check_table(methods, n, err, errlen) != 0)
@@ -1068,7 +1056,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 	srv_rpc *rpc = calloc(1, sizeof *rpc);
 	if (rpc == NULL) {
 		grpc_shutdown();
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	rpc->rpc_cfg = *cfg;
@@ -1096,7 +1084,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 	if (rpc->rpc_rows == NULL || rpc->rpc_ports == NULL || rpc->rpc_workers == NULL) {
 		rpc->rpc_nworkers = 0;
 		rpc_free(rpc);
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -1117,7 +1105,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		if (rpc->rpc_metrics == NULL) {
 			rpc->rpc_nworkers = 0;
 			rpc_free(rpc);
-			set_err(err, errlen, "out of memory");
+			srv_errf(err, errlen, "out of memory");
 			return -1;
 		}
 	}
@@ -1160,7 +1148,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 					      : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
 			0);
 		if (r->reg == NULL) {
-			set_err(err, errlen, "cannot register method %s", r->m.name);
+			srv_errf(err, errlen, "cannot register method %s", r->m.name);
 			rpc_abort_start(rpc);
 			return -1;
 		}
@@ -1169,13 +1157,13 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		char addr[1024];
 		bool tls = false;
 		if (cfg->listen[i] == NULL || listen_addr(cfg->listen[i], addr, sizeof addr, &tls) != 0) {
-			set_err(err, errlen, "cannot listen on %s: not an address",
+			srv_errf(err, errlen, "cannot listen on %s: not an address",
 				cfg->listen[i] != NULL ? cfg->listen[i] : "(null)");
 			rpc_abort_start(rpc);
 			return -1;
 		}
 		if (tls && cfg->tls == NULL) {
-			set_err(err, errlen, "cannot listen on %s: no TLS certificate and key",
+			srv_errf(err, errlen, "cannot listen on %s: no TLS certificate and key",
 				cfg->listen[i]);
 			rpc_abort_start(rpc);
 			return -1;
@@ -1186,7 +1174,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		if (creds != NULL)
 			grpc_server_credentials_release(creds);
 		if (port <= 0) {
-			set_err(err, errlen, "cannot listen on %s", cfg->listen[i]);
+			srv_errf(err, errlen, "cannot listen on %s", cfg->listen[i]);
 			rpc_abort_start(rpc);
 			return -1;
 		}
@@ -1199,7 +1187,7 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		srv_worker *w = &rpc->rpc_workers[i];
 		int e = pthread_create(&w->thread, NULL, worker_main, w);
 		if (e != 0) {
-			set_err(err, errlen, "cannot start thread: %s", strerror(e));
+			srv_errf(err, errlen, "cannot start thread: %s", strerror(e));
 			rpc_abort_start(rpc);
 			return -1;
 		}

@@ -13,6 +13,7 @@
  * is not told: it runs per call (srv_tls_check_client_addr) on the auth
  * context's SAN properties and the call's peer address.
  */
+#include "server/srv_log.h"
 #include "server/srv_tls.h"
 
 #include <arpa/inet.h>
@@ -95,18 +96,6 @@ struct srv_tls {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -186,7 +175,7 @@ static int read_file(const char *flag, const char *path, char **out, size_t *len
 {
 	FILE *f = fopen(path, "rb");
 	if (f == NULL) {
-		set_err(err, errlen, "%s=%s: cannot open the file: %s", flag, path,
+		srv_errf(err, errlen, "%s=%s: cannot open the file: %s", flag, path,
 		        strerror(errno));
 		return -1;
 	}
@@ -209,12 +198,12 @@ static int read_file(const char *flag, const char *path, char **out, size_t *len
 	int rerr = ferror(f) ? errno : 0;
 	fclose(f);
 	if (buf == NULL) {
-		set_err(err, errlen, "%s=%s: out of memory", flag, path);
+		srv_errf(err, errlen, "%s=%s: out of memory", flag, path);
 		return -1;
 	}
 	if (rerr != 0) {
 		free(buf);
-		set_err(err, errlen, "%s=%s: cannot read the file: %s", flag, path, strerror(rerr));
+		srv_errf(err, errlen, "%s=%s: cannot read the file: %s", flag, path, strerror(rerr));
 		return -1;
 	}
 	buf[n] = '\0';
@@ -262,12 +251,12 @@ static int load_certs(const char *flag, const char *path, STACK_OF(X509) * *out,
 	STACK_OF(X509) *sk = parse_certs(data, len);
 	free(data);
 	if (sk == NULL) {
-		set_err(err, errlen, "%s=%s: out of memory", flag, path);
+		srv_errf(err, errlen, "%s=%s: out of memory", flag, path);
 		return -1;
 	}
 	if (sk_X509_num(sk) == 0) {
 		sk_X509_free(sk);
-		set_err(err, errlen, "%s=%s: no PEM certificate in the file", flag, path);
+		srv_errf(err, errlen, "%s=%s: no PEM certificate in the file", flag, path);
 		return -1;
 	}
 	*out = sk;
@@ -287,7 +276,7 @@ static int load_key(const char *flag, const char *path, EVP_PKEY **out, char *er
 	OPENSSL_cleanse(data, len);
 	free(data);
 	if (k == NULL) {
-		set_err(err, errlen,
+		srv_errf(err, errlen,
 		        "%s=%s: no PEM private key in the file (or it is encrypted, which is not "
 		        "supported)",
 		        flag, path);
@@ -317,7 +306,7 @@ static int load_crl(const char *flag, const char *path, X509_CRL **out, struct s
 	char *data = NULL;
 	size_t len = 0;
 	if (stat(path, st) != 0) {
-		set_err(err, errlen, "%s=%s: cannot open the file: %s", flag, path,
+		srv_errf(err, errlen, "%s=%s: cannot open the file: %s", flag, path,
 		        strerror(errno));
 		return -1;
 	}
@@ -326,7 +315,7 @@ static int load_crl(const char *flag, const char *path, X509_CRL **out, struct s
 	X509_CRL *crl = parse_crl(data, len);
 	free(data);
 	if (crl == NULL) {
-		set_err(err, errlen, "%s=%s: not a certificate revocation list (PEM or DER)", flag,
+		srv_errf(err, errlen, "%s=%s: not a certificate revocation list (PEM or DER)", flag,
 		        path);
 		return -1;
 	}
@@ -490,7 +479,7 @@ static int mkdir_all(const char *dir, char *err, size_t errlen)
 {
 	char p[PATH_MAX];
 	if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-		set_err(err, errlen, "%s: path too long", dir);
+		srv_errf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
 	for (char *s = p + 1; *s; s++) {
@@ -498,14 +487,14 @@ static int mkdir_all(const char *dir, char *err, size_t errlen)
 			continue;
 		*s = '\0';
 		if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-			set_err(err, errlen, "cannot create cert directory %s: %s", p,
+			srv_errf(err, errlen, "cannot create cert directory %s: %s", p,
 			        strerror(errno));
 			return -1;
 		}
 		*s = '/';
 	}
 	if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-		set_err(err, errlen, "cannot create cert directory %s: %s", p, strerror(errno));
+		srv_errf(err, errlen, "cannot create cert directory %s: %s", p, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -548,7 +537,7 @@ int srv_tls_self_cert(const char *dir, const char *const *hosts, size_t n, char 
 		return -1;
 	char certp[PATH_MAX + 16], keyp[PATH_MAX + 16];
 	if (strlen(dir) >= PATH_MAX) {
-		set_err(err, errlen, "%s: path too long", dir);
+		srv_errf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
 	snprintf(certp, sizeof certp, "%s/cert.pem", dir);
@@ -564,13 +553,13 @@ int srv_tls_self_cert(const char *dir, const char *const *hosts, size_t n, char 
 	char *san = NULL;
 	FILE *cf = NULL, *kf = NULL;
 	if (pk == NULL || x == NULL || serial == NULL || limit == NULL) {
-		set_err(err, errlen, "cannot generate ECDSA key");
+		srv_errf(err, errlen, "cannot generate ECDSA key");
 		goto out;
 	}
 	/* A serial below 2^128, as etcd's. */
 	if (!BN_lshift(limit, BN_value_one(), 128) || !BN_rand_range(serial, limit) ||
 	    BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) == NULL) {
-		set_err(err, errlen, "cannot generate random number");
+		srv_errf(err, errlen, "cannot generate random number");
 		goto out;
 	}
 	X509_set_version(x, X509_VERSION_3);
@@ -585,7 +574,7 @@ int srv_tls_self_cert(const char *dir, const char *const *hosts, size_t n, char 
 		cap += strlen(hosts[i]) + 8;
 	san = calloc(1, cap);
 	if (san == NULL) {
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -603,18 +592,18 @@ int srv_tls_self_cert(const char *dir, const char *const *hosts, size_t n, char 
 	    add_ext(x, NID_ext_key_usage, "serverAuth") != 0 ||
 	    (san[0] && add_ext(x, NID_subject_alt_name, san) != 0) ||
 	    X509_sign(x, pk, EVP_sha512()) == 0) {
-		set_err(err, errlen, "cannot generate x509 certificate");
+		srv_errf(err, errlen, "cannot generate x509 certificate");
 		goto out;
 	}
 	cf = fopen(certp, "w");
 	if (cf == NULL) {
-		set_err(err, errlen, "cannot create cert file %s: %s", certp, strerror(errno));
+		srv_errf(err, errlen, "cannot create cert file %s: %s", certp, strerror(errno));
 		goto out;
 	}
 	int kfd = open(keyp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	kf = kfd >= 0 ? fdopen(kfd, "w") : NULL;
 	if (kf == NULL) {
-		set_err(err, errlen, "cannot create key file %s: %s", keyp, strerror(errno));
+		srv_errf(err, errlen, "cannot create key file %s: %s", keyp, strerror(errno));
 		if (kfd >= 0)
 			close(kfd);
 		goto out;
@@ -625,17 +614,17 @@ int srv_tls_self_cert(const char *dir, const char *const *hosts, size_t n, char 
 	          BIO_flush(kb) == 1;
 	BIO_free(kb);
 	if (PEM_write_X509(cf, x) != 1 || !kok) {
-		set_err(err, errlen, "cannot write %s / %s", certp, keyp);
+		srv_errf(err, errlen, "cannot write %s / %s", certp, keyp);
 		goto out;
 	}
 	rc = 0;
 out:
 	if (cf != NULL && fclose(cf) != 0 && rc == 0) {
-		set_err(err, errlen, "cannot write cert file %s: %s", certp, strerror(errno));
+		srv_errf(err, errlen, "cannot write cert file %s: %s", certp, strerror(errno));
 		rc = -1;
 	}
 	if (kf != NULL && fclose(kf) != 0 && rc == 0) {
-		set_err(err, errlen, "cannot write key file %s: %s", keyp, strerror(errno));
+		srv_errf(err, errlen, "cannot write key file %s: %s", keyp, strerror(errno));
 		rc = -1;
 	}
 	if (rc != 0) { /* never leave half a pair that a later start would reuse */
@@ -706,7 +695,7 @@ static int load_files(srv_tls *t, const side_flags *fl, bool check_dates, char *
 	X509 *leaf = sk_X509_value(chain, 0);
 	if (X509_check_private_key(leaf, key) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen,
+		srv_errf(err, errlen,
 		        "%s=%s: the private key does not match the certificate in %s=%s", fl->key,
 		        t->key_file, fl->cert, t->cert_file);
 		goto out;
@@ -716,13 +705,13 @@ static int load_files(srv_tls *t, const side_flags *fl, bool check_dates, char *
 		subject_cn(leaf, cn, sizeof cn);
 		if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
 			asn1_time_text(X509_get0_notAfter(leaf), when, sizeof when);
-			set_err(err, errlen, "%s=%s: the certificate (CN \"%s\") expired on %s",
+			srv_errf(err, errlen, "%s=%s: the certificate (CN \"%s\") expired on %s",
 			        fl->cert, t->cert_file, cn, when);
 			goto out;
 		}
 		if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
 			asn1_time_text(X509_get0_notBefore(leaf), when, sizeof when);
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "%s=%s: the certificate (CN \"%s\") is not valid before %s",
 			        fl->cert, t->cert_file, cn, when);
 			goto out;
@@ -731,7 +720,7 @@ static int load_files(srv_tls *t, const side_flags *fl, bool check_dates, char *
 	t->cert_pem = certs_pem(chain);
 	t->key_pem = key_pem(key);
 	if (t->cert_pem == NULL || t->key_pem == NULL) {
-		set_err(err, errlen, "%s=%s: cannot re-encode the certificate or key", fl->cert,
+		srv_errf(err, errlen, "%s=%s: cannot re-encode the certificate or key", fl->cert,
 		        t->cert_file);
 		goto out;
 	}
@@ -742,13 +731,13 @@ static int load_files(srv_tls *t, const side_flags *fl, bool check_dates, char *
 		t->ca_pem = certs_pem(ca);
 		sk_X509_pop_free(ca, X509_free);
 		if (t->ca_pem == NULL) {
-			set_err(err, errlen, "%s=%s: out of memory", fl->ca, t->ca_file);
+			srv_errf(err, errlen, "%s=%s: out of memory", fl->ca, t->ca_file);
 			goto out;
 		}
 	} else if (t->require_client) {
 		t->ca_pem = system_roots() != NULL ? strdup(system_roots()) : NULL;
 		if (t->ca_pem == NULL) {
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "--%sclient-cert-auth without %s needs the system's CA bundle "
 			        "(%s), which cannot be read",
 			        strcmp(t->side, "peer") == 0 ? "peer-" : "", fl->ca,
@@ -782,7 +771,7 @@ int srv_tls_setup(const srv_tls_side *s, srv_tls **out, char *err, size_t errlen
 		int w = snprintf(autodir, sizeof autodir, "%s/fixtures/%s",
 		                 s->data_dir ? s->data_dir : ".", s->side);
 		if (w < 0 || (size_t)w >= sizeof autodir) {
-			set_err(err, errlen,
+			srv_errf(err, errlen,
 			        "failed to get %s self-signed certs: data dir path too long",
 			        s->side);
 			return -1;
@@ -793,7 +782,7 @@ int srv_tls_setup(const srv_tls_side *s, srv_tls **out, char *err, size_t errlen
 			hosts[nh++] = url_rest(s->listen_urls[i]);
 		char why[512] = "";
 		if (srv_tls_self_cert(autodir, hosts, nh, why, sizeof why) != 0) {
-			set_err(err, errlen, "failed to get %s self-signed certs: %s", s->side,
+			srv_errf(err, errlen, "failed to get %s self-signed certs: %s", s->side,
 			        why);
 			return -1;
 		}
@@ -810,14 +799,14 @@ int srv_tls_setup(const srv_tls_side *s, srv_tls **out, char *err, size_t errlen
 		return 0;
 	}
 	if (certf == NULL || keyf == NULL) {
-		set_err(err, errlen, "%s and %s must both be given (%s \"%s\", %s \"%s\")", fl.cert,
+		srv_errf(err, errlen, "%s and %s must both be given (%s \"%s\", %s \"%s\")", fl.cert,
 		        fl.key, fl.cert, certf ? certf : "", fl.key, keyf ? keyf : "");
 		return -1;
 	}
 
 	srv_tls *t = calloc(1, sizeof *t);
 	if (t == NULL) {
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	atomic_init(&t->refs, 1);
@@ -840,11 +829,11 @@ int srv_tls_setup(const srv_tls_side *s, srv_tls **out, char *err, size_t errlen
 	if (!t->cert_file || !t->key_file || !t->ca_file || !t->crl_file || !t->allowed_cn ||
 	    !t->allowed_hostname) {
 		srv_tls_unref(t);
-		set_err(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (given(t->allowed_cn) && given(t->allowed_hostname)) {
-		set_err(err, errlen,
+		srv_errf(err, errlen,
 		        "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", "
 		        "hostname=\"%s\")",
 		        t->allowed_cn, t->allowed_hostname);
@@ -897,7 +886,7 @@ static int crl_check(srv_tls *t, STACK_OF(X509) * certs, char *why, size_t whyle
 	pthread_mutex_lock(&t->crl_mu);
 	struct stat st;
 	if (stat(t->crl_file, &st) != 0) {
-		set_err(why, whylen, "open %s: %s", t->crl_file, strerror(errno));
+		srv_errf(why, whylen, "open %s: %s", t->crl_file, strerror(errno));
 		rc = -1;
 		goto out;
 	}
@@ -909,7 +898,7 @@ static int crl_check(srv_tls *t, STACK_OF(X509) * certs, char *why, size_t whyle
 		char e[512];
 		side_flags fl = flags_of(t->side);
 		if (load_crl(fl.crl, t->crl_file, &crl, &nst, e, sizeof e) != 0) {
-			set_err(why, whylen, "%s", e);
+			srv_errf(why, whylen, "%s", e);
 			rc = -1;
 			goto out;
 		}
@@ -925,7 +914,7 @@ static int crl_check(srv_tls *t, STACK_OF(X509) * certs, char *why, size_t whyle
 			if (ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(r), sn) == 0) {
 				char hex[128];
 				serial_hex(sn, hex, sizeof hex);
-				set_err(why, whylen, "transport: certificate serial %s revoked",
+				srv_errf(why, whylen, "transport: certificate serial %s revoked",
 				        hex);
 				rc = 1;
 				break;
@@ -972,13 +961,13 @@ static int check_peer_cert(srv_tls *t, bool server, const char *pem, const char 
 	if (pem == NULL || *pem == '\0') {
 		if (!want_names || server)
 			return 0; /* nothing presented where nothing was required */
-		set_err(why, whylen, "client certificate authentication failed");
+		srv_errf(why, whylen, "client certificate authentication failed");
 		return -1;
 	}
 	STACK_OF(X509) *certs = parse_certs(pem, strlen(pem));
 	if (certs == NULL || sk_X509_num(certs) == 0) {
 		sk_X509_free(certs);
-		set_err(why, whylen, "cannot parse the peer certificate");
+		srv_errf(why, whylen, "cannot parse the peer certificate");
 		return -1;
 	}
 	int rc = 0;
@@ -992,7 +981,7 @@ static int check_peer_cert(srv_tls *t, bool server, const char *pem, const char 
 		rc = -1;
 	}
 	if (rc != 0) {
-		set_err(why, whylen, "client certificate authentication failed");
+		srv_errf(why, whylen, "client certificate authentication failed");
 	} else if (want_crl) {
 		/* etcd checks every certificate the client sent: the leaf and its chain. */
 		if (chain != NULL && *chain != '\0') {
@@ -1319,7 +1308,7 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 	peer = grpc_call_get_peer(call);
 	char host[INET6_ADDRSTRLEN + 8];
 	if (peer == NULL || !peer_host(peer, host, sizeof host)) {
-		set_err(why, whylen, "address %s: missing port in address", peer ? peer : "");
+		srv_errf(why, whylen, "address %s: missing port in address", peer ? peer : "");
 		rc = -1;
 		goto log;
 	}
@@ -1331,7 +1320,7 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 		for (size_t i = 0; i < nip; i++)
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
 			         i ? ", " : "", ips[i]);
-		set_err(why, whylen, "x509: certificate is valid for %s, not %s", list, host);
+		srv_errf(why, whylen, "x509: certificate is valid for %s, not %s", list, host);
 		rc = -1;
 		goto log;
 	}
@@ -1345,7 +1334,7 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 		san_entry *e = &t->san[i];
 		if (e->at_ms != 0 && now - e->at_ms < SAN_CACHE_MS && strcmp(e->key, key) == 0) {
 			rc = e->ok ? 0 : -1;
-			set_err(why, whylen, "%s", e->why);
+			srv_errf(why, whylen, "%s", e->why);
 			pthread_mutex_unlock(&t->san_mu);
 			goto out;
 		}
@@ -1353,7 +1342,7 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 	pthread_mutex_unlock(&t->san_mu);
 	bool ok = host_in_dns(host, dns, ndns);
 	if (!ok) {
-		set_err(why, whylen, "tls: \"%s\" does not match any of DNSNames %s", host, list);
+		srv_errf(why, whylen, "tls: \"%s\" does not match any of DNSNames %s", host, list);
 		rc = -1;
 	}
 	pthread_mutex_lock(&t->san_mu);
@@ -1462,14 +1451,14 @@ int srv_tls_cipher_list(const char *go_names, char *out, size_t outlen, char *er
 			if (strlen(ciphers[i].go) == len && strncmp(ciphers[i].go, p, len) == 0)
 				break;
 		if (i == sizeof ciphers / sizeof ciphers[0]) {
-			set_err(err, errlen, "unexpected TLS cipher suite \"%.*s\"", (int)len, p);
+			srv_errf(err, errlen, "unexpected TLS cipher suite \"%.*s\"", (int)len, p);
 			return -1;
 		}
 		if (ciphers[i].ossl != NULL) {
 			int w = snprintf(out + o, outlen - o, "%s%s", o ? ":" : "",
 			                 ciphers[i].ossl);
 			if (w < 0 || (size_t)w >= outlen - o) {
-				set_err(err, errlen, "--cipher-suites: too long");
+				srv_errf(err, errlen, "--cipher-suites: too long");
 				return -1;
 			}
 			o += (size_t)w;
@@ -1498,7 +1487,7 @@ int srv_tls_use_cipher_suites(const char *go_names, srv_tls_log_fn log, void *lo
 		return 0;
 	}
 	if (setenv("GRPC_SSL_CIPHER_SUITES", list, 1) != 0) {
-		set_err(err, errlen, "--cipher-suites: setenv: %s", strerror(errno));
+		srv_errf(err, errlen, "--cipher-suites: setenv: %s", strerror(errno));
 		return -1;
 	}
 	side_log(log, log_ctx, "info",
