@@ -12,6 +12,7 @@
  * one revision and are committed with the applied index; Range and read-only
  * Txn use a read txn (a RocksDB snapshot) on the caller's thread.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ struct ec_kv {
 	ec_kv_config cfg;
 	ec_lease_hooks lease;
 	bool has_lease_hooks;
+	/* ec_kv_stats_get's counters: applies on the node thread, reads on any */
+	atomic_uint_fast64_t n_range, n_put, n_delete, n_txn;
 };
 
 /* One request being executed: the txn it runs in and the first storage error
@@ -34,7 +37,23 @@ typedef struct exec {
 	ec_kv *kv;
 	st_txn *t;
 	int st_err;
+	unsigned ranges, puts, deletes; /* storage calls, as etcd's metricsTxnWrite counts */
 } exec;
+
+/* Add @ex's calls to the module's counters (metricsTxnWrite.End: a request that
+ * made more than one call is also one txn). */
+static void count_calls(const exec *ex)
+{
+	ec_kv *kv = ex->kv;
+	if (ex->ranges)
+		atomic_fetch_add_explicit(&kv->n_range, ex->ranges, memory_order_relaxed);
+	if (ex->puts)
+		atomic_fetch_add_explicit(&kv->n_put, ex->puts, memory_order_relaxed);
+	if (ex->deletes)
+		atomic_fetch_add_explicit(&kv->n_delete, ex->deletes, memory_order_relaxed);
+	if (ex->ranges + ex->puts + ex->deletes > 1)
+		atomic_fetch_add_explicit(&kv->n_txn, 1, memory_order_relaxed);
+}
 
 static int st_fail(exec *ex, int st)
 {
@@ -198,6 +217,7 @@ static int exec_range(exec *ex, const Etcdserverpb__RangeRequest *r, const ec_hd
 		      Etcdserverpb__RangeResponse **out)
 {
 	*out = NULL;
+	ex->ranges++;
 	int64_t cur = st_txn_rev(ex->t);
 	int64_t rev = r->revision;
 	if (rev > cur)
@@ -318,6 +338,9 @@ static int exec_put(exec *ex, const Etcdserverpb__PutRequest *p, const ec_hdr *h
 	if (resp == NULL)
 		return nomem(ex);
 	etcdserverpb__put_response__init(resp);
+	ex->puts++;
+	if (p->ignore_value || p->ignore_lease || p->prev_kv)
+		ex->ranges++; /* etcd reads the previous version for these */
 
 	if (p->ignore_value || p->ignore_lease || p->prev_kv || ex->kv->has_lease_hooks) {
 		int rc = st_txn_get(ex->t, p->key.data, p->key.len, &prev);
@@ -382,6 +405,9 @@ static int exec_delete(exec *ex, const Etcdserverpb__DeleteRangeRequest *d, cons
 	if (resp == NULL)
 		return nomem(ex);
 	etcdserverpb__delete_range_response__init(resp);
+	ex->deletes++;
+	if (d->prev_kv)
+		ex->ranges++;
 	bool need_leases = ex->kv->has_lease_hooks && ex->kv->lease.detach != NULL;
 
 	struct range_acc a = {0};
@@ -506,6 +532,7 @@ static int cmp_visit(void *arg, const st_kv *kv)
 static int eval_compare(exec *ex, const Etcdserverpb__Compare *c, bool *ok)
 {
 	struct cmp_ctx cc = {.c = c, .ok = true};
+	ex->ranges++;
 	int rc = st_txn_range(ex->t, c->key.data, c->key.len, c->range_end.data, c->range_end.len,
 			      st_txn_rev(ex->t), cmp_visit, &cc);
 	if (rc != ST_OK)
@@ -1136,6 +1163,7 @@ int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req
 		e = EC_UNIMPLEMENTED;
 		break;
 	}
+	count_calls(&ex);
 
 	if (ex.st_err != 0) {
 		ec_msg_free(out);
@@ -1166,6 +1194,7 @@ int ec_kv_range(ec_kv *kv, const Etcdserverpb__RangeRequest *r, const ec_hdr *hd
 		return EC_NOMEM;
 	int e = exec_range(&ex, r, hdr, out);
 	st_txn_abort(ex.t);
+	count_calls(&ex);
 	return e;
 }
 
@@ -1180,5 +1209,34 @@ int ec_kv_txn_read(ec_kv *kv, const Etcdserverpb__TxnRequest *r, const ec_hdr *h
 		return EC_NOMEM;
 	int e = exec_txn(&ex, r, hdr, out);
 	st_txn_abort(ex.t);
+	count_calls(&ex);
 	return e;
+}
+
+void ec_kv_stats_get(ec_kv *kv, ec_kv_stats *out)
+{
+	out->ranges = atomic_load_explicit(&kv->n_range, memory_order_relaxed);
+	out->puts = atomic_load_explicit(&kv->n_put, memory_order_relaxed);
+	out->deletes = atomic_load_explicit(&kv->n_delete, memory_order_relaxed);
+	out->txns = atomic_load_explicit(&kv->n_txn, memory_order_relaxed);
+}
+
+static int count_visit(void *arg, const st_kv *kv)
+{
+	(void)kv;
+	(*(int64_t *)arg)++;
+	return 0;
+}
+
+int ec_kv_count_keys(ec_kv *kv, int64_t *n)
+{
+	*n = 0;
+	st_txn *t;
+	int rc = st_txn_begin(kv->db, false, &t);
+	if (rc != ST_OK)
+		return EC_NOMEM;
+	static const uint8_t all = 0;
+	rc = st_txn_range(t, &all, 1, &all, 1, st_txn_rev(t), count_visit, n);
+	st_txn_abort(t);
+	return rc == ST_OK ? EC_OK : EC_INTERNAL;
 }

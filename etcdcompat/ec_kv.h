@@ -82,6 +82,26 @@ int ec_kv_range(ec_kv *kv, const Etcdserverpb__RangeRequest *r, const ec_hdr *hd
 		Etcdserverpb__RangeResponse **out);
 
 /*
+ * ec_kv_stats - storage calls made since ec_kv_open, counted as etcd 3.4's mvcc
+ * metrics count them (etcd_mvcc_range_total, _put_total, _delete_total,
+ * _txn_total): each Range, compare and prev-version read is one range, each
+ * Put one put, each DeleteRange one delete, failed requests included; a
+ * request that made more than one call also counts one txn. Keys deleted by a
+ * lease revoke are not counted (etcd counts one delete per key there).
+ */
+typedef struct ec_kv_stats {
+	uint64_t ranges, puts, deletes, txns;
+} ec_kv_stats;
+
+/* ec_kv_stats_get - the counters now; any thread (relaxed reads). */
+void ec_kv_stats_get(ec_kv *kv, ec_kv_stats *out);
+
+/* ec_kv_count_keys - the number of live keys at the applied revision, into
+ * *@n, without counting as a range (the keys_total gauge). Any thread. Returns
+ * EC_OK, EC_NOMEM or EC_INTERNAL. */
+int ec_kv_count_keys(ec_kv *kv, int64_t *n);
+
+/*
  * ec_hdr_new - a malloc'ed response header with revision @rev and, when @h is
  * not NULL, its cluster_id/member_id/raft_term (NULL: only the revision, as
  * etcd's sub-response headers inside a Txn). Freed with the message that holds

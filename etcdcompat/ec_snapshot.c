@@ -38,42 +38,9 @@
 /* The cluster version a metastore export declares (etcd 3.4's). */
 #define EXPORT_CLUSTER_VERSION "3.4.0"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- the "key" bucket --------------------------------------------------- */
 
-/* A growable byte buffer. */
-typedef struct sbuf {
-	uint8_t *p;
-	size_t len, cap;
-} sbuf;
-
-static int sbuf_reserve(sbuf *b, size_t extra)
-{
-	if (b->len + extra <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + extra)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
-	if (p == NULL)
-		return ST_ENOMEM;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
-
-static void put_uvarint(sbuf *b, uint64_t v)
+static void put_uvarint(st_buf *b, uint64_t v)
 {
 	while (v >= 0x80) {
 		b->p[b->len++] = (uint8_t)(v | 0x80);
@@ -83,7 +50,7 @@ static void put_uvarint(sbuf *b, uint64_t v)
 }
 
 /* A varint field (proto3: omitted when zero; negative int64 as 10 bytes). */
-static void put_vfield(sbuf *b, unsigned field, int64_t v)
+static void put_vfield(st_buf *b, unsigned field, int64_t v)
 {
 	if (v == 0)
 		return;
@@ -92,7 +59,7 @@ static void put_vfield(sbuf *b, unsigned field, int64_t v)
 }
 
 /* A bytes field (proto3: omitted when empty). */
-static void put_bfield(sbuf *b, unsigned field, const uint8_t *p, size_t n)
+static void put_bfield(st_buf *b, unsigned field, const uint8_t *p, size_t n)
 {
 	if (n == 0)
 		return;
@@ -104,10 +71,10 @@ static void put_bfield(sbuf *b, unsigned field, const uint8_t *p, size_t n)
 
 /* mvccpb.KeyValue of @kv as gogoproto marshals it (fields in number order);
  * a tombstone carries only its key, as etcd's delete writes it. */
-static int encode_kv(sbuf *b, const st_kv *kv)
+static int encode_kv(st_buf *b, const st_kv *kv)
 {
 	b->len = 0;
-	if (sbuf_reserve(b, kv->key_len + kv->val_len + 2 * 10 + 4 * 11) != 0)
+	if (st_buf_reserve(b, kv->key_len + kv->val_len + 2 * 10 + 4 * 11) != 0)
 		return ST_ENOMEM;
 	put_bfield(b, 1, kv->key, kv->key_len);
 	if (kv->tombstone)
@@ -144,7 +111,7 @@ static size_t encode_revkey(uint8_t out[EC_SNAP_REVKEY_TOMB_LEN], int64_t main, 
 struct rec_walk {
 	ec_snapshot_record_fn fn;
 	void *arg;
-	sbuf val;
+	st_buf val;
 };
 
 static int rec_visit(void *arg, const st_kv *kv)
@@ -174,7 +141,7 @@ int ec_snapshot_key_records(st_txn *t, int64_t to_rev, ec_snapshot_record_fn fn,
 struct exp {
 	st_bolt_writer *w;
 	ec_snapshot_info info;
-	sbuf tmp;
+	st_buf tmp;
 };
 
 static int exp_record(void *arg, const ec_snap_record *r)
@@ -199,10 +166,10 @@ static int exp_lease(void *arg, int64_t id, int64_t ttl)
 
 /* Append @s as a JSON string the way Go's encoding/json writes it (HTML-safe:
  * <, > and & escaped; invalid UTF-8 is passed through). */
-static int json_str(sbuf *b, const char *s)
+static int json_str(st_buf *b, const char *s)
 {
 	size_t n = strlen(s);
-	if (sbuf_reserve(b, n * 6 + 2) != 0)
+	if (st_buf_reserve(b, n * 6 + 2) != 0)
 		return ST_ENOMEM;
 	b->p[b->len++] = '"';
 	for (; *s; s++) {
@@ -223,17 +190,12 @@ static int json_str(sbuf *b, const char *s)
 	return 0;
 }
 
-static int json_raw(sbuf *b, const char *s)
+static int json_raw(st_buf *b, const char *s)
 {
-	size_t n = strlen(s);
-	if (sbuf_reserve(b, n) != 0)
-		return ST_ENOMEM;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
+	return st_buf_add(b, s, strlen(s));
 }
 
-static int json_strv(sbuf *b, char *const *v, size_t n)
+static int json_strv(st_buf *b, char *const *v, size_t n)
 {
 	int rc = json_raw(b, "[");
 	for (size_t i = 0; i < n && rc == 0; i++)
@@ -244,7 +206,7 @@ static int json_strv(sbuf *b, char *const *v, size_t n)
 
 /* etcd's membership JSON of @m (json.Marshal of membership.Member: id,
  * peerURLs, isLearner omitted when false, name and clientURLs when set). */
-static int member_json(sbuf *b, const Etcdserverpb__Member *m)
+static int member_json(st_buf *b, const Etcdserverpb__Member *m)
 {
 	char num[64];
 	b->len = 0;
@@ -325,7 +287,7 @@ static int exp_members(struct exp *e, st_txn *t)
 	struct kvpair *p = calloc(n + nr + 1, sizeof(*p));
 	if (rc == 0 && p == NULL)
 		rc = ST_ENOMEM;
-	sbuf js = {0};
+	st_buf js = {0};
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		p[i].klen = (size_t)snprintf(p[i].key, sizeof p[i].key, "%" PRIx64, set->members[i]->id);
 		if ((rc = member_json(&js, set->members[i])) == 0) {
@@ -380,7 +342,7 @@ static int put_msg(struct exp *e, const void *name, size_t nl, const ProtobufCMe
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	e->tmp.len = 0;
-	if (sbuf_reserve(&e->tmp, n + 1) != 0)
+	if (st_buf_reserve(&e->tmp, n + 1) != 0)
 		return ST_ENOMEM;
 	protobuf_c_message_pack(msg, e->tmp.p);
 	return st_bolt_writer_put(e->w, name, nl, e->tmp.p, n);
@@ -439,7 +401,7 @@ int ec_snapshot_export(st_db *db, const char *path, bool trailer, ec_snapshot_in
 	st_txn *t = NULL;
 	int rc = st_txn_begin(db, false, &t);
 	if (rc != 0) {
-		set_err(err, errlen, "snapshot: %s", st_strerror(rc));
+		st_errf(err, errlen, "snapshot: %s", st_strerror(rc));
 		return rc;
 	}
 	/* one snapshot: what every bucket shows is the state at one applied index */
@@ -447,7 +409,7 @@ int ec_snapshot_export(st_db *db, const char *path, bool trailer, ec_snapshot_in
 	e.info.compact_rev = st_txn_compact_rev(t);
 	e.info.applied = st_txn_applied(t);
 	if ((rc = st_bolt_writer_open(path, 4096, &e.w)) != 0) {
-		set_err(err, errlen, "snapshot: cannot create %s: %s", path, strerror(errno));
+		st_errf(err, errlen, "snapshot: cannot create %s: %s", path, strerror(errno));
 		st_txn_abort(t);
 		return rc;
 	}
@@ -472,7 +434,7 @@ int ec_snapshot_export(st_db *db, const char *path, bool trailer, ec_snapshot_in
 	st_txn_abort(t);
 	free(e.tmp.p);
 	if (rc != 0) {
-		set_err(err, errlen, "snapshot: writing %s: %s", path, st_strerror(rc));
+		st_errf(err, errlen, "snapshot: writing %s: %s", path, st_strerror(rc));
 		return rc;
 	}
 	struct stat sb;
@@ -508,12 +470,12 @@ static int check_hash(const char *path, bool skip, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_err(err, errlen, "open %s: %s", path, strerror(errno));
+		st_errf(err, errlen, "open %s: %s", path, strerror(errno));
 		return ST_EIO;
 	}
 	struct stat sb;
 	if (fstat(fd, &sb) != 0) {
-		set_err(err, errlen, "stat %s: %s", path, strerror(errno));
+		st_errf(err, errlen, "stat %s: %s", path, strerror(errno));
 		close(fd);
 		return ST_EIO;
 	}
@@ -521,7 +483,7 @@ static int check_hash(const char *path, bool skip, char *err, size_t errlen)
 	if (skip || !has) {
 		close(fd);
 		if (!has && !skip) {
-			set_err(err, errlen, "snapshot missing hash but --skip-hash-check=false");
+			st_errf(err, errlen, "snapshot missing hash but --skip-hash-check=false");
 			return ST_ECORRUPT;
 		}
 		return 0;
@@ -536,7 +498,7 @@ static int check_hash(const char *path, bool skip, char *err, size_t errlen)
 		size_t n = (size_t)(data - done) < cap ? (size_t)(data - done) : cap;
 		ssize_t r = pread(fd, buf, n, done);
 		if (r <= 0) {
-			set_err(err, errlen, "read %s: %s", path, r < 0 ? strerror(errno) : "short file");
+			st_errf(err, errlen, "read %s: %s", path, r < 0 ? strerror(errno) : "short file");
 			rc = ST_EIO;
 			break;
 		}
@@ -544,7 +506,7 @@ static int check_hash(const char *path, bool skip, char *err, size_t errlen)
 		done += r;
 	}
 	if (rc == 0 && pread(fd, want, 32, data) != 32) {
-		set_err(err, errlen, "read %s: %s", path, strerror(errno));
+		st_errf(err, errlen, "read %s: %s", path, strerror(errno));
 		rc = ST_EIO;
 	}
 	unsigned gl = 0;
@@ -559,7 +521,7 @@ static int check_hash(const char *path, bool skip, char *err, size_t errlen)
 		char a[160], b[160];
 		go_bytes(a, sizeof a, want, 32);
 		go_bytes(b, sizeof b, got, 32);
-		set_err(err, errlen, "expected sha256 %s, got %s", a, b);
+		st_errf(err, errlen, "expected sha256 %s, got %s", a, b);
 		return ST_ECORRUPT;
 	}
 	return 0;
@@ -571,7 +533,7 @@ static int open_backend(const char *path, st_bolt **out, char *err, size_t errle
 	char why[512] = "";
 	int rc = st_bolt_open(path, out, why, sizeof why);
 	if (rc != 0) {
-		set_err(err, errlen, "%s is not a bbolt database (an etcd snapshot): %s", path,
+		st_errf(err, errlen, "%s is not a bbolt database (an etcd snapshot): %s", path,
 			why[0] ? why : st_strerror(rc));
 		return rc;
 	}
@@ -598,13 +560,13 @@ static int imp_key(void *arg, const uint8_t *k, size_t klen, const uint8_t *v, s
 	struct imp *im = arg;
 	bool tomb = klen == EC_SNAP_REVKEY_TOMB_LEN && k[17] == 't';
 	if ((klen != EC_SNAP_REVKEY_LEN && !tomb) || k[8] != '_') {
-		set_err(im->err, im->errlen, "key bucket: a key of %zu bytes is not a revision", klen);
+		st_errf(im->err, im->errlen, "key bucket: a key of %zu bytes is not a revision", klen);
 		return ST_ECORRUPT;
 	}
 	int64_t main = (int64_t)get_be64(k), sub = (int64_t)get_be64(k + 9);
 	Mvccpb__KeyValue *m = mvccpb__key_value__unpack(NULL, vlen, v);
 	if (m == NULL || m->key.len == 0 || (!tomb && m->mod_revision != main)) {
-		set_err(im->err, im->errlen, "key bucket: record %" PRId64 "_%" PRId64 " %s", main, sub,
+		st_errf(im->err, im->errlen, "key bucket: record %" PRId64 "_%" PRId64 " %s", main, sub,
 			m == NULL ? "is not a mvccpb.KeyValue" : "does not match its revision");
 		if (m != NULL)
 			mvccpb__key_value__free_unpacked(m, NULL);
@@ -619,12 +581,12 @@ static int imp_key(void *arg, const uint8_t *k, size_t klen, const uint8_t *v, s
 	int rc = st_load_change(im->ld, &kv);
 	mvccpb__key_value__free_unpacked(m, NULL);
 	if (rc == ST_EINVAL) {
-		set_err(im->err, im->errlen, "key bucket: record %" PRId64 "_%" PRId64
+		st_errf(im->err, im->errlen, "key bucket: record %" PRId64 "_%" PRId64
 			" is invalid (revisions or version out of order)", main, sub);
 		return ST_ECORRUPT;
 	}
 	if (rc != 0) {
-		set_err(im->err, im->errlen, "loading revision %" PRId64 ": %s", main, st_strerror(rc));
+		st_errf(im->err, im->errlen, "loading revision %" PRId64 ": %s", main, st_strerror(rc));
 		return rc;
 	}
 	im->info.records++;
@@ -638,10 +600,10 @@ static int imp_lease(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
 	Leasepb__Lease *l = leasepb__lease__unpack(NULL, vlen, v);
 	int rc = 0;
 	if (l == NULL || klen != 8 || (int64_t)get_be64(k) != l->id || l->id <= 0) {
-		set_err(im->err, im->errlen, "lease bucket: a record is not a leasepb.Lease of its id");
+		st_errf(im->err, im->errlen, "lease bucket: a record is not a leasepb.Lease of its id");
 		rc = ST_ECORRUPT;
 	} else if ((rc = st_load_lease(im->ld, l->id, l->ttl)) != 0) {
-		set_err(im->err, im->errlen, "loading lease %" PRIx64 ": %s", (uint64_t)l->id,
+		st_errf(im->err, im->errlen, "loading lease %" PRIx64 ": %s", (uint64_t)l->id,
 			st_strerror(rc));
 	} else {
 		im->info.leases++;
@@ -660,7 +622,7 @@ static int imp_msg(struct imp *im, const ProtobufCMessageDescriptor *d, const ch
 	if (p == NULL) {
 		if (m != NULL)
 			protobuf_c_message_free_unpacked(m, NULL);
-		set_err(im->err, im->errlen, "%s bucket: %s", bucket,
+		st_errf(im->err, im->errlen, "%s bucket: %s", bucket,
 			m ? "out of memory" : "a record does not decode");
 		return m ? ST_ENOMEM : ST_ECORRUPT;
 	}
@@ -750,7 +712,7 @@ static int imp_replicated(st_db *db, st_bolt *b, struct imp *im)
 		as.roles = im->roles;
 		as.n_roles = im->nroles;
 		if ((rc = put_rmeta_msg(db, RMETA_AUTH, &as.base)) != 0)
-			set_err(im->err, im->errlen, "writing the auth store: %s", st_strerror(rc));
+			st_errf(im->err, im->errlen, "writing the auth store: %s", st_strerror(rc));
 	}
 	im->info.auth_enabled = enabled;
 	im->info.users = im->nusers;
@@ -764,7 +726,7 @@ static int imp_replicated(st_db *db, st_bolt *b, struct imp *im)
 		set.alarms = im->alarms;
 		set.n_alarms = im->nalarms;
 		if ((rc = put_rmeta_msg(db, RMETA_ALARMS, &set.base)) != 0)
-			set_err(im->err, im->errlen, "writing the alarms: %s", st_strerror(rc));
+			st_errf(im->err, im->errlen, "writing the alarms: %s", st_strerror(rc));
 	}
 	im->info.alarms = im->nalarms;
 	return rc;
@@ -792,7 +754,7 @@ int ec_snapshot_import(st_db *db, const char *path, bool skip_hash_check, ec_sna
 			      : st_bolt_count(b, "meta", 4, &n) != 0 ? "meta"
 								     : NULL;
 	if (missing != NULL) {
-		set_err(err, errlen, "%s has no \"%s\" bucket: not an etcd v3 backend", path, missing);
+		st_errf(err, errlen, "%s has no \"%s\" bucket: not an etcd v3 backend", path, missing);
 		st_bolt_close(b);
 		return ST_ECORRUPT;
 	}
@@ -804,12 +766,12 @@ int ec_snapshot_import(st_db *db, const char *path, bool skip_hash_check, ec_sna
 	int64_t scheduled = meta_rev(b, "scheduledCompactRev");
 	int64_t crev = scheduled > finished ? scheduled : finished;
 	if (finished < 0 || crev < 0) {
-		set_err(err, errlen, "meta bucket: negative compaction revision");
+		st_errf(err, errlen, "meta bucket: negative compaction revision");
 		st_bolt_close(b);
 		return ST_ECORRUPT;
 	}
 	if ((rc = st_load_begin(db, &im.ld)) != 0) {
-		set_err(err, errlen, "the target store is not empty");
+		st_errf(err, errlen, "the target store is not empty");
 		st_bolt_close(b);
 		return rc;
 	}
@@ -817,7 +779,7 @@ int ec_snapshot_import(st_db *db, const char *path, bool skip_hash_check, ec_sna
 	if (rc == 0 && (rc = st_bolt_foreach(b, "lease", 5, imp_lease, &im)) == ST_ENOTFOUND)
 		rc = 0;
 	if (rc == ST_ECORRUPT && err != NULL && err[0] == '\0')
-		set_err(err, errlen, "%s: %s", path, st_bolt_errmsg(b));
+		st_errf(err, errlen, "%s: %s", path, st_bolt_errmsg(b));
 	/* the current revision as etcd's restore computes it */
 	int64_t rev = im.last_main > crev ? im.last_main : crev;
 	if (rev < 1)
@@ -825,14 +787,14 @@ int ec_snapshot_import(st_db *db, const char *path, bool skip_hash_check, ec_sna
 	if (rc == 0) {
 		rc = st_load_finish(im.ld, rev, crev, finished);
 		if (rc != 0)
-			set_err(err, errlen, "loading the keyspace: %s", st_strerror(rc));
+			st_errf(err, errlen, "loading the keyspace: %s", st_strerror(rc));
 	} else {
 		st_load_abort(im.ld);
 	}
 	if (rc == 0)
 		rc = imp_replicated(db, b, &im);
 	if (rc == ST_ECORRUPT && err != NULL && err[0] == '\0')
-		set_err(err, errlen, "%s: %s", path, st_bolt_errmsg(b));
+		st_errf(err, errlen, "%s: %s", path, st_bolt_errmsg(b));
 	im.info.rev = rev;
 	im.info.compact_rev = crev;
 	for (size_t i = 0; i < im.nusers; i++)
@@ -890,7 +852,7 @@ int ec_snapshot_file_status(const char *path, ec_snapshot_status *st, char *err,
 	struct stat_walk w = {.b = b, .st = st};
 	rc = st_bolt_buckets(b, stat_bucket, &w);
 	if (rc != 0)
-		set_err(err, errlen, "snapshot file integrity check failed: %s", st_bolt_errmsg(b));
+		st_errf(err, errlen, "snapshot file integrity check failed: %s", st_bolt_errmsg(b));
 	st->total_size = st_bolt_size(b);
 	st_bolt_close(b);
 	return rc;

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "etcdcompat/ec_errors.h"
+#include "storage/st_db.h"
 
 /* Largest key file read (PEM keys and certificates are a few KiB). */
 #define KEY_FILE_MAX (1 << 20)
@@ -75,16 +76,6 @@ struct ec_tokens {
 };
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static void errf(char *err, size_t n, const char *fmt, ...)
-{
-	if (err == NULL || n == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- Go's time.ParseDuration ------------------------------------------- */
 
@@ -840,11 +831,11 @@ static int load_keys(ec_tokens *t, const unsigned char *pub, size_t publen,
 	static const char pem_msg[] = "invalid key: Key must be a PEM encoded PKCS1 or PKCS8 key";
 	if (t->fam == FAM_HS) {
 		if (privlen == 0) {
-			errf(err, errlen, "auth: missing key data");
+			st_errf(err, errlen, "auth: missing key data");
 			return -1;
 		}
 		if ((t->hmac = malloc(privlen)) == NULL) {
-			errf(err, errlen, "auth: out of memory");
+			st_errf(err, errlen, "auth: out of memory");
 			return -1;
 		}
 		memcpy(t->hmac, priv, privlen);
@@ -856,30 +847,30 @@ static int load_keys(ec_tokens *t, const unsigned char *pub, size_t publen,
 	int rc = -1;
 	if (privlen > 0) {
 		if ((sk = pem_private(priv, privlen)) == NULL) {
-			errf(err, errlen, "%s (priv-key)", pem_msg);
+			st_errf(err, errlen, "%s (priv-key)", pem_msg);
 			goto out;
 		}
 		if (EVP_PKEY_get_base_id(sk) != want) {
-			errf(err, errlen, "key is not a valid %s private key", key_kind(t->fam));
+			st_errf(err, errlen, "key is not a valid %s private key", key_kind(t->fam));
 			goto out;
 		}
 	}
 	if (publen > 0) {
 		if ((pk = pem_public(pub, publen)) == NULL) {
-			errf(err, errlen, "%s (pub-key)", pem_msg);
+			st_errf(err, errlen, "%s (pub-key)", pem_msg);
 			goto out;
 		}
 		if (EVP_PKEY_get_base_id(pk) != want) {
-			errf(err, errlen, "key is not a valid %s public key", key_kind(t->fam));
+			st_errf(err, errlen, "key is not a valid %s public key", key_kind(t->fam));
 			goto out;
 		}
 	}
 	if (sk == NULL && pk == NULL) {
-		errf(err, errlen, "auth: missing key data");
+		st_errf(err, errlen, "auth: missing key data");
 		goto out;
 	}
 	if (sk != NULL && pk != NULL && EVP_PKEY_eq(sk, pk) != 1) {
-		errf(err, errlen, "auth: public and private keys don't match");
+		st_errf(err, errlen, "auth: public and private keys don't match");
 		goto out;
 	}
 	EVP_PKEY *k = sk ? sk : pk;
@@ -890,7 +881,7 @@ static int load_keys(ec_tokens *t, const unsigned char *pub, size_t publen,
 			if (strcmp(methods[i].name, t->alg) == 0)
 				m = &methods[i];
 		if (m == NULL || bits != m->ec_bits) {
-			errf(err, errlen, "key is invalid: %s needs a P-%d key, not %d bits",
+			st_errf(err, errlen, "key is invalid: %s needs a P-%d key, not %d bits",
 			     t->alg, m ? m->ec_bits : 0, bits);
 			goto out;
 		}
@@ -934,7 +925,7 @@ static int open_jwt(ec_tokens *t, const kv *o, size_t no, char *err, size_t errl
 	const char *ttl = opt_get(o, no, "ttl");
 	t->ttl_ns = (int64_t)EC_TOKEN_JWT_DEFAULT_TTL_MS * 1000000;
 	if (ttl[0] && !parse_duration(ttl, &t->ttl_ns)) {
-		errf(err, errlen, "%s (time: invalid duration \"%s\")", inv, ttl);
+		st_errf(err, errlen, "%s (time: invalid duration \"%s\")", inv, ttl);
 		return -1;
 	}
 	unsigned char *pub = NULL, *priv = NULL;
@@ -943,11 +934,11 @@ static int open_jwt(ec_tokens *t, const kv *o, size_t no, char *err, size_t errl
 	const char *pubf = opt_get(o, no, "pub-key"), *privf = opt_get(o, no, "priv-key");
 	int e;
 	if (pubf[0] && (e = read_file(pubf, &pub, &publen)) != 0) {
-		errf(err, errlen, "%s (open %s: %s)", inv, pubf, strerror(e));
+		st_errf(err, errlen, "%s (open %s: %s)", inv, pubf, strerror(e));
 		goto out;
 	}
 	if (privf[0] && (e = read_file(privf, &priv, &privlen)) != 0) {
-		errf(err, errlen, "%s (open %s: %s)", inv, privf, strerror(e));
+		st_errf(err, errlen, "%s (open %s: %s)", inv, privf, strerror(e));
 		goto out;
 	}
 	const char *sm = opt_get(o, no, "sign-method");
@@ -957,16 +948,16 @@ static int open_jwt(ec_tokens *t, const kv *o, size_t no, char *err, size_t errl
 			m = &methods[i];
 	if (m == NULL) {
 		if (strcmp(sm, "none") == 0 || strcmp(sm, "EdDSA") == 0)
-			errf(err, errlen, "unsupported signing method: %s", sm);
+			st_errf(err, errlen, "unsupported signing method: %s", sm);
 		else
-			errf(err, errlen, "%s (auth: invalid auth signature method \"%s\")", inv,
+			st_errf(err, errlen, "%s (auth: invalid auth signature method \"%s\")", inv,
 			     sm);
 		goto out;
 	}
 	t->fam = m->fam;
 	snprintf(t->alg, sizeof(t->alg), "%s", m->name);
 	if ((t->md = EVP_get_digestbyname(m->md)) == NULL) {
-		errf(err, errlen, "the requested hash function is unavailable");
+		st_errf(err, errlen, "the requested hash function is unavailable");
 		goto out;
 	}
 	rc = load_keys(t, pub, publen, priv, privlen, err, errlen);
@@ -982,7 +973,7 @@ static int open_jwt(ec_tokens *t, const kv *o, size_t no, char *err, size_t errl
 				                         used ? " " : "", k);
 		}
 		if (unk[0])
-			errf(err, errlen, "unknown JWT options: [%s]", unk);
+			st_errf(err, errlen, "unknown JWT options: [%s]", unk);
 	}
 out:
 	if (priv)
@@ -1000,7 +991,7 @@ int ec_tokens_open(const char *spec, unsigned ttl_s, ec_tokens **out, char *err,
 	*out = NULL;
 	char *s = strdup(spec ? spec : "");
 	if (s == NULL) {
-		errf(err, errlen, "auth: out of memory");
+		st_errf(err, errlen, "auth: out of memory");
 		return -1;
 	}
 	/* etcd's decomposeOpts: "type,k=v,k=v"; each option exactly one '=',
@@ -1017,13 +1008,13 @@ int ec_tokens_open(const char *spec, unsigned ttl_s, ec_tokens **out, char *err,
 			*next++ = '\0';
 		char *eq = strchr(rest, '=');
 		if (eq == NULL || strchr(eq + 1, '=') != NULL || no == MAX_OPTS) {
-			errf(err, errlen, "%s (invalid token option \"%s\")", inv, rest);
+			st_errf(err, errlen, "%s (invalid token option \"%s\")", inv, rest);
 			goto out;
 		}
 		*eq = '\0';
 		for (size_t i = 0; i < no; i++) {
 			if (strcmp(o[i].k, rest) == 0) {
-				errf(err, errlen, "%s (duplicated option \"%s\")", inv, rest);
+				st_errf(err, errlen, "%s (duplicated option \"%s\")", inv, rest);
 				goto out;
 			}
 		}
@@ -1034,7 +1025,7 @@ int ec_tokens_open(const char *spec, unsigned ttl_s, ec_tokens **out, char *err,
 	}
 	ec_tokens *t = calloc(1, sizeof(*t));
 	if (t == NULL) {
-		errf(err, errlen, "auth: out of memory");
+		st_errf(err, errlen, "auth: out of memory");
 		goto out;
 	}
 	pthread_mutex_init(&t->mu, NULL);
@@ -1050,7 +1041,7 @@ int ec_tokens_open(const char *spec, unsigned ttl_s, ec_tokens **out, char *err,
 	} else if (type[0] == '\0') {
 		t->kind = TOK_NOP;
 	} else {
-		errf(err, errlen, "%s (unknown token type \"%s\")", inv, type);
+		st_errf(err, errlen, "%s (unknown token type \"%s\")", inv, type);
 		ec_tokens_close(t);
 		goto out;
 	}

@@ -662,6 +662,12 @@ static void gauge(srv_mbuf *b, const char *name, const char *help, const char *l
 	srv_metrics_sample(b, name, labels, v);
 }
 
+static void counter(srv_mbuf *b, const char *name, const char *help, double v)
+{
+	srv_metrics_family(b, name, help, "counter");
+	srv_metrics_sample(b, name, NULL, v);
+}
+
 /* Every family of /metrics: what the node, storage and the process report now,
  * then the counters kept as events happen (srv_mserver, the client gRPC
  * server's table). */
@@ -674,20 +680,20 @@ static void http_metrics(void *ctx, srv_mbuf *b)
 	int64_t total = 0, in_use = 0;
 	st_db_size(app->db, &total, &in_use);
 	/* etcd keeps a live-key gauge; metastore counts at scrape time */
-	Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
-	uint8_t zero = 0;
-	rr.key.data = &zero;
-	rr.key.len = 1;
-	rr.range_end.data = &zero;
-	rr.range_end.len = 1;
-	rr.count_only = true;
-	rr.serializable = true;
-	ec_hdr hdr = srv_node_hdr(app->node);
-	Etcdserverpb__RangeResponse *resp = NULL;
-	if (ec_kv_range(app->kv, &rr, &hdr, &resp) == EC_OK && resp != NULL)
+	int64_t nkeys = 0;
+	if (ec_kv_count_keys(app->kv, &nkeys) == EC_OK)
 		gauge(b, "etcd_debugging_mvcc_keys_total", "Total number of keys.", NULL,
-		      (double)resp->count);
-	ec_msg_free(resp);
+		      (double)nkeys);
+	ec_kv_stats ks;
+	ec_kv_stats_get(app->kv, &ks);
+	counter(b, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.",
+	        (double)ks.deletes);
+	counter(b, "etcd_mvcc_put_total", "Total number of puts seen by this member.",
+	        (double)ks.puts);
+	counter(b, "etcd_mvcc_range_total", "Total number of ranges seen by this member.",
+	        (double)ks.ranges);
+	counter(b, "etcd_mvcc_txn_total", "Total number of txns seen by this member.",
+	        (double)ks.txns);
 	gauge(b, "etcd_mvcc_db_total_size_in_bytes",
 	      "Total size of the underlying database physically allocated in bytes.", NULL,
 	      (double)total);
@@ -705,6 +711,9 @@ static void http_metrics(void *ctx, srv_mbuf *b)
 	      "The total number of consensus proposals applied.", NULL, (double)st.applied_index);
 	gauge(b, "etcd_server_proposals_committed_total",
 	      "The total number of consensus proposals committed.", NULL, (double)st.commit_index);
+	gauge(b, "etcd_cluster_version",
+	      "Which version is running. 1 for 'cluster_version' label with current cluster version",
+	      "cluster_version=\"" MS_CLUSTER_VERSION "\"", 1);
 	gauge(b, "etcd_server_version",
 	      "Which version is running. 1 for 'server_version' label with current version.",
 	      "server_version=\"" MS_ETCD_VERSION "\"", 1);
@@ -1035,7 +1044,7 @@ int main(int argc, char **argv)
 		.metrics = http_metrics,
 		.ctx = &hsrc,
 		.server_version = MS_ETCD_VERSION,
-		.cluster_version = "3.4.0",
+		.cluster_version = MS_CLUSTER_VERSION ".0",
 	};
 	if (srv_http_start(&hcfg, &http, err, sizeof(err)) != 0 ||
 	    srv_listen_start(client_listen, rpc, http) != 0 ||
@@ -1097,7 +1106,7 @@ int main(int argc, char **argv)
 			announced = true;
 			/* etcd's text: etcd's e2e suite waits for it. */
 			srv_log_info("enabled capabilities for version",
-			             SRV_LF_STR("cluster-version", "3.4"));
+			             SRV_LF_STR("cluster-version", MS_CLUSTER_VERSION));
 		}
 		/* A publish that failed (timed out: no leader yet) is proposed again
 		 * a second after its answer. */

@@ -278,16 +278,6 @@ static const flag_def flags[] = {
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 _Static_assert(NFLAGS <= SRV_CONFIG_MAX_FLAGS, "raise SRV_CONFIG_MAX_FLAGS");
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void warnf(srv_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void warnf(srv_config *cfg, const char *fmt, ...)
 {
@@ -339,7 +329,7 @@ static int check_url(const char *url, char **addr, char *err, size_t errlen)
 	              (sl == 5 && strncmp(url, "https", 5) == 0) ||
 	              (sl == 4 && strncmp(url, "unix", 4) == 0) ||
 	              (sl == 5 && strncmp(url, "unixs", 5) == 0))) {
-		errf(err, errlen, "URL scheme must be http, https, unix, or unixs: %s", url);
+		srv_errf(err, errlen, "URL scheme must be http, https, unix, or unixs: %s", url);
 		return -1;
 	}
 	const char *hp = sep + 3;
@@ -355,16 +345,16 @@ static int check_url(const char *url, char **addr, char *err, size_t errlen)
 			colon = NULL; /* too many colons */
 	}
 	if (!colon || colon + 1 == hp + hl) {
-		errf(err, errlen, "URL address does not have the form \"host:port\": %s", url);
+		srv_errf(err, errlen, "URL address does not have the form \"host:port\": %s", url);
 		return -1;
 	}
 	if (hp[hl] == '/') {
-		errf(err, errlen, "URL must not contain a path: %s", url);
+		srv_errf(err, errlen, "URL must not contain a path: %s", url);
 		return -1;
 	}
 	*addr = strndup(hp, hl);
 	if (!*addr) {
-		errf(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -382,12 +372,12 @@ static int parse_urls(const char *val, srv_urls *u, char *err, size_t errlen)
 		const char *end = strchr(p, ',');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		if (nu.n == SRV_MAX_URLS) {
-			errf(err, errlen, "too many URLs (at most %d): %s", SRV_MAX_URLS, val);
+			srv_errf(err, errlen, "too many URLs (at most %d): %s", SRV_MAX_URLS, val);
 			goto fail;
 		}
 		char *url = trimmed_dup(p, len);
 		if (!url) {
-			errf(err, errlen, "out of memory");
+			srv_errf(err, errlen, "out of memory");
 			goto fail;
 		}
 		char *addr = NULL;
@@ -563,7 +553,7 @@ static int set_str(char **s, const char *val, char *err, size_t errlen)
 {
 	char *n = strdup(val);
 	if (!n) {
-		errf(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	free(*s);
@@ -584,7 +574,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 		return base ? set_str((char **)base, val, err, errlen) : 0;
 	case F_CHOICE:
 		if (!choice_ok(f->choices, val)) {
-			errf(err, errlen, "invalid value");
+			srv_errf(err, errlen, "invalid value");
 			return -1;
 		}
 		return base ? set_str((char **)base, val, err, errlen) : 0;
@@ -599,7 +589,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 			max = INT_MAX;
 		int rc = parse_num(val, f->kind == F_INT, max, &v);
 		if (rc != 0) {
-			errf(err, errlen, rc == -2 ? "value out of range" : "parse error");
+			srv_errf(err, errlen, rc == -2 ? "value out of range" : "parse error");
 			return -1;
 		}
 		if (!base)
@@ -613,7 +603,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 	case F_BOOL: {
 		bool b;
 		if (parse_bool(val, &b) != 0) {
-			errf(err, errlen, "parse error");
+			srv_errf(err, errlen, "parse error");
 			return -1;
 		}
 		if (base)
@@ -623,7 +613,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 	case F_DUR: {
 		int64_t ms;
 		if (parse_duration_ms(val, &ms) != 0) {
-			errf(err, errlen, "parse error");
+			srv_errf(err, errlen, "parse error");
 			return -1;
 		}
 		if (base)
@@ -726,7 +716,7 @@ static int parse_args(srv_config *cfg, int argc, char **argv, char *refused, siz
 			}
 		}
 		if (*name == '-' || *name == '=') {
-			errf(err, errlen, "bad flag syntax: %s", a);
+			srv_errf(err, errlen, "bad flag syntax: %s", a);
 			return SRV_CONFIG_ERROR;
 		}
 		const char *eq = strchr(name, '=');
@@ -735,7 +725,7 @@ static int parse_args(srv_config *cfg, int argc, char **argv, char *refused, siz
 			return SRV_CONFIG_HELP;
 		const flag_def *f = find_flag(name, nlen);
 		if (!f) {
-			errf(err, errlen, "flag provided but not defined: -%.*s", (int)nlen, name);
+			srv_errf(err, errlen, "flag provided but not defined: -%.*s", (int)nlen, name);
 			return SRV_CONFIG_ERROR;
 		}
 		const char *val = eq ? eq + 1 : NULL;
@@ -744,20 +734,20 @@ static int parse_args(srv_config *cfg, int argc, char **argv, char *refused, siz
 			if (!val)
 				val = "true";
 			if (set_flag(cfg, f, val, why, sizeof(why)) != 0) {
-				errf(err, errlen, "invalid boolean value \"%s\" for -%s: %s", val,
+				srv_errf(err, errlen, "invalid boolean value \"%s\" for -%s: %s", val,
 				     f->name, why);
 				return SRV_CONFIG_ERROR;
 			}
 		} else {
 			if (!val) {
 				if (i + 1 >= argc) {
-					errf(err, errlen, "flag needs an argument: -%s", f->name);
+					srv_errf(err, errlen, "flag needs an argument: -%s", f->name);
 					return SRV_CONFIG_ERROR;
 				}
 				val = argv[++i];
 			}
 			if (set_flag(cfg, f, val, why, sizeof(why)) != 0) {
-				errf(err, errlen, "invalid value \"%s\" for flag -%s: %s", val,
+				srv_errf(err, errlen, "invalid value \"%s\" for flag -%s: %s", val,
 				     f->name, why);
 				return SRV_CONFIG_ERROR;
 			}
@@ -768,7 +758,7 @@ static int parse_args(srv_config *cfg, int argc, char **argv, char *refused, siz
 		note_refusal(f, cfg->nondef_[idx], val, refused, rlen);
 	}
 	if (i < argc) {
-		errf(err, errlen, "'%s' is not a valid flag", argv[i]);
+		srv_errf(err, errlen, "'%s' is not a valid flag", argv[i]);
 		return SRV_CONFIG_ERROR;
 	}
 	return 0;
@@ -790,7 +780,7 @@ static int parse_env(srv_config *cfg, char *const *envp, char *refused, size_t r
 			continue;
 		char why[256] = "";
 		if (set_flag(cfg, f, val, why, sizeof(why)) != 0) {
-			errf(err, errlen, "invalid value \"%s\" for %s: %s", val, key, why);
+			srv_errf(err, errlen, "invalid value \"%s\" for %s: %s", val, key, why);
 			return SRV_CONFIG_ERROR;
 		}
 		used[i] = true;
@@ -814,7 +804,7 @@ static int parse_env(srv_config *cfg, char *const *envp, char *refused, size_t r
 		if (match && used[idx])
 			continue;
 		if (match && cfg->given_[idx] == 1) {
-			errf(err, errlen,
+			srv_errf(err, errlen,
 			     "conflicting environment variable \"%.*s\" is shadowed by "
 			     "corresponding command-line flag "
 			     "(either unset environment variable or disable flag)",
@@ -843,7 +833,7 @@ static int check_bind(const srv_urls *u, char *err, size_t errlen)
 		if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, buf) == 1 ||
 		    inet_pton(AF_INET6, host, buf) == 1)
 			continue;
-		errf(err, errlen, "expected IP in URL for binding (%s)", u->url[i]);
+		srv_errf(err, errlen, "expected IP in URL for binding (%s)", u->url[i]);
 		return -1;
 	}
 	return 0;
@@ -861,7 +851,7 @@ static int check_host(const srv_urls *u, const char *flag, char *err, size_t err
 				strncat(joined, ",", sizeof(joined) - strlen(joined) - 1);
 			strncat(joined, u->addr[j], sizeof(joined) - strlen(joined) - 1);
 		}
-		errf(err, errlen, "--%s \"%s\" must be \"host:port\" (unexpected empty host (%s))",
+		srv_errf(err, errlen, "--%s \"%s\" must be \"host:port\" (unexpected empty host (%s))",
 		     flag, joined, u->url[i]);
 		return -1;
 	}
@@ -872,7 +862,7 @@ static int check_host(const srv_urls *u, const char *flag, char *err, size_t err
 static int validate(srv_config *cfg, char *err, size_t errlen)
 {
 	if (strcmp(cfg->logger, "capnslog") != 0 && strcmp(cfg->logger, "zap") != 0) {
-		errf(err, errlen, "unknown logger option \"%s\"", cfg->logger);
+		srv_errf(err, errlen, "unknown logger option \"%s\"", cfg->logger);
 		return -1;
 	}
 	if (check_bind(&cfg->listen_peer, err, errlen) ||
@@ -885,31 +875,31 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 	int nset = (*cfg->discovery != '\0') + (*cfg->initial_cluster != '\0') +
 	           (*cfg->discovery_srv != '\0');
 	if (nset > 1) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "multiple discovery or bootstrap flags are set. Choose one of "
 		     "\"initial-cluster\", \"discovery\" or "
 		     "\"discovery-srv\"");
 		return -1;
 	}
 	if (cfg->heartbeat_interval_ms <= 0) {
-		errf(err, errlen, "--heartbeat-interval must be >0 (set to %lldms)",
+		srv_errf(err, errlen, "--heartbeat-interval must be >0 (set to %lldms)",
 		     (long long)cfg->heartbeat_interval_ms);
 		return -1;
 	}
 	if (cfg->election_timeout_ms <= 0) {
-		errf(err, errlen, "--election-timeout must be >0 (set to %lldms)",
+		srv_errf(err, errlen, "--election-timeout must be >0 (set to %lldms)",
 		     (long long)cfg->election_timeout_ms);
 		return -1;
 	}
 	if (5 * cfg->heartbeat_interval_ms > cfg->election_timeout_ms) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "--election-timeout[%lldms] should be at least as 5 times as "
 		     "--heartbeat-interval[%lldms]",
 		     (long long)cfg->election_timeout_ms, (long long)cfg->heartbeat_interval_ms);
 		return -1;
 	}
 	if (cfg->election_timeout_ms > 50000) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "--election-timeout[%lldms] is too long, and should be set less than 50000ms",
 		     (long long)cfg->election_timeout_ms);
 		return -1;
@@ -917,25 +907,25 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 	/* etcdmain drops the default advertise URL when only the listen URL is set. */
 	if (srv_config_is_set(cfg, "listen-client-urls") &&
 	    !srv_config_is_set(cfg, "advertise-client-urls") && strcmp(cfg->proxy, "off") == 0) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "--advertise-client-urls is required when --listen-client-urls is set "
 		     "explicitly");
 		return -1;
 	}
 	if (*cfg->auto_compaction_mode && strcmp(cfg->auto_compaction_mode, "periodic") != 0 &&
 	    strcmp(cfg->auto_compaction_mode, "revision") != 0) {
-		errf(err, errlen, "unknown auto-compaction-mode \"%s\"", cfg->auto_compaction_mode);
+		srv_errf(err, errlen, "unknown auto-compaction-mode \"%s\"", cfg->auto_compaction_mode);
 		return -1;
 	}
 	int64_t retention;
 	if (srv_config_compaction_retention(cfg, &retention) != 0) {
-		errf(err, errlen, "error parsing CompactionRetention: time: invalid duration \"%s\"",
+		srv_errf(err, errlen, "error parsing CompactionRetention: time: invalid duration \"%s\"",
 		     cfg->auto_compaction_retention);
 		return -1;
 	}
 	if (cfg->nondef_[flag_named("experimental-enable-lease-checkpoint-persist") - flags] &&
 	    !cfg->nondef_[flag_named("experimental-enable-lease-checkpoint") - flags]) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "setting experimental-enable-lease-checkpoint-persist requires "
 		     "experimental-enable-lease-checkpoint");
 		return -1;
@@ -963,20 +953,20 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 		return -1;
 	bool pcert = *cfg->peer_cert_file != '\0', pkey = *cfg->peer_key_file != '\0';
 	if (pcert != pkey) {
-		errf(err, errlen, "--peer-cert-file and --peer-key-file must both be given (key: \"%s\", "
+		srv_errf(err, errlen, "--peer-cert-file and --peer-key-file must both be given (key: \"%s\", "
 		     "cert: \"%s\")", cfg->peer_key_file, cfg->peer_cert_file);
 		return -1;
 	}
 	/* Auto-TLS without files replaces the peer TLSInfo, allowed names included. */
 	if (pcert && *cfg->peer_cert_allowed_cn && *cfg->peer_cert_allowed_hostname) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
 		     cfg->peer_cert_allowed_cn, cfg->peer_cert_allowed_hostname);
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->listen_peer.n; i++) {
 		if (url_secure(cfg->listen_peer.url[i]) && !pcert && !cfg->peer_auto_tls) {
-			errf(err, errlen,
+			srv_errf(err, errlen,
 			     "cannot listen on TLS for %s: KeyFile and CertFile are not presented",
 			     cfg->listen_peer.addr[i]);
 			return -1;
@@ -985,7 +975,7 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 	bool ccert = *cfg->cert_file != '\0', ckey = *cfg->key_file != '\0';
 	for (size_t i = 0; i < cfg->listen_client.n; i++) {
 		if (url_secure(cfg->listen_client.url[i]) && !ccert && !ckey && !cfg->auto_tls) {
-			errf(err, errlen,
+			srv_errf(err, errlen,
 			     "TLS key/cert (--cert-file, --key-file) must be provided for client url %s "
 			     "with HTTPS scheme",
 			     cfg->listen_client.url[i]);
@@ -993,7 +983,7 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 		}
 	}
 	if (ccert != ckey) {
-		errf(err, errlen, "--cert-file and --key-file must both be given (key: \"%s\", cert: "
+		srv_errf(err, errlen, "--cert-file and --key-file must both be given (key: \"%s\", cert: "
 		     "\"%s\")", cfg->key_file, cfg->cert_file);
 		return -1;
 	}
@@ -1003,7 +993,7 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 			bool ua = strncmp(a, "unix", 4) == 0, ub = strncmp(b, "unix", 4) == 0;
 			if (ua == ub && url_secure(a) != url_secure(b) &&
 			    strcmp(cfg->listen_client.addr[i], cfg->listen_client.addr[j]) == 0) {
-				errf(err, errlen,
+				srv_errf(err, errlen,
 				     "--listen-client-urls: %s and %s are the same address; metastore "
 				     "cannot serve plaintext and TLS on one port (give them two ports)",
 				     a, b);
@@ -1019,7 +1009,7 @@ static int refuse_unsupported(const srv_config *cfg, const char *refused, char *
 {
 	(void)cfg;
 	if (*refused) {
-		errf(err, errlen, "%s", refused);
+		srv_errf(err, errlen, "%s", refused);
 		return -1;
 	}
 	return 0;
@@ -1031,7 +1021,7 @@ static int derive_defaults(srv_config *cfg, char *err, size_t errlen)
 		size_t l = strlen(cfg->name) + sizeof(".metastore");
 		cfg->data_dir = malloc(l);
 		if (!cfg->data_dir) {
-			errf(err, errlen, "out of memory");
+			srv_errf(err, errlen, "out of memory");
 			return -1;
 		}
 		snprintf(cfg->data_dir, l, "%s.metastore", cfg->name);
@@ -1057,7 +1047,7 @@ static int derive_defaults(srv_config *cfg, char *err, size_t errlen)
 		}
 	}
 	if (!cfg->initial_cluster) {
-		errf(err, errlen, "out of memory");
+		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	/* --debug is --log-level=debug unless a level was given. */
@@ -1069,7 +1059,7 @@ static int derive_defaults(srv_config *cfg, char *err, size_t errlen)
 	 * (and checked) by srv_log_setup in main. */
 	srv_log_level lvl;
 	if (srv_log_level_parse(cfg->log_level, &lvl) != 0) {
-		errf(err, errlen, "unknown level \"%s\"", cfg->log_level);
+		srv_errf(err, errlen, "unknown level \"%s\"", cfg->log_level);
 		return -1;
 	}
 	return 0;
@@ -1098,12 +1088,12 @@ int srv_config_parse_env(srv_config *cfg, int argc, char **argv, char *const *en
 	    validate_tls(cfg, err, errlen) != 0 || refuse_unsupported(cfg, refused, err, errlen) != 0)
 		return SRV_CONFIG_ERROR;
 	if (cfg->max_request_bytes == 0 || cfg->max_txn_ops == 0 || cfg->grpc_threads <= 0) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "--max-request-bytes, --max-txn-ops and --grpc-threads must be positive");
 		return SRV_CONFIG_ERROR;
 	}
 	if (cfg->listen_client.n == 0 || cfg->listen_peer.n == 0) {
-		errf(err, errlen,
+		srv_errf(err, errlen,
 		     "--listen-client-urls and --listen-peer-urls must name at least one URL");
 		return SRV_CONFIG_ERROR;
 	}

@@ -609,17 +609,7 @@ typedef struct rd_node {
 	uint64_t id; /* 0 for an inline page */
 } rd_node;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-#define CORRUPT(b, ...) (set_err((b)->errmsg, sizeof((b)->errmsg), __VA_ARGS__), ST_ECORRUPT)
+#define CORRUPT(b, ...) (st_errf((b)->errmsg, sizeof((b)->errmsg), __VA_ARGS__), ST_ECORRUPT)
 
 /* Page @id as a node: in the file, past the metas, below the high-water mark,
  * its header id matching, branch or leaf, elements inside its extent. */
@@ -905,21 +895,21 @@ int st_bolt_count(st_bolt *b, const void *bucket, size_t blen, uint64_t *n)
 static int check_meta(const uint8_t *data, size_t size, size_t off, char *why, size_t whylen)
 {
 	if (off + PAGE_HDR + META_SIZE > size) {
-		set_err(why, whylen, "beyond the end of the file");
+		st_errf(why, whylen, "beyond the end of the file");
 		return ST_ECORRUPT;
 	}
 	const uint8_t *p = data + off;
 	if (ld32(p + M_MAGIC) != BOLT_MAGIC) {
-		set_err(why, whylen, "bad magic 0x%08x", ld32(p + M_MAGIC));
+		st_errf(why, whylen, "bad magic 0x%08x", ld32(p + M_MAGIC));
 		return ST_ECORRUPT;
 	}
 	if (ld32(p + M_VERSION) != BOLT_VERSION) {
-		set_err(why, whylen, "version %u, want %d", ld32(p + M_VERSION), BOLT_VERSION);
+		st_errf(why, whylen, "version %u, want %d", ld32(p + M_VERSION), BOLT_VERSION);
 		return ST_EFORMAT;
 	}
 	uint64_t sum = ld64(p + M_CHECKSUM);
 	if (sum != 0 && sum != fnv1a64(p + M_MAGIC, META_SUMMED)) {
-		set_err(why, whylen, "checksum mismatch");
+		st_errf(why, whylen, "checksum mismatch");
 		return ST_ECORRUPT;
 	}
 	return 0;
@@ -942,7 +932,7 @@ static int rd_init(st_bolt *b, unsigned flags, const char *what, char *err, size
 			if (EVP_Digest(b->data, size, md, &mdlen, EVP_sha256(), NULL) != 1)
 				return ST_ENOMEM;
 			if (memcmp(md, b->data + size, sizeof(md)) != 0) {
-				set_err(err, errlen, "%s: sha256 trailer mismatch", what);
+				st_errf(err, errlen, "%s: sha256 trailer mismatch", what);
 				return ST_ECORRUPT;
 			}
 		}
@@ -952,19 +942,19 @@ static int rd_init(st_bolt *b, unsigned flags, const char *what, char *err, size
 	int rc0 = check_meta(b->data, size, 0, why0, sizeof(why0));
 	uint32_t ps = rc0 == 0 ? ld32(b->data + M_PAGESIZE) : 0;
 	if (rc0 == 0 && !page_size_ok(ps)) {
-		set_err(why0, sizeof(why0), "page size %u unsupported", ps);
+		st_errf(why0, sizeof(why0), "page size %u unsupported", ps);
 		rc0 = ST_ECORRUPT;
 	}
 	int rc1 = ST_ECORRUPT;
 	if (rc0 == 0) {
 		rc1 = check_meta(b->data, size, ps, why1, sizeof(why1));
 		if (rc1 == 0 && ld32(b->data + ps + M_PAGESIZE) != ps) {
-			set_err(why1, sizeof(why1), "page size differs from meta 0");
+			st_errf(why1, sizeof(why1), "page size differs from meta 0");
 			rc1 = ST_ECORRUPT;
 		}
 	} else {
 		/* meta 0 is unreadable: look for meta 1 at each plausible page size */
-		set_err(why1, sizeof(why1), "not found at any page size");
+		st_errf(why1, sizeof(why1), "not found at any page size");
 		for (uint32_t cand = 512; cand <= (1u << 16); cand *= 2) {
 			char w[96];
 			int rc = check_meta(b->data, size, cand, w, sizeof(w));
@@ -980,11 +970,11 @@ static int rd_init(st_bolt *b, unsigned flags, const char *what, char *err, size
 	if (rc0 != 0 && rc1 != 0) {
 		int rc = (rc0 == ST_EFORMAT || rc1 == ST_EFORMAT) ? ST_EFORMAT : ST_ECORRUPT;
 		if (strncmp(why0, "bad magic", 9) == 0 && rc1 == ST_ECORRUPT)
-			set_err(err, errlen,
+			st_errf(err, errlen,
 			        "%s: not a bbolt file (meta page 0: %s; meta page 1: %s)", what,
 			        why0, why1);
 		else
-			set_err(err, errlen,
+			st_errf(err, errlen,
 			        "%s: no valid meta page (meta page 0: %s; meta page 1: %s)", what,
 			        why0, why1);
 		return rc;
@@ -1000,11 +990,11 @@ static int rd_init(st_bolt *b, unsigned flags, const char *what, char *err, size
 	b->freelist = ld64(m + M_FREELIST);
 	b->hw = ld64(m + M_PGID);
 	if (size < 2 * (size_t)ps) {
-		set_err(err, errlen, "%s: file of %zu bytes is smaller than two pages", what, size);
+		st_errf(err, errlen, "%s: file of %zu bytes is smaller than two pages", what, size);
 		return ST_ECORRUPT;
 	}
 	if (b->hw > size / ps) {
-		set_err(err, errlen,
+		st_errf(err, errlen,
 		        "%s: truncated: the meta page's high water mark is page %llu, the file "
 		        "holds %zu pages of %u bytes",
 		        what, (unsigned long long)b->hw, size / ps, ps);
@@ -1032,7 +1022,7 @@ static int rd_init(st_bolt *b, unsigned flags, const char *what, char *err, size
 		}
 	}
 	if (rc != 0) {
-		set_err(err, errlen, "%s: %s", what, b->errmsg);
+		st_errf(err, errlen, "%s: %s", what, b->errmsg);
 		return rc;
 	}
 	b->errmsg[0] = '\0';
@@ -1069,24 +1059,24 @@ int st_bolt_open_flags(const char *path, unsigned flags, st_bolt **out, char *er
 		return ST_EINVAL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		st_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return errno == ENOENT ? ST_ENOTFOUND : ST_EIO;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		st_errf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return ST_EIO;
 	}
 	if (st.st_size == 0) {
-		set_err(err, errlen, "%s: empty file, not a bbolt file", path);
+		st_errf(err, errlen, "%s: empty file, not a bbolt file", path);
 		close(fd);
 		return ST_ECORRUPT;
 	}
 	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (map == MAP_FAILED) {
-		set_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+		st_errf(err, errlen, "%s: mmap: %s", path, strerror(errno));
 		return ST_EIO;
 	}
 	st_bolt *b = calloc(1, sizeof(*b));

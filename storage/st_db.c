@@ -60,7 +60,32 @@ void st__kvstate_encode(const st_kv_state *s, uint8_t out[32])
 	st_put_be64(out + 24, (uint64_t)s->compact_done);
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+int st_buf_reserve(st_buf *b, size_t extra)
+{
+	if (b->len + extra <= b->cap)
+		return ST_OK;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < b->len + extra)
+		cap *= 2;
+	uint8_t *p = realloc(b->p, cap);
+	if (p == NULL)
+		return ST_ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return ST_OK;
+}
+
+int st_buf_add(st_buf *b, const void *d, size_t n)
+{
+	if (st_buf_reserve(b, n) != ST_OK)
+		return ST_ENOMEM;
+	if (n > 0)
+		memcpy(b->p + b->len, d, n);
+	b->len += n;
+	return ST_OK;
+}
+
+void st_errf(char *errbuf, size_t errlen, const char *fmt, ...)
 {
 	if (errbuf == NULL || errlen == 0)
 		return;
@@ -207,30 +232,30 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 		    cf_is_empty(db, ST_CF_KV) && cf_is_empty(db, ST_CF_REV)) {
 			rc = init_fresh(db);
 			if (rc != ST_OK) {
-				set_err(errbuf, errlen, "%s: cannot initialise data dir: %s", db->dir,
+				st_errf(errbuf, errlen, "%s: cannot initialise data dir: %s", db->dir,
 					st_strerror(rc));
 				return rc;
 			}
 			return load_meta(db, errbuf, errlen);
 		}
-		set_err(errbuf, errlen, "%s: no format version record: not a metastore data dir",
+		st_errf(errbuf, errlen, "%s: no format version record: not a metastore data dir",
 			db->dir);
 		return ST_EFORMAT;
 	}
 	if (rc != ST_OK) {
-		set_err(errbuf, errlen, "%s: cannot read format version: %s", db->dir, st_strerror(rc));
+		st_errf(errbuf, errlen, "%s: cannot read format version: %s", db->dir, st_strerror(rc));
 		return rc;
 	}
 	if (len != 4) {
 		free(v);
-		set_err(errbuf, errlen, "%s: format version record has %zu bytes, want 4", db->dir, len);
+		st_errf(errbuf, errlen, "%s: format version record has %zu bytes, want 4", db->dir, len);
 		return ST_ECORRUPT;
 	}
 	uint32_t fmt = ((uint32_t)(uint8_t)v[0] << 24) | ((uint32_t)(uint8_t)v[1] << 16) |
 		       ((uint32_t)(uint8_t)v[2] << 8) | (uint8_t)v[3];
 	free(v);
 	if (fmt < ST_FORMAT_OLDEST || fmt > ST_FORMAT_VERSION) {
-		set_err(errbuf, errlen,
+		st_errf(errbuf, errlen,
 			"%s: on-disk format version %u, this build reads versions %u to %u", db->dir,
 			fmt, ST_FORMAT_OLDEST, ST_FORMAT_VERSION);
 		return ST_EFORMAT;
@@ -241,7 +266,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 	if (rc != ST_OK || len != 32) {
 		if (rc == ST_OK)
 			free(v);
-		set_err(errbuf, errlen, "%s: keyspace state record missing or malformed", db->dir);
+		st_errf(errbuf, errlen, "%s: keyspace state record missing or malformed", db->dir);
 		return rc == ST_OK || rc == ST_ENOTFOUND ? ST_ECORRUPT : rc;
 	}
 	const uint8_t *u = (const uint8_t *)v;
@@ -252,7 +277,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 	free(v);
 	if (db->kv.rev < 1 || db->kv.compact_rev < 0 || db->kv.compact_rev > db->kv.rev ||
 	    db->kv.compact_done > db->kv.compact_rev) {
-		set_err(errbuf, errlen, "%s: keyspace state record is inconsistent", db->dir);
+		st_errf(errbuf, errlen, "%s: keyspace state record is inconsistent", db->dir);
 		return ST_ECORRUPT;
 	}
 
@@ -260,7 +285,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 	if (rc != ST_OK || len != 16) {
 		if (rc == ST_OK)
 			free(v);
-		set_err(errbuf, errlen, "%s: log base record missing or malformed", db->dir);
+		st_errf(errbuf, errlen, "%s: log base record missing or malformed", db->dir);
 		return rc == ST_OK || rc == ST_ENOTFOUND ? ST_ECORRUPT : rc;
 	}
 	db->log_base_index = st_get_be64((const uint8_t *)v);
@@ -275,7 +300,7 @@ static int load_meta(st_db *db, char *errbuf, size_t errlen)
 		const char *k = rocksdb_iter_key(it, &kl);
 		if (kl != 8) {
 			rocksdb_iter_destroy(it);
-			set_err(errbuf, errlen, "%s: malformed log key", db->dir);
+			st_errf(errbuf, errlen, "%s: malformed log key", db->dir);
 			return ST_ECORRUPT;
 		}
 		uint64_t last = st_get_be64((const uint8_t *)k);
@@ -291,30 +316,30 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	bool create = opts != NULL && opts->create_if_missing;
 	struct stat st;
 	*out = NULL;
-	set_err(errbuf, errlen, "ok");
+	st_errf(errbuf, errlen, "ok");
 
 	if (stat(dir, &st) != 0) {
 		if (errno != ENOENT) {
 			int e = errno;
-			set_err(errbuf, errlen, "data dir %s: %s", dir, strerror(e));
+			st_errf(errbuf, errlen, "data dir %s: %s", dir, strerror(e));
 			return errno_to_st(e);
 		}
 		if (!create) {
-			set_err(errbuf, errlen, "data dir %s does not exist", dir);
+			st_errf(errbuf, errlen, "data dir %s does not exist", dir);
 			return ST_ENOTFOUND;
 		}
 		int e = mkdir_p(dir);
 		if (e != 0) {
-			set_err(errbuf, errlen, "cannot create data dir %s: %s", dir, strerror(e));
+			st_errf(errbuf, errlen, "cannot create data dir %s: %s", dir, strerror(e));
 			return errno_to_st(e);
 		}
 	} else if (!S_ISDIR(st.st_mode)) {
-		set_err(errbuf, errlen, "data dir %s is not a directory", dir);
+		st_errf(errbuf, errlen, "data dir %s is not a directory", dir);
 		return ST_EINVAL;
 	}
 	if (access(dir, R_OK | W_OK | X_OK) != 0) {
 		int e = errno;
-		set_err(errbuf, errlen, "data dir %s: %s", dir, strerror(e));
+		st_errf(errbuf, errlen, "data dir %s: %s", dir, strerror(e));
 		return errno_to_st(e);
 	}
 
@@ -326,7 +351,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	bool exists = stat(current, &st) == 0;
 	free(current);
 	if (!exists && !create) {
-		set_err(errbuf, errlen, "data dir %s holds no database", dir);
+		st_errf(errbuf, errlen, "data dir %s holds no database", dir);
 		return ST_ENOTFOUND;
 	}
 
@@ -380,7 +405,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 			int rc = st__rocks_err(err);
 			if (rc == ST_ENOTFOUND)
 				rc = ST_ECORRUPT;
-			set_err(errbuf, errlen, "cannot read data dir %s: %s", dir, err);
+			st_errf(errbuf, errlen, "cannot read data dir %s: %s", dir, err);
 			free(err);
 			db_free(db);
 			return rc;
@@ -394,7 +419,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 				}
 		rocksdb_list_column_families_destroy(names, ncf);
 		if (found != ST_CF__REQUIRED) {
-			set_err(errbuf, errlen,
+			st_errf(errbuf, errlen,
 				"data dir %s holds a RocksDB database without metastore's column "
 				"families (log, kv, rev): not a metastore data dir",
 				dir);
@@ -414,12 +439,12 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	if (err != NULL) {
 		int rc = st__rocks_err(err);
 		if (rc == ST_ELOCKED)
-			set_err(errbuf, errlen,
+			st_errf(errbuf, errlen,
 				"data dir %s is locked by another process (is another metastore "
 				"running on it?): %s",
 				dir, err);
 		else
-			set_err(errbuf, errlen, "cannot open data dir %s: %s", dir, err);
+			st_errf(errbuf, errlen, "cannot open data dir %s: %s", dir, err);
 		free(err);
 		db->rdb = NULL;
 		for (int i = 0; i < ST_CF__COUNT; i++)
@@ -430,7 +455,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 
 	int rc = exists ? ST_OK : init_fresh(db);
 	if (rc != ST_OK) {
-		set_err(errbuf, errlen, "cannot initialise data dir %s: %s", dir, st_strerror(rc));
+		st_errf(errbuf, errlen, "cannot initialise data dir %s: %s", dir, st_strerror(rc));
 		db_free(db);
 		return rc;
 	}

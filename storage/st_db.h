@@ -38,6 +38,28 @@ enum { ST_ERRORS(ST_ENUM_ROW) ST__COUNT };
 /* st_strerror - static name of a storage error code. */
 const char *st_strerror(int err);
 
+/*
+ * st_errf - format an error reason into @err (@errlen bytes, always
+ * terminated); does nothing when @err is NULL or @errlen is 0. The one helper
+ * storage and etcdcompat use to fill their callers' err buffers (server/ has
+ * srv_errf, which does not pull storage into its logger).
+ */
+void st_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A growable byte buffer (zero-initialise; free(.p) when done), shared by the
+ * storage and etcdcompat encoders. */
+typedef struct st_buf {
+	uint8_t *p;
+	size_t len, cap;
+} st_buf;
+
+/* st_buf_reserve - room for @extra more bytes after .len (capacity doubles from
+ * 64). Returns ST_OK or ST_ENOMEM (@b unchanged). */
+int st_buf_reserve(st_buf *b, size_t extra);
+
+/* st_buf_add - append @n bytes of @d. Returns ST_OK or ST_ENOMEM. */
+int st_buf_add(st_buf *b, const void *d, size_t n);
+
 typedef struct st_db st_db;
 
 typedef struct st_options {

@@ -41,11 +41,6 @@ struct change {
 	bool tomb;
 };
 
-/* A growable byte buffer. */
-typedef struct buf {
-	uint8_t *p;
-	size_t len, cap;
-} buf;
 /* A staged lease record change (st_txn_lease_grant / st_txn_lease_revoke). */
 struct lease_op {
 	int64_t id;
@@ -67,44 +62,19 @@ struct st_txn {
 	size_t nlops, caplops;
 	/* lease attachment records to delete at commit (revokes): each is a
 	 * size_t length followed by the record key */
-	buf lease_dels;
+	st_buf lease_dels;
 	/* st_txn_get's copy of the last result */
 	uint8_t *getbuf;
 	size_t getcap;
 };
 
 
-static int buf_reserve(buf *b, size_t extra)
-{
-	if (b->len + extra <= b->cap)
-		return ST_OK;
-	size_t cap = b->cap ? b->cap : 64;
-	while (cap < b->len + extra)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
-	if (p == NULL)
-		return ST_ENOMEM;
-	b->p = p;
-	b->cap = cap;
-	return ST_OK;
-}
-
-static int buf_add(buf *b, const void *d, size_t n)
-{
-	if (buf_reserve(b, n) != ST_OK)
-		return ST_ENOMEM;
-	if (n > 0)
-		memcpy(b->p + b->len, d, n);
-	b->len += n;
-	return ST_OK;
-}
-
 /* ---- encodings -------------------------------------------------------- */
 
 /* Append esc(@key) (without terminator). */
-static int put_esc(buf *b, const uint8_t *key, size_t klen)
+static int put_esc(st_buf *b, const uint8_t *key, size_t klen)
 {
-	if (buf_reserve(b, klen * 2 + 2) != ST_OK)
+	if (st_buf_reserve(b, klen * 2 + 2) != ST_OK)
 		return ST_ENOMEM;
 	for (size_t i = 0; i < klen; i++) {
 		b->p[b->len++] = key[i];
@@ -121,10 +91,10 @@ static void put_inv_rev(uint8_t *p, int64_t main, int64_t sub)
 }
 
 /* esc(key) 00 01 ~main ~sub */
-static int kv_key(buf *b, const uint8_t *key, size_t klen, int64_t main, int64_t sub)
+static int kv_key(st_buf *b, const uint8_t *key, size_t klen, int64_t main, int64_t sub)
 {
 	b->len = 0;
-	if (put_esc(b, key, klen) != ST_OK || buf_reserve(b, 2 + REVKEY_LEN) != ST_OK)
+	if (put_esc(b, key, klen) != ST_OK || st_buf_reserve(b, 2 + REVKEY_LEN) != ST_OK)
 		return ST_ENOMEM;
 	b->p[b->len++] = 0;
 	b->p[b->len++] = 1;
@@ -139,7 +109,7 @@ static int kv_key(buf *b, const uint8_t *key, size_t klen, int64_t main, int64_t
  * user key is unescaped into it. Returns ST_OK or ST_ECORRUPT.
  */
 static int kv_key_parse(const uint8_t *k, size_t kl, size_t *plen, int64_t *main, int64_t *sub,
-			buf *ukey)
+			st_buf *ukey)
 {
 	if (ukey != NULL)
 		ukey->len = 0;
@@ -165,7 +135,7 @@ static int kv_key_parse(const uint8_t *k, size_t kl, size_t *plen, int64_t *main
 	*main = (int64_t)~st_get_be64(k + *plen);
 	*sub = (int64_t)~st_get_be64(k + *plen + 8);
 	if (ukey != NULL) {
-		if (buf_reserve(ukey, i) != ST_OK)
+		if (st_buf_reserve(ukey, i) != ST_OK)
 			return ST_ENOMEM;
 		for (size_t j = 0; j < i; j++) {
 			ukey->p[ukey->len++] = k[j];
@@ -176,7 +146,7 @@ static int kv_key_parse(const uint8_t *k, size_t kl, size_t *plen, int64_t *main
 	return ST_OK;
 }
 
-static void put_varint(buf *b, uint64_t v)
+static void put_varint(st_buf *b, uint64_t v)
 {
 	while (v >= 0x80) {
 		b->p[b->len++] = (uint8_t)(v | 0x80);
@@ -201,10 +171,10 @@ static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return ST_ECORRUPT;
 }
 
-static int kv_val_encode(buf *b, const struct change *c)
+static int kv_val_encode(st_buf *b, const struct change *c)
 {
 	b->len = 0;
-	if (buf_reserve(b, 1 + 30 + c->vlen) != ST_OK)
+	if (st_buf_reserve(b, 1 + 30 + c->vlen) != ST_OK)
 		return ST_ENOMEM;
 	if (c->tomb) {
 		b->p[b->len++] = KVF_TOMBSTONE;
@@ -214,7 +184,7 @@ static int kv_val_encode(buf *b, const struct change *c)
 	put_varint(b, (uint64_t)c->create);
 	put_varint(b, (uint64_t)c->version);
 	put_varint(b, (uint64_t)c->lease);
-	return buf_add(b, c->val, c->vlen);
+	return st_buf_add(b, c->val, c->vlen);
 }
 
 /* Decode a kv record value into @kv (value points into @v). */
@@ -408,12 +378,12 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 	if (kind == RANGE_BOUNDED && st_key_cmp(end, elen, key, klen) <= 0)
 		return ST_OK;
 
-	buf start = {0}, upper = {0}, prefix = {0}, ukey = {0}, seek = {0};
+	st_buf start = {0}, upper = {0}, prefix = {0}, ukey = {0}, seek = {0};
 	int rc = put_esc(&start, key, klen);
 	if (rc == ST_OK && kind == RANGE_ONE) {
-		rc = buf_add(&upper, start.p, start.len);
+		rc = st_buf_add(&upper, start.p, start.len);
 		if (rc == ST_OK)
-			rc = buf_add(&upper, "\x00\x02", 2);
+			rc = st_buf_add(&upper, "\x00\x02", 2);
 	} else if (rc == ST_OK && kind == RANGE_BOUNDED) {
 		rc = put_esc(&upper, end, elen);
 	}
@@ -444,7 +414,7 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 		if (main > rev) {
 			/* Newer than wanted: step over a few versions, else seek. */
 			prefix.len = 0;
-			if ((rc = buf_add(&prefix, k, plen)) != ST_OK)
+			if ((rc = st_buf_add(&prefix, k, plen)) != ST_OK)
 				break;
 			bool found = false;
 			for (int i = 0; i < SKIP_NEXTS; i++) {
@@ -463,8 +433,8 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 			}
 			if (!found && rocksdb_iter_valid(it)) {
 				seek.len = 0;
-				if ((rc = buf_add(&seek, prefix.p, prefix.len)) != ST_OK ||
-				    (rc = buf_reserve(&seek, REVKEY_LEN)) != ST_OK)
+				if ((rc = st_buf_add(&seek, prefix.p, prefix.len)) != ST_OK ||
+				    (rc = st_buf_reserve(&seek, REVKEY_LEN)) != ST_OK)
 					break;
 				put_inv_rev(seek.p + seek.len, rev, -1);
 				seek.len += REVKEY_LEN;
@@ -480,7 +450,7 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 		if ((rc = kv_val_decode(v, vl, &kv)) != ST_OK)
 			break;
 		prefix.len = 0;
-		if ((rc = buf_add(&prefix, k, plen)) != ST_OK)
+		if ((rc = st_buf_add(&prefix, k, plen)) != ST_OK)
 			break;
 		if (!kv.tombstone) {
 			if ((rc = kv_key_parse(k, kl, &plen, &main, &sub, &ukey)) != ST_OK)
@@ -716,17 +686,17 @@ int st_txn_put(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, s
 }
 
 struct collect {
-	buf keys;  /* concatenated keys */
-	buf lens;  /* size_t per key */
-	buf leases; /* int64_t per key */
+	st_buf keys;  /* concatenated keys */
+	st_buf lens;  /* size_t per key */
+	st_buf leases; /* int64_t per key */
 };
 
 static int collect_visit(void *arg, const st_kv *kv)
 {
 	struct collect *c = arg;
-	if (buf_add(&c->keys, kv->key, kv->key_len) != ST_OK ||
-	    buf_add(&c->lens, &kv->key_len, sizeof(size_t)) != ST_OK ||
-	    buf_add(&c->leases, &kv->lease, sizeof(int64_t)) != ST_OK)
+	if (st_buf_add(&c->keys, kv->key, kv->key_len) != ST_OK ||
+	    st_buf_add(&c->lens, &kv->key_len, sizeof(size_t)) != ST_OK ||
+	    st_buf_add(&c->leases, &kv->lease, sizeof(int64_t)) != ST_OK)
 		return ST_ENOMEM;
 	return 0;
 }
@@ -776,15 +746,15 @@ int st_txn_compact(st_txn *t, int64_t rev)
 #define LEASE_TAG_KEY 'K'
 #define LEASE_FORMAT 1
 
-static int lease_key(buf *b, uint8_t tag, int64_t id, const uint8_t *key, size_t klen)
+static int lease_key(st_buf *b, uint8_t tag, int64_t id, const uint8_t *key, size_t klen)
 {
 	uint8_t h[9];
 	h[0] = tag;
 	st_put_be64(h + 1, (uint64_t)id);
 	b->len = 0;
-	int rc = buf_add(b, h, 9);
+	int rc = st_buf_add(b, h, 9);
 	if (rc == ST_OK && klen > 0)
-		rc = buf_add(b, key, klen);
+		rc = st_buf_add(b, key, klen);
 	return rc;
 }
 
@@ -831,9 +801,9 @@ static int revoke_visit(void *arg, const uint8_t *key, size_t klen)
 	h[0] = LEASE_TAG_KEY;
 	st_put_be64(h + 1, (uint64_t)w->id);
 	size_t len = 9 + klen;
-	if (buf_add(&w->t->lease_dels, &len, sizeof(len)) != ST_OK ||
-	    buf_add(&w->t->lease_dels, h, 9) != ST_OK ||
-	    buf_add(&w->t->lease_dels, key, klen) != ST_OK)
+	if (st_buf_add(&w->t->lease_dels, &len, sizeof(len)) != ST_OK ||
+	    st_buf_add(&w->t->lease_dels, h, 9) != ST_OK ||
+	    st_buf_add(&w->t->lease_dels, key, klen) != ST_OK)
 		return ST_ENOMEM;
 	return w->fn != NULL ? w->fn(w->arg, key, klen) : 0;
 }
@@ -976,7 +946,7 @@ static int compact_physical(st_db *db, int64_t from, int64_t to)
 	st_put_be64(lo + 8, 0);
 	st_put_be64(hi, (uint64_t)to + 1);
 	st_put_be64(hi + 8, 0);
-	buf kk = {0}, ukey = {0};
+	st_buf kk = {0}, ukey = {0};
 	int rc = ST_OK;
 	bool done = false;
 
@@ -1184,7 +1154,7 @@ static void ev_handover(st_db *db)
 static int stage_changes(st_txn *t, sink *o)
 {
 	st_db *db = t->db;
-	buf k = {0}, v = {0};
+	st_buf k = {0}, v = {0};
 	int rc = ST_OK;
 	int64_t main = t->st.rev + 1;
 	bool events = false;
@@ -1206,7 +1176,7 @@ static int stage_changes(st_txn *t, sink *o)
 		st_put_be64(rk + 8, (uint64_t)c->sub);
 		v.len = 0;
 		uint8_t flag = c->tomb ? KVF_TOMBSTONE : 0;
-		if ((rc = buf_add(&v, &flag, 1)) != ST_OK || (rc = buf_add(&v, c->key, c->klen)) != ST_OK)
+		if ((rc = st_buf_add(&v, &flag, 1)) != ST_OK || (rc = st_buf_add(&v, c->key, c->klen)) != ST_OK)
 			break;
 		sink_put(o, db->cf[ST_CF_REV], rk, REVKEY_LEN, v.p, v.len);
 		/* The lease index follows the key: detach from the old lease, attach to
@@ -1583,7 +1553,7 @@ struct hrec {
 /* Visit the @n records of @r in order, their values fetched in one MultiGet.
  * Returns 0, ST_VISIT_STOP (the visitor stopped), or an error. */
 static int hist_flush(st_txn *t, const rocksdb_readoptions_t *ro, struct hrec *r, size_t n,
-		      const buf *keys, const buf *kvkeys, st_kv_visit fn, void *arg)
+		      const st_buf *keys, const st_buf *kvkeys, st_kv_visit fn, void *arg)
 {
 	const char *klist[HIST_BATCH];
 	size_t ksz[HIST_BATCH];
@@ -1642,7 +1612,7 @@ static int hist_flush(st_txn *t, const rocksdb_readoptions_t *ro, struct hrec *r
  * at @at" for a record at or below @at. *@keep out; returns 0 or ST_ENOMEM.
  */
 static int visible_at(rocksdb_iterator_t *kit, const uint8_t *key, size_t klen, int64_t main,
-		      int64_t sub, int64_t at, buf *kk, bool *keep)
+		      int64_t sub, int64_t at, st_buf *kk, bool *keep)
 {
 	/* ~INT64_MAX sorts before the ~sub of every sub-revision of @at */
 	int rc = kv_key(kk, key, klen, at, INT64_MAX);
@@ -1683,7 +1653,7 @@ static int hist_walk(st_txn *t, int64_t from, int64_t to, bool settled, st_kv_vi
 	rocksdb_iterator_t *kit =
 		unfinished ? rocksdb_create_iterator_cf(t->db->rdb, t->ro, t->db->cf[ST_CF_KV]) : NULL;
 	struct hrec *r = malloc(HIST_BATCH * sizeof(*r));
-	buf keys = {0}, kvkeys = {0}, kk = {0};
+	st_buf keys = {0}, kvkeys = {0}, kk = {0};
 	size_t n = 0;
 	int rc = r != NULL ? ST_OK : ST_ENOMEM;
 	for (rocksdb_iter_seek(it, (char *)lo, REVKEY_LEN); rc == ST_OK && rocksdb_iter_valid(it);
@@ -1713,14 +1683,14 @@ static int hist_walk(st_txn *t, int64_t from, int64_t to, bool settled, st_kv_vi
 		}
 		h->koff = keys.len;
 		h->klen = rvl - 1;
-		if ((rc = buf_add(&keys, rv + 1, rvl - 1)) != ST_OK)
+		if ((rc = st_buf_add(&keys, rv + 1, rvl - 1)) != ST_OK)
 			break;
 		if (!h->tomb) {
 			if ((rc = kv_key(&kk, rv + 1, rvl - 1, h->main, h->sub)) != ST_OK)
 				break;
 			h->kvoff = kvkeys.len;
 			h->kvlen = kk.len;
-			if ((rc = buf_add(&kvkeys, kk.p, kk.len)) != ST_OK)
+			if ((rc = st_buf_add(&kvkeys, kk.p, kk.len)) != ST_OK)
 				break;
 		}
 		if (++n == HIST_BATCH) {
@@ -1797,7 +1767,7 @@ struct st_load {
 	int64_t last_main, last_sub; /* the last change loaded (0, -1: none) */
 	int64_t *leases;             /* ids loaded, ascending */
 	size_t nleases, capleases;
-	buf kk, vv;
+	st_buf kk, vv;
 	int err; /* poisoned: every later call returns it */
 };
 
@@ -1874,7 +1844,7 @@ int st_load_change(st_load *l, const st_kv *kv)
 	st_put_be64(rk + 8, (uint64_t)kv->sub);
 	l->vv.len = 0;
 	uint8_t flag = kv->tombstone ? KVF_TOMBSTONE : 0;
-	if ((rc = buf_add(&l->vv, &flag, 1)) != ST_OK || (rc = buf_add(&l->vv, kv->key, kv->key_len)) != ST_OK)
+	if ((rc = st_buf_add(&l->vv, &flag, 1)) != ST_OK || (rc = st_buf_add(&l->vv, kv->key, kv->key_len)) != ST_OK)
 		return l->err = rc;
 	rocksdb_writebatch_put_cf(l->b, l->db->cf[ST_CF_REV], (const char *)rk, REVKEY_LEN,
 				  (const char *)l->vv.p, l->vv.len);

@@ -875,3 +875,56 @@ Test(kv, concurrent_ranges_see_whole_txns)
 	}
 	cr_assert_gt(reads, 0);
 }
+
+/* etcd_mvcc_*_total: each storage call counts, as etcd's metricsTxnWrite
+ * counts them; a request of more than one call is also one txn. */
+Test(kv, stats_count_calls_as_etcd)
+{
+	ec_kv_stats s;
+	ec_kv_stats_get(kv, &s);
+	cr_assert_eq(s.ranges + s.puts + s.deletes + s.txns, 0);
+	put_("a", "1");
+	put_("b", "2");
+	Etcdserverpb__PutRequest *p = tb_put("a", "3");
+	p->prev_kv = true; /* a put that reads the previous version: one txn */
+	Etcdserverpb__PutResponse *pr;
+	cr_assert_eq(put_req(p, &pr), EC_OK);
+	ec_msg_free(pr);
+	cr_assert_eq(del("b", NULL, false, NULL), EC_OK);
+	cr_assert_eq(del("zz", NULL, true, NULL), EC_OK); /* deletes nothing: still counted */
+	Etcdserverpb__RangeResponse *rr;
+	cr_assert_eq(range(tb_range("a", NULL), &rr), EC_OK);
+	ec_msg_free(rr);
+	ec_kv_stats_get(kv, &s);
+	cr_assert_eq(s.puts, 3);
+	cr_assert_eq(s.deletes, 2);
+	cr_assert_eq(s.ranges, 3, "prev_kv put, prev_kv delete, range: %ju", (uintmax_t)s.ranges);
+	cr_assert_eq(s.txns, 2);
+
+	/* compare + put + range: three calls, one txn; a failed compare's branch
+	 * with no ops: one range, no txn */
+	Etcdserverpb__TxnResponse *tr;
+	cr_assert_eq(txn(tb_txn(1, 2, 0, tb_cmp(TB_VERSION, TB_EQ, "a", NULL, 2),
+				tb_op_put(tb_put("c", "1")), tb_op_range(tb_range("a", NULL))),
+			 &tr),
+		     EC_OK);
+	cr_assert(tr->succeeded);
+	ec_msg_free(tr);
+	cr_assert_eq(txn(tb_txn(1, 1, 0, tb_cmp(TB_VERSION, TB_EQ, "a", NULL, 9),
+				tb_op_put(tb_put("d", "1"))),
+			 &tr),
+		     EC_OK);
+	cr_assert(!tr->succeeded);
+	ec_msg_free(tr);
+	ec_kv_stats_get(kv, &s);
+	cr_assert_eq(s.puts, 4);
+	cr_assert_eq(s.ranges, 6);
+	cr_assert_eq(s.txns, 3);
+
+	/* the keys_total gauge's count is not a range */
+	int64_t n = -1;
+	cr_assert_eq(ec_kv_count_keys(kv, &n), EC_OK);
+	cr_assert_eq(n, 2, "a and c live: %jd", (intmax_t)n);
+	ec_kv_stats_get(kv, &s);
+	cr_assert_eq(s.ranges, 6);
+}
