@@ -642,6 +642,14 @@ static bool http_has_leader(void *ctx)
 	return st.lead != 0;
 }
 
+/* /v3 gateway: a client certificate's CN would name the user (etcd refuses
+ * CN certificates on the gateway then). */
+static bool http_auth_by_cn(void *ctx)
+{
+	http_src *hs = ctx;
+	return hs->app->client_cert_auth && hs->app->auth != NULL && ec_auth_enabled(hs->app->auth);
+}
+
 /* The one place /health and /readyz learn of alarms (ec_alarm.h). */
 static size_t http_alarms(void *ctx, const char **names, size_t cap)
 {
@@ -989,6 +997,7 @@ int main(int argc, char **argv)
 	rcfg.keepalive_min_time_ms = (int)cfg.grpc_keepalive_min_time_ms;
 	rcfg.keepalive_time_ms = (int)cfg.grpc_keepalive_interval_ms;
 	rcfg.keepalive_timeout_ms = (int)cfg.grpc_keepalive_timeout_ms;
+	rcfg.max_concurrent_streams = (uint32_t)cfg.max_concurrent_streams;
 	srv_method methods[SRV_M__COUNT];
 	srv_etcd_methods(methods);
 	methods[SRV_M_KV_RANGE].unary = srv_kv_range;
@@ -1043,6 +1052,8 @@ int main(int argc, char **argv)
 		.alarms = http_alarms,
 		.metrics = http_metrics,
 		.ctx = &hsrc,
+		.rpc = rpc,
+		.auth_by_cn = http_auth_by_cn,
 		.server_version = MS_ETCD_VERSION,
 		.cluster_version = MS_CLUSTER_VERSION ".0",
 	};

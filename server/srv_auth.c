@@ -49,6 +49,8 @@ int srv_auth_info(const srv_call *call, ec_auth_info *ai)
 		ec_token_expire(app->tokens, now);
 	size_t len = 0;
 	const char *tok = srv_call_metadata(call, "token", &len);
+	if (tok == NULL) /* etcd's AuthInfoFromCtx: the gateway's Authorization header */
+		tok = srv_call_metadata(call, "authorization", &len);
 	if (tok != NULL)
 		return ec_token_info(app->tokens, tok, len, ec_auth_revision(app->auth), now,
 				     ai->user, sizeof ai->user, &ai->revision);

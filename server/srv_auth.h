@@ -23,8 +23,10 @@
 
 /*
  * srv_auth_info - who @call comes from, as etcd's AuthInfoFromCtx: with auth
- * disabled, nobody (user ""); else the user of the "token" metadata (checked by
- * the token provider; a simple token's life is renewed); else, with
+ * disabled, nobody (user ""); else the user of the "token" metadata, or when
+ * there is none of the "authorization" metadata (the JSON gateway's
+ * Authorization header), checked by the token provider (a simple token's
+ * life is renewed); else, with
  * --client-cert-auth, the verified client certificate's Common Name at the
  * current auth revision; else nobody. Returns EC_OK, or EC_INVALID_AUTH_TOKEN
  * for a token the provider does not accept (unknown, expired, badly signed).

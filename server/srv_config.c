@@ -95,7 +95,7 @@ static const flag_def flags[] = {
          "Maximum number of operations permitted in a transaction."},
         {"max-request-bytes", F_UINT, U_USED, OFF(max_request_bytes), "1572864", NULL, NULL,
          "Maximum client request size in bytes the server will accept."},
-        {"max-concurrent-streams", F_UINT32, U_LATER, OFF(max_concurrent_streams), "4294967295",
+        {"max-concurrent-streams", F_UINT32, U_USED, OFF(max_concurrent_streams), "4294967295",
          NULL, NULL, "Maximum concurrent streams that each client can open at a time."},
         {"grpc-keepalive-min-time", F_DUR, U_USED, OFF(grpc_keepalive_min_time_ms), "5s", NULL,
          NULL, "Minimum duration interval that a client should wait before pinging server."},

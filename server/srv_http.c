@@ -5,6 +5,7 @@
  */
 #include "server/srv_log.h"
 #include "server/srv_http.h"
+#include "server/srv_gateway.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@ typedef struct daemon_ctx {
 struct srv_http {
 	srv_http_config cfg;
 	daemon_ctx dm[N_KINDS];
+	srv_gateway *gw; /* /v3 on client URLs, when cfg.rpc is set */
 	atomic_bool stopping;
 };
 
@@ -297,13 +299,28 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 	return MHD_YES;
 }
 
+/* A request is over: the gateway's state, if it kept any, goes. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)c, (void)toe;
+	srv_gateway_completed(con_cls);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
 	daemon_ctx *dc = cls;
 	srv_http *h = dc->http;
-	(void)version, (void)upload_data, (void)con_cls;
+	(void)version;
+	if (dc->mux == SRV_HTTP_CLIENT && h->gw != NULL && srv_gateway_path(url)) {
+		if (dc->tls && *con_cls == NULL && !client_cert_ok(h, c))
+			return MHD_NO;
+		bool cn = dc->tls && h->cfg.auth_by_cn != NULL && h->cfg.auth_by_cn(h->cfg.ctx);
+		return srv_gateway_serve(h->gw, c, url, method, upload_data, upload_data_size,
+		                         con_cls, cn);
+	}
 	if (*upload_data_size != 0) { /* a body: nothing here reads one */
 		*upload_data_size = 0;
 		return MHD_YES;
@@ -355,10 +372,11 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 		if (!(cfg->kinds & (1u << k)))
 			continue;
 		unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-		                 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_AUTO;
+		                 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
 		if (!dc->tls) {
 			dc->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, dc,
 			                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+			                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 			                         MHD_OPTION_END);
 		} else if (cfg->tls == NULL) {
 			srv_errf(err, errlen, "https:// URL without a TLS certificate and key");
@@ -373,6 +391,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 				dc->d = MHD_start_daemon(
 				        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, dc,
 				        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 				        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
 				        cert, MHD_OPTION_HTTPS_MEM_TRUST, ca,
 				        MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_END);
@@ -380,6 +399,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 				dc->d = MHD_start_daemon(
 				        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, dc,
 				        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 				        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
 				        cert, MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_END);
 		}
@@ -390,6 +410,12 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 			srv_http_stop(h);
 			return -1;
 		}
+	}
+	if (cfg->rpc != NULL && (cfg->kinds & (SRV_HTTP_KIND(SRV_HTTP_CLIENT, false) |
+	                                        SRV_HTTP_KIND(SRV_HTTP_CLIENT, true))) &&
+	    srv_gateway_start(cfg->rpc, &h->gw, err, errlen) != 0) {
+		srv_http_stop(h);
+		return -1;
 	}
 	*out = h;
 	return 0;
@@ -423,9 +449,11 @@ void srv_http_stop(srv_http *h)
 	if (h == NULL)
 		return;
 	atomic_store(&h->stopping, true);
+	srv_gateway_quiesce(h->gw); /* no suspended connection may outlive this */
 	for (unsigned k = 0; k < N_KINDS; k++)
 		if (h->dm[k].d != NULL)
 			MHD_stop_daemon(h->dm[k].d);
+	srv_gateway_free(h->gw);
 	srv_tls_unref(h->cfg.tls);
 	free(h);
 }

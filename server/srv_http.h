@@ -7,7 +7,8 @@
  * libmicrohttpd daemons (MHD_USE_NO_LISTEN_SOCKET, one internal polling
  * thread each): the client mux and the metrics mux, each plaintext and TLS.
  * The client mux is etcd 3.4's client URL handler (/health, /version,
- * /metrics, 404 for the rest, etcd's CORS headers); the metrics mux is the
+ * /metrics, the /v3 JSON gateway handed to srv_gateway when cfg.rpc is set,
+ * 404 for the rest, etcd's CORS headers); the metrics mux is the
  * --listen-metrics-urls one (/metrics and /health only). Both serve /livez and
  * /readyz as etcd 3.6 does.
  *
@@ -57,6 +58,12 @@ typedef struct srv_http_config {
 	size_t (*alarms)(void *ctx, const char **names, size_t cap);
 	void (*metrics)(void *ctx, srv_mbuf *out);
 	void *ctx;
+	/* The /v3 JSON gateway (srv_gateway.h) on client URLs: the client gRPC
+	 * server it calls in-process (NULL: /v3 paths answer 404), and whether a
+	 * client certificate's CN would name the user (--client-cert-auth and auth
+	 * enabled: etcd then refuses a CN on /v3 requests; NULL: never). */
+	struct srv_rpc *rpc;
+	bool (*auth_by_cn)(void *ctx);
 	const char *server_version;  /* /version "etcdserver", e.g. "3.4.23" */
 	const char *cluster_version; /* /version "etcdcluster", e.g. "3.4.0" */
 } srv_http_config;

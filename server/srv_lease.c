@@ -131,9 +131,41 @@ static void ka_answer(srv_stream *st, int64_t id, int64_t ttl)
 	srv_stream_send(st, &resp.base);
 }
 
+/*
+ * One keep-alive stream's state. etcd's server loop renews (forwarding to the
+ * leader, and waiting) before it reads the next request, so every request
+ * sent before a half-close is answered before the stream ends with OK. Here
+ * forwards are asynchronous: the half-close finishes the stream only once no
+ * forward is outstanding, and otherwise the last forward's answer does.
+ * Freed with its last reference (the stream's, dropped in on_close, and one
+ * per outstanding forward).
+ */
+typedef struct ka_state {
+	atomic_int refs;
+	atomic_int pending;      /* forwards not yet answered */
+	atomic_bool half_closed; /* the client sent its last request */
+	atomic_bool finished;    /* srv_stream_finish called */
+} ka_state;
+
+static void ka_state_unref(ka_state *ks)
+{
+	if (atomic_fetch_sub(&ks->refs, 1) == 1)
+		free(ks);
+}
+
+/* Finish with OK once the client half-closed and nothing is outstanding;
+ * whichever side sees both first does it, once. */
+static void ka_maybe_finish(srv_stream *st, ka_state *ks)
+{
+	if (atomic_load(&ks->half_closed) && atomic_load(&ks->pending) == 0 &&
+	    !atomic_exchange(&ks->finished, true))
+		srv_stream_finish(st, EC_OK);
+}
+
 /* A keep-alive a follower forwarded to the leader (only the leader renews). */
 typedef struct ka_fwd {
 	srv_stream *st;
+	ka_state *ks;
 	int64_t id;
 } ka_fwd;
 
@@ -159,13 +191,16 @@ static void ka_forwarded(void *ctx, int err, const uint8_t *out, size_t outlen)
 	}
 	if (fr)
 		metastore__forward_reply__free_unpacked(fr, NULL);
+	atomic_fetch_sub(&f->ks->pending, 1);
+	ka_maybe_finish(f->st, f->ks);
+	ka_state_unref(f->ks);
 	srv_stream_unref(f->st);
 	free(f);
 }
 
 /* Forward a keep-alive to the leader when this member does not lead; returns
  * true when the answer will come from there. */
-static bool ka_forward(srv_stream *st, int64_t id)
+static bool ka_forward(srv_stream *st, ka_state *ks, int64_t id)
 {
 	srv_app *app = srv_stream_app(st);
 	srv_node_status ns;
@@ -176,12 +211,17 @@ static bool ka_forward(srv_stream *st, int64_t id)
 	if (f == NULL)
 		return false;
 	f->st = st;
+	f->ks = ks;
 	f->id = id;
 	uint8_t b[8];
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)((uint64_t)id >> (56 - 8 * i));
 	srv_stream_ref(st);
+	atomic_fetch_add(&ks->refs, 1);
+	atomic_fetch_add(&ks->pending, 1);
 	if (srv_peer_forward(app->peer, ns.lead, SRV_FWD_KEEPALIVE, b, 8, 5000, ka_forwarded, f) != 0) {
+		atomic_fetch_sub(&ks->pending, 1);
+		ka_state_unref(ks);
 		srv_stream_unref(st);
 		free(f);
 		return false;
@@ -191,16 +231,18 @@ static bool ka_forward(srv_stream *st, int64_t id)
 
 static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 {
-	(void)ctx;
+	ka_state *ks = ctx;
 	if (msg == NULL) {
-		/* client half-closed: etcd's Recv gets io.EOF and ends with OK */
-		srv_stream_finish(st, EC_OK);
+		/* client half-closed: etcd's Recv gets io.EOF and ends with OK,
+		 * after the answers to what came before */
+		atomic_store(&ks->half_closed, true);
+		ka_maybe_finish(st, ks);
 		return;
 	}
 	const Etcdserverpb__LeaseKeepAliveRequest *r =
 	        (const Etcdserverpb__LeaseKeepAliveRequest *)msg;
 	srv_app *app = srv_stream_app(st);
-	if (ka_forward(st, r->id))
+	if (ka_forward(st, ks, r->id))
 		return;
 	int64_t ttl = 0;
 	if (ec_lessor_renew(app->lessor, r->id, &ttl) != EC_OK)
@@ -210,8 +252,8 @@ static void ka_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 
 static void ka_close(srv_stream *st, void *ctx, bool cancelled)
 {
-	(void)ctx;
 	(void)cancelled;
+	ka_state_unref(ctx);
 	srv_stream_unref(st); /* the handler's reference */
 }
 
@@ -223,8 +265,15 @@ void srv_lease_keep_alive(srv_stream *st, const ProtobufCMessage *req)
 		srv_stream_unref(st);
 		return;
 	}
+	ka_state *ks = calloc(1, sizeof(*ks));
+	if (ks == NULL) {
+		srv_stream_finish(st, EC_NOMEM);
+		srv_stream_unref(st);
+		return;
+	}
+	atomic_init(&ks->refs, 1);
 	srv_stream_ops ops = {.on_recv = ka_recv, .on_close = ka_close};
-	srv_stream_set_ops(st, &ops, NULL);
+	srv_stream_set_ops(st, &ops, ks);
 }
 
 /* ---- expiry ---------------------------------------------------------------- */

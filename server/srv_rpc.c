@@ -1126,8 +1126,15 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, rc->keepalive_timeout_ms),
 		/* Fail on a port already in use instead of sharing it. */
 		int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+		/* last: left out when unset (0) */
+		int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+			rc->max_concurrent_streams > INT_MAX ? INT_MAX
+			                                     : (int)rc->max_concurrent_streams),
 	};
-	grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
+	size_t nargs = sizeof args / sizeof args[0];
+	if (rc->max_concurrent_streams == 0)
+		nargs--;
+	grpc_channel_args cargs = {nargs, args};
 	rpc->rpc_server = grpc_server_create(&cargs, NULL);
 
 	for (int i = 0; i < rpc->rpc_nworkers; i++) {
@@ -1266,6 +1273,27 @@ int srv_rpc_adopt_fd(srv_rpc *rpc, int fd)
 	grpc_server_credentials_release(creds);
 	pthread_rwlock_unlock(&rpc->rpc_arm_lock);
 	return 0;
+}
+
+/* The core's in-process transport (src/core/ext/transport/inproc in gRPC
+ * 1.51): exported by libgrpc, declared in no installed header, C++ linkage;
+ * bound here by its mangled name (same C ABI on every Linux target). */
+extern grpc_channel *srv_grpc_inproc_channel_create(grpc_server *server,
+                                                    const grpc_channel_args *args, void *reserved)
+        __asm__("_Z26grpc_inproc_channel_createP11grpc_serverPK17grpc_channel_argsPv");
+
+grpc_channel *srv_rpc_inproc_channel(srv_rpc *rpc)
+{
+	/* The gateway forwards whatever the server accepts (etcd's gateway dials
+	 * with MaxCallRecvMsgSize(MaxInt32)). */
+	grpc_arg args[] = {int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1),
+	                   int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1)};
+	grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
+	pthread_rwlock_rdlock(&rpc->rpc_arm_lock);
+	grpc_channel *ch = rpc->rpc_stopping ? NULL
+	                                     : srv_grpc_inproc_channel_create(rpc->rpc_server, &cargs, NULL);
+	pthread_rwlock_unlock(&rpc->rpc_arm_lock);
+	return ch;
 }
 
 const srv_metrics_grpc *srv_rpc_metrics(const srv_rpc *rpc)

@@ -108,6 +108,10 @@ typedef struct srv_rpc_config {
 	                            * 5000 (etcd --grpc-keepalive-min-time) */
 	int keepalive_time_ms;     /* server→client ping interval; default 2 h */
 	int keepalive_timeout_ms;  /* close after an unanswered ping; default 20 s */
+	uint32_t max_concurrent_streams; /* HTTP/2 streams a client connection may
+	                                  * have open at once (etcd
+	                                  * --max-concurrent-streams); 0 = the
+	                                  * core's default (unlimited) */
 	int max_ping_strikes;      /* pings faster than keepalive_min_time_ms tolerated
 	                            * before GOAWAY; default 0 = unlimited: an etcd
 	                            * client's pings are never answered with GOAWAY */
@@ -177,6 +181,20 @@ ProtobufCMessage *srv_rpc_msg_decode(struct grpc_byte_buffer *bb,
  * with adopt_fds, or is shutting down) leaving @fd to the caller. Any thread.
  */
 int srv_rpc_adopt_fd(srv_rpc *rpc, int fd);
+
+/*
+ * srv_rpc_inproc_channel - a new client channel into @rpc on the gRPC core's
+ * in-process transport (no socket, no HTTP/2 framing, no TLS), for the /v3
+ * JSON gateway (srv_gateway.h). Calls made on it are ordinary calls of the
+ * method table: metadata ("token", "authorization"), auth, metrics, leader
+ * checks and limits apply as to calls from the network; they carry no client
+ * certificate (srv_call_peer_cn answers -1). Bound to the core's
+ * grpc_inproc_channel_create, which libgrpc exports without a public header.
+ * The caller owns the channel and destroys it (grpc_channel_destroy) before
+ * srv_rpc_shutdown. Returns NULL once shutdown has begun. Any thread.
+ */
+struct grpc_channel;
+struct grpc_channel *srv_rpc_inproc_channel(srv_rpc *rpc);
 
 /* srv_rpc_metrics - the server's grpc_server_* counters (cfg.metrics), NULL
  * without; render with srv_metrics_grpc_render while @rpc runs. */

@@ -1196,3 +1196,44 @@ Test(server_rpc, etcdctl_gets_unimplemented_promptly)
 		cr_assert_lt(took, 5000, "etcdctl %s took %lld ms", cmds[i].a[0], (long long)took);
 	}
 }
+
+/* --max-concurrent-streams: a connection's next stream waits for a free slot.
+ * (Limit 2: with a limit of 1, gRPC 1.51's client transport does not start
+ * even the first stream of the connection; etcd's e2e suite uses 3.) */
+typedef struct opener {
+	tc_conn *conn;
+	tc_stream *s;
+} opener;
+
+static void *open_main(void *arg)
+{
+	opener *o = arg;
+	o->s = tc_stream_open(o->conn, M_BIDI, 30000, NULL, 0);
+	watch_cmd(o->s, "echo", 9); /* returns once the stream has started */
+	return NULL;
+}
+
+Test(server_rpc, max_concurrent_streams_per_connection)
+{
+	srv_rpc_config cfg = {.max_concurrent_streams = 2};
+	start(&cfg);
+	tc_stream *s1 = tc_stream_open(g_conn, M_BIDI, 30000, NULL, 0);
+	tc_stream *s2 = tc_stream_open(g_conn, M_BIDI, 30000, NULL, 0);
+	watch_cmd(s1, "echo", 7);
+	watch_cmd(s2, "echo", 8);
+	cr_assert_eq(recv_watch_id(s1, NULL), 7);
+	cr_assert_eq(recv_watch_id(s2, NULL), 8);
+	cr_assert_eq(counter(&g_opens), 2);
+	opener o = {.conn = g_conn};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, open_main, &o), 0);
+	/* the third stream of the connection is held back by the client's
+	 * transport while two are open (the server's SETTINGS) */
+	cr_assert_not(wait_count(&g_opens, 3, 500), "a third stream opened past the limit");
+	tc_stream_free(s1); /* frees a slot: the waiting stream starts */
+	cr_assert(wait_count(&g_opens, 3, 5000), "the waiting stream did not open");
+	pthread_join(th, NULL);
+	cr_assert_eq(recv_watch_id(o.s, NULL), 9);
+	tc_stream_free(o.s);
+	tc_stream_free(s2);
+}

@@ -2,7 +2,8 @@
 # cluster-lease: leases in a 3-member cluster across a leader kill.
 #   - lease A (TTL 4 s) kept alive by `etcdctl lease keep-alive` talking to a
 #     FOLLOWER only; its key survives the leader's kill -9 and many TTLs after it;
-#   - keep-alive --once through a follower answers "lease <id> keepalived with TTL(4)";
+#   - keep-alive --once through a follower answers "lease <id> keepalived with TTL(4)",
+#     and so does one keep-alive over the JSON gateway (request, then half-close);
 #   - lease B (TTL 5 s) never renewed: its key is deleted.  etcd's new leader
 #     re-arms every lease on promotion (remaining = TTL + election timeout), so B goes
 #     within TTL + a few election timeouts after the new leader appears; the bound
@@ -24,6 +25,10 @@ check_match grant-b '[0-9a-f]{16}' "$B"
 check_out put-a OK cl_ectl "$f" put lease/a a --lease="$A"
 check_out put-b OK cl_ectl "$f" put lease/b b --lease="$B"
 check_out keepalive-once-follower "lease $A keepalived with TTL(4)" cl_ectl "$f" lease keep-alive --once "$A"
+# The JSON gateway's keepalive sends one request and half-closes at once: the
+# follower forwards it to the leader and must answer before ending the stream.
+ka_json=$(curl -s -m 10 -X POST "${CL_EP[$f]}/v3/lease/keepalive" -d "{\"ID\":$((16#$A))}")
+check_match keepalive-gateway-follower '.*"TTL":"4".*' "$ka_json"
 
 etcdctl --endpoints="${CL_EP[$f]}" lease keep-alive "$A" >"$_IT_TMP/ka.out" 2>&1 &
 kpid=$!
