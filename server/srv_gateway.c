@@ -67,6 +67,7 @@
 #include "etcdcompat/ec_json.h"
 #include "server/srv_log.h"
 #include "server/srv_methods.h"
+#include "server/srv_rpc.h"
 
 #define GW_MAX_BODY   ((size_t)64 << 20) /* request bodies above this: 413 */
 #define GW_HIGH_WATER ((size_t)1 << 20)  /* pause reception above this much output */
@@ -435,29 +436,6 @@ static int decode_next(const ProtobufCMessageDescriptor *d, const char *text, si
 	return rc == EC_OK ? 1 : -1;
 }
 
-static grpc_byte_buffer *pack(const ProtobufCMessage *m)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	grpc_slice s = grpc_slice_malloc(n);
-	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	return bb;
-}
-
-static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-	grpc_byte_buffer_reader rd;
-	if (!grpc_byte_buffer_reader_init(&rd, bb))
-		return NULL;
-	grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	ProtobufCMessage *m =
-	        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
-	return m;
-}
-
 static ProtobufCMessage *empty_message(const ProtobufCMessageDescriptor *d)
 {
 	ProtobufCMessage *m = calloc(1, d->sizeof_message);
@@ -610,7 +588,7 @@ static bool start_unary(gw_req *r, const ProtobufCMessage *req)
 {
 	if (!create_call(r))
 		return false;
-	grpc_byte_buffer *bb = pack(req);
+	grpc_byte_buffer *bb = srv_rpc_msg_encode(req, NULL);
 	grpc_op ops[6];
 	memset(ops, 0, sizeof ops);
 	fill_send_md(r, &ops[0]);
@@ -721,7 +699,7 @@ static void unary_done(gw_req *r, bool ok)
 	r->ctype = "application/json";
 	ProtobufCMessage *resp = NULL;
 	if (ok && r->status == GRPC_STATUS_OK && r->recv_bb != NULL)
-		resp = unpack(r->recv_bb, r->m->resp);
+		resp = srv_rpc_msg_decode(r->recv_bb, r->m->resp);
 	if (resp != NULL) {
 		size_t len = 0;
 		char *json = ec_json_encode(resp, &len);
@@ -753,7 +731,7 @@ static void unary_done(gw_req *r, bool ok)
 /* A stream result: one {"result":...} line (r->mu held). */
 static void stream_result(gw_req *r, grpc_byte_buffer *bb)
 {
-	ProtobufCMessage *m = unpack(bb, r->m->resp);
+	ProtobufCMessage *m = srv_rpc_msg_decode(bb, r->m->resp);
 	char *json = m != NULL ? ec_json_encode(m, NULL) : NULL;
 	message_free(m);
 	if (json == NULL) {
@@ -1169,7 +1147,7 @@ static void begin_call(gw_req *r)
 				return;
 			}
 			r->out_msgs = q;
-			r->out_msgs[r->n_out++] = pack(m);
+			r->out_msgs[r->n_out++] = srv_rpc_msg_encode(m, NULL);
 			message_free(m);
 		}
 	} else {
@@ -1190,7 +1168,7 @@ static void begin_call(gw_req *r)
 			/* (server streams send their one request, then half-close) */
 			r->out_msgs = calloc(1, sizeof *r->out_msgs);
 			if (r->out_msgs != NULL) {
-				r->out_msgs[0] = pack(m);
+				r->out_msgs[0] = srv_rpc_msg_encode(m, NULL);
 				r->n_out = 1;
 			}
 			message_free(m);

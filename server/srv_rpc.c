@@ -190,8 +190,7 @@ struct srv_stream {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-/* Serialise @m into a one-slice byte buffer; *len gets the encoded size. */
-static grpc_byte_buffer *msg_encode(const ProtobufCMessage *m, size_t *len)
+grpc_byte_buffer *srv_rpc_msg_encode(const ProtobufCMessage *m, size_t *len)
 {
 	size_t n = protobuf_c_message_get_packed_size(m);
 	grpc_slice s = grpc_slice_malloc(n);
@@ -421,7 +420,7 @@ static void reject_call(srv_call *c, grpc_status_code code, const char *msg)
 
 void srv_call_reply(srv_call *call, const ProtobufCMessage *resp)
 {
-	unary_finish(call, msg_encode(resp, NULL), GRPC_STATUS_OK, grpc_empty_slice());
+	unary_finish(call, srv_rpc_msg_encode(resp, NULL), GRPC_STATUS_OK, grpc_empty_slice());
 }
 
 void srv_call_fail(srv_call *call, int err)
@@ -581,7 +580,7 @@ static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len)
 int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
 {
 	size_t len;
-	grpc_byte_buffer *bb = msg_encode(msg, &len);
+	grpc_byte_buffer *bb = srv_rpc_msg_encode(msg, &len);
 	return stream_queue(st, bb, len);
 }
 

@@ -172,6 +172,11 @@ struct grpc_byte_buffer;
 ProtobufCMessage *srv_rpc_msg_decode(struct grpc_byte_buffer *bb,
                                      const ProtobufCMessageDescriptor *d);
 
+/* srv_rpc_msg_encode - @m serialised into a new one-slice byte buffer (the
+ * caller destroys it, or hands it to a send op); *@len (when not NULL) gets
+ * the encoded size. */
+struct grpc_byte_buffer *srv_rpc_msg_encode(const ProtobufCMessage *m, size_t *len);
+
 /*
  * srv_rpc_adopt_fd - serve the accepted plaintext connection @fd (a TCP or
  * unix stream socket whose first bytes, the HTTP/2 preface, may have been
