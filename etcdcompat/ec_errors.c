@@ -5,6 +5,7 @@
 #include "etcdcompat/ec_errors.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define EC_MSG_ROW(name, code, msg) [name] = msg,
 static const char *const ec_messages[EC__COUNT] = {EC_ERRORS(EC_MSG_ROW)};
@@ -16,6 +17,8 @@ static const int ec_codes[EC__COUNT] = {EC_ERRORS(EC_CODE_ROW)};
 
 const char *ec_strerror(int err)
 {
+	if (err > 0 && (err & EC_AS_UNKNOWN))
+		err &= ~EC_AS_UNKNOWN;
 	if (err < 0 || err >= EC__COUNT)
 		return "etcdserver: unknown error";
 	return ec_messages[err];
@@ -23,9 +26,21 @@ const char *ec_strerror(int err)
 
 int ec_grpc_code(int err)
 {
+	if (err > 0 && (err & EC_AS_UNKNOWN))
+		return EC_GRPC_UNKNOWN;
 	if (err < 0 || err >= EC__COUNT)
 		return EC_GRPC_UNKNOWN;
 	return ec_codes[err];
+}
+
+int ec_err_passed_on(int code, const char *msg, size_t len)
+{
+	if (code == EC_GRPC_OK)
+		return EC_INTERNAL;
+	for (int i = 1; i < EC__COUNT; i++)
+		if (strlen(ec_messages[i]) == len && memcmp(ec_messages[i], msg, len) == 0)
+			return i | EC_AS_UNKNOWN;
+	return EC_INTERNAL;
 }
 
 int ec_auth_raw(int err)

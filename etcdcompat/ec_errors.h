@@ -108,6 +108,12 @@ enum {
 	X(EC_RAW_USER_NOT_FOUND, UNKNOWN, "auth: user not found")                            \
 	X(EC_RAW_PERMISSION_DENIED, UNKNOWN, "auth: permission denied")                      \
 	X(EC_RAW_INVALID_AUTH_TOKEN, UNKNOWN, "auth: invalid auth token")                    \
+	/* The concurrency services' own errors (clientv3/concurrency, v3election),  \
+	 * which etcd sends as plain Go errors (code Unknown). */                     \
+	X(EC_ELECTION_NOT_LEADER, UNKNOWN, "election: not leader")                           \
+	X(EC_ELECTION_NO_LEADER, UNKNOWN, "election: no leader")                             \
+	X(EC_ELECTION_NO_LEADER_KEY, UNKNOWN, "\"leader\" field must be provided")           \
+	X(EC_LOST_WATCHER, UNKNOWN, "lost watcher waiting for delete")                       \
 	/* Not etcd rpctypes rows, but statuses etcd's gRPC layer also produces. */          \
 	X(EC_UNIMPLEMENTED, UNIMPLEMENTED, "unknown method")                                 \
 	X(EC_NOMEM, RESOURCE_EXHAUSTED, "etcdserver: out of memory")                         \
@@ -140,6 +146,24 @@ int ec_auth_raw(int err);
  * Returns @buf.
  */
 char *ec_status_string(int err, char *buf, size_t cap);
+
+/*
+ * EC_AS_UNKNOWN | err: @err's message, sent with gRPC code Unknown. etcd's
+ * services built on its own client (v3election, v3lock) pass the error of a
+ * call they made on as a plain Go error (clientv3's toErr), which its gRPC
+ * layer sends as Unknown: "etcdserver: permission denied" arrives with code 2,
+ * not 7. ec_strerror and ec_grpc_code understand the flag.
+ */
+#define EC_AS_UNKNOWN 0x10000
+
+/*
+ * ec_err_passed_on - what a service built on metastore's own calls answers
+ * when one of them failed with gRPC status @code and the @len bytes of
+ * message at @msg (not NUL-terminated), as etcd's does: the row with that
+ * message, flagged EC_AS_UNKNOWN; EC_INTERNAL when no row has it (and for
+ * @code 0).
+ */
+int ec_err_passed_on(int code, const char *msg, size_t len);
 
 /*
  * ec_grpc_code - the numeric gRPC status code for @err (EC_GRPC_*).

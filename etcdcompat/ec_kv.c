@@ -343,7 +343,11 @@ static int exec_put(exec *ex, const Etcdserverpb__PutRequest *p, const ec_hdr *h
 		ex->ranges++; /* etcd reads the previous version for these */
 
 	if (p->ignore_value || p->ignore_lease || p->prev_kv || ex->kv->has_lease_hooks) {
-		int rc = st_txn_get(ex->t, p->key.data, p->key.len, &prev);
+		/* Only the value needs a read of the data; the lease and revisions
+		 * usually come from memory. */
+		int rc = p->ignore_value || p->prev_kv
+				 ? st_txn_get(ex->t, p->key.data, p->key.len, &prev)
+				 : st_txn_get_meta(ex->t, p->key.data, p->key.len, &prev);
 		if (rc != ST_OK && rc != ST_ENOTFOUND) {
 			ec_msg_free(resp);
 			return st_fail(ex, rc);

@@ -181,6 +181,8 @@ struct ec_wstream {
 	watcher *wl;
 	size_t nwatch, nunsynced;
 	bool progress_wanted;
+	bool held; /* on the hub's held list: sent to, not flushed */
+	ec_wstream *hnext;
 	ec_wstream *next, *prev;
 };
 
@@ -218,6 +220,7 @@ struct ec_hub {
 	watcher *uhead, *utail;
 	size_t nwatch, nunsynced;
 	ec_wstream *streams;
+	ec_wstream *held; /* streams to flush before returning (sink.flush) */
 	size_t progress_waiting;
 	/* per-batch scratch */
 	pair *pairs;
@@ -503,8 +506,26 @@ typedef struct ctl {
 
 static void stream_send(ec_wstream *ws, const wbuf *b)
 {
-	if (!b->oom)
-		(void)ws->sink.send(ws->ctx, b->p, b->len);
+	if (b->oom)
+		return;
+	(void)ws->sink.send(ws->ctx, b->p, b->len);
+	if (ws->sink.flush != NULL && !ws->held) {
+		ws->held = true;
+		ws->hnext = ws->hub->held;
+		ws->hub->held = ws;
+	}
+}
+
+/* End of a round: let every stream sent to write what it holds. */
+static void flush_streams(ec_hub *h)
+{
+	while (h->held != NULL) {
+		ec_wstream *ws = h->held;
+		h->held = ws->hnext;
+		ws->held = false;
+		ws->hnext = NULL;
+		ws->sink.flush(ws->ctx);
+	}
 }
 
 static void send_ctl(ec_hub *h, ec_wstream *ws, int64_t rev, const ctl *c)
@@ -822,6 +843,7 @@ void ec_hub_stream_close(ec_hub *h, ec_wstream *ws)
 {
 	if (ws == NULL)
 		return;
+	flush_streams(h); /* keeps the held list free of @ws */
 	while (ws->wl != NULL)
 		watcher_remove(h, ws->wl);
 	if (ws->progress_wanted)
@@ -866,6 +888,7 @@ void ec_hub_refuse(ec_hub *h, ec_wstream *ws, const char *reason)
 {
 	ctl c = {.id = -1, .created = true, .canceled = true, .reason = reason};
 	send_ctl(h, ws, store_rev(h), &c);
+	flush_streams(h);
 }
 
 static int watch_create(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchCreateRequest *r)
@@ -979,7 +1002,7 @@ static void watch_cancel(ec_hub *h, ec_wstream *ws, int64_t id)
 	answer_progress(h); /* it may have been the one a progress request waited on */
 }
 
-int ec_hub_request(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchRequest *req)
+static int hub_request(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchRequest *req)
 {
 	switch (req->request_union_case) {
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
@@ -1107,7 +1130,14 @@ static void deliver(ec_hub *h, hev *ev, size_t n, int64_t from)
 	}
 }
 
-void ec_hub_publish(ec_hub *h, st_events **evs, size_t nb)
+int ec_hub_request(ec_hub *h, ec_wstream *ws, const Etcdserverpb__WatchRequest *req)
+{
+	int rc = hub_request(h, ws, req);
+	flush_streams(h);
+	return rc;
+}
+
+static void hub_publish(ec_hub *h, st_events **evs, size_t nb)
 {
 	size_t total = 0;
 	for (size_t b = 0; b < nb; b++)
@@ -1153,6 +1183,12 @@ void ec_hub_publish(ec_hub *h, st_events **evs, size_t nb)
 	for (size_t b = 0; b < nb; b++)
 		st_events_free(evs[b]);
 	answer_progress(h);
+}
+
+void ec_hub_publish(ec_hub *h, st_events **evs, size_t nb)
+{
+	hub_publish(h, evs, nb);
+	flush_streams(h);
 }
 
 void ec_hub_resync(ec_hub *h)
@@ -1243,7 +1279,7 @@ static size_t pick_group(ec_hub *h, watcher **g)
 	return n;
 }
 
-bool ec_hub_step(ec_hub *h)
+static bool hub_step(ec_hub *h)
 {
 	if (h->nunsynced == 0)
 		return false;
@@ -1345,6 +1381,13 @@ bool ec_hub_step(ec_hub *h)
 	return rc == ST_OK;
 }
 
+bool ec_hub_step(ec_hub *h)
+{
+	bool more = hub_step(h);
+	flush_streams(h);
+	return more;
+}
+
 void ec_hub_progress_tick(ec_hub *h)
 {
 	for (ec_wstream *ws = h->streams; ws != NULL; ws = ws->next)
@@ -1355,4 +1398,5 @@ void ec_hub_progress_tick(ec_hub *h)
 			}
 			w->sent = false;
 		}
+	flush_streams(h);
 }

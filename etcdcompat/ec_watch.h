@@ -23,7 +23,9 @@
  * the bytes are shared by every response that carries it.
  *
  * Responses are written by the hub as packed etcdserverpb.WatchResponse bytes
- * and handed to the stream's sink; all etcd rules live here: watch ids (auto
+ * and handed to the stream's sink (a sink with flush gets them per round and
+ * one flush per stream at the end, so they can leave in one write, with one
+ * burst of send completions); all etcd rules live here: watch ids (auto
  * from 0, client-chosen, duplicates rejected), created/canceled responses,
  * filters, prev_kv, start revisions in the past or future, compaction
  * (canceled with compact_revision; the id stays taken until the client cancels
@@ -64,6 +66,10 @@ typedef struct ec_wsink {
 	int (*send)(void *ctx, const uint8_t *p, size_t n);
 	/* Bytes queued on the stream and not yet written to the transport. */
 	size_t (*queued)(void *ctx);
+	/* Optional. When set, send may hold what it queues until flush: before
+	 * any ec_hub_* call returns, the hub flushes every stream it sent to, so a
+	 * stream's responses of one round can leave in one transport write. */
+	void (*flush)(void *ctx);
 } ec_wsink;
 
 typedef struct ec_hub_config {

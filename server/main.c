@@ -29,7 +29,9 @@
 #include "server/srv_app.h"
 #include "server/srv_auth.h"
 #include "server/srv_cluster.h"
+#include "server/srv_election.h"
 #include "server/srv_config.h"
+#include "server/srv_defer.h"
 #include "server/srv_handlers.h"
 #include "server/srv_http.h"
 #include "server/srv_listen.h"
@@ -931,6 +933,10 @@ int main(int argc, char **argv)
 	}
 	if (srv_maint_initial_check(&app) != 0) /* etcd: before the member starts */
 		goto out;
+	if (srv_defer_start("ms-reply", &app.replies) != 0) {
+		srv_logf(SRV_LOG_FATAL, "starting the reply thread: out of memory or threads");
+		goto out;
+	}
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
 		srv_logf(SRV_LOG_FATAL, "starting the node: %s", err);
 		goto out;
@@ -1040,10 +1046,13 @@ int main(int argc, char **argv)
 	methods[SRV_M_ROLE_DELETE].unary = srv_auth_role_delete;
 	methods[SRV_M_ROLE_GRANT_PERMISSION].unary = srv_auth_role_grant_permission;
 	methods[SRV_M_ROLE_REVOKE_PERMISSION].unary = srv_auth_role_revoke_permission;
-	if (srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
+	srv_election_register(methods);
+	if (srv_election_new(&app.election, err, sizeof(err)) != 0 ||
+	    srv_rpc_start(&rcfg, methods, SRV_M__COUNT, &app, &rpc, err, sizeof(err)) != 0) {
 		srv_logf(SRV_LOG_FATAL, "cannot serve clients: %s", err);
 		goto out;
 	}
+	srv_election_bind(app.election, rpc);
 	hsrc.rpc = rpc;
 	srv_http_config hcfg = {
 		.tls = g_client_tls, /* etcd serves https metrics URLs with the client TLS too */
@@ -1133,6 +1142,8 @@ out:
 	srv_listen_stop(client_listen);
 	srv_listen_stop(metrics_listen);
 	srv_http_stop(http);
+	srv_election_stop(app.election); /* its in-process channel goes before the server */
+	app.election = NULL;
 	srv_rpc_shutdown(rpc);
 	srv_lease_stop(g.lease);
 	g.lease = NULL;
@@ -1140,6 +1151,8 @@ out:
 	srv_maint_stop(&app);
 	srv_node_stop(app.node);
 	app.node = NULL;
+	srv_defer_stop(app.replies); /* after the node: it sends the last answers */
+	app.replies = NULL;
 	srv_maint_free(&app);
 	srv_watch_stop(app.watch); /* after the node: no commit reaches its hook */
 	app.watch = NULL;

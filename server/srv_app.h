@@ -16,6 +16,7 @@
 #include "etcdcompat/ec_lease.h"
 #include "etcdcompat/ec_token.h"
 #include "server/srv_config.h"
+#include "server/srv_defer.h"
 #include "server/srv_node.h"
 #include "storage/st_db.h"
 
@@ -32,6 +33,7 @@ enum {
 
 typedef struct srv_watch srv_watch;
 typedef struct srv_maint srv_maint;
+typedef struct srv_election srv_election;
 
 typedef struct srv_app {
 	const srv_config *cfg;
@@ -39,12 +41,14 @@ typedef struct srv_app {
 	ec_kv *kv;
 	ec_kv_config kv_cfg;
 	srv_node *node;
+	srv_defer *replies;  /* sends the answers of applied writes (srv_defer.c) */
 	ec_lessor *lessor; /* leases (srv_lease.c) */
 	ec_cluster *cluster; /* the replicated member set */
 	srv_watch *watch;    /* the Watch service (srv_watch.c) */
 	ec_auth *auth;       /* users, roles, permissions (srv_auth.c) */
 	ec_alarms *alarms;   /* the replicated alarm set (etcdcompat/ec_alarm.c) */
 	srv_maint *maint;    /* quota and corruption checks (srv_maint.c) */
+	srv_election *election; /* the Election and Lock services (srv_election.c) */
 	ec_tokens *tokens;   /* the --auth-token provider */
 	bool client_cert_auth; /* --client-cert-auth: a verified client certificate's
 	                        * CN names the user when no token is sent */

@@ -2,7 +2,8 @@
  * srv_config: parse etcd 3.4's flags and ETCD_* variables into srv_config (see
  * srv_config.h for the syntax and the three kinds of flag). One table drives
  * parsing, defaults, the no-effect list and --help, so a flag is declared once.
- * Validation follows etcdmain's order: flags, then the environment, then
+ * Validation follows etcdmain's order: flags, then the environment (or, with
+ * --config-file, etcd's YAML file instead, read through srv_yaml), then
  * embed.Config.Validate's checks, then the TLS flags as embed's listener set-up
  * checks them (validate_tls), then what metastore refuses (modes it lacks).
  */
@@ -15,10 +16,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ms_version.h"
 #include "server/srv_log.h"
 #include "server/srv_tls.h"
+#include "server/srv_yaml.h"
 
 extern char **environ;
 
@@ -58,9 +61,9 @@ typedef struct flag_def {
 
 /* In etcd --help order. */
 static const flag_def flags[] = {
-        {"config-file", F_STR, U_REFUSE, NOSTORE, "", NULL,
-         "configuration files are not supported; give the settings as flags or ETCD_* variables",
-         "Path to the server configuration file (etcd's YAML; not supported)."},
+        {"config-file", F_STR, U_USED, OFF(config_file), "", NULL, NULL,
+         "Path to the server configuration file (etcd's YAML). When given (or ETCD_CONFIG_FILE), "
+         "every other flag and ETCD_* variable is ignored."},
         /* Member. */
         {"name", F_STR, U_USED, OFF(name), "default", NULL, NULL,
          "Human-readable name for this member."},
@@ -816,6 +819,309 @@ static int parse_env(srv_config *cfg, char *const *envp, char *refused, size_t r
 	return 0;
 }
 
+/* Every flag with a default set to it. */
+static int set_defaults(srv_config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NFLAGS; i++)
+		if (flags[i].def && flags[i].kind != F_IGNORED &&
+		    set_flag(cfg, &flags[i], flags[i].def, err, errlen) != 0)
+			return -1;
+	return 0;
+}
+
+/* Free the flags' strings and URL lists (fields left NULL / empty). */
+static void free_flag_values(srv_config *cfg)
+{
+	for (size_t i = 0; i < NFLAGS; i++) {
+		if (flags[i].off == NOSTORE)
+			continue;
+		char *base = (char *)cfg + flags[i].off;
+		if (flags[i].kind == F_STR || flags[i].kind == F_CHOICE) {
+			free(*(char **)base);
+			*(char **)base = NULL;
+		} else if (flags[i].kind == F_URLS) {
+			srv_urls_free((srv_urls *)base);
+		}
+	}
+}
+
+/*
+ * etcd 3.4's configuration file (embed.ConfigFromFile, etcdmain's
+ * configFromFile): a YAML mapping whose keys are the flags' names, read as Go's
+ * encoding/json reads them into etcd's Config (sigs.k8s.io/yaml): keys match
+ * without regard to case, unknown keys are ignored, null keeps the default, and
+ * each value must have its field's Go type: a string (URL lists are one
+ * comma-separated string), true/false, an integer (durations in nanoseconds), or
+ * for three fields a list of strings. Every value then goes through set_flag as
+ * the command line's text would.
+ */
+
+/* The TLS settings live in two nested blocks, five keys each in etcd 3.4. */
+static const struct {
+	const char *block, *key, *flag;
+} file_tls_keys[] = {
+        {"client-transport-security", "cert-file", "cert-file"},
+        {"client-transport-security", "key-file", "key-file"},
+        {"client-transport-security", "client-cert-auth", "client-cert-auth"},
+        {"client-transport-security", "trusted-ca-file", "trusted-ca-file"},
+        {"client-transport-security", "auto-tls", "auto-tls"},
+        {"peer-transport-security", "cert-file", "peer-cert-file"},
+        {"peer-transport-security", "key-file", "peer-key-file"},
+        {"peer-transport-security", "client-cert-auth", "peer-client-cert-auth"},
+        {"peer-transport-security", "trusted-ca-file", "peer-trusted-ca-file"},
+        {"peer-transport-security", "auto-tls", "peer-auto-tls"},
+};
+
+/* Flags that are no top-level key of etcd's file (the file ignores them). */
+static const char *const file_not_keys[] = {
+        "config-file", "version", "cert-file", "key-file", "client-cert-auth", "client-crl-file",
+        "client-cert-allowed-hostname", "trusted-ca-file", "auto-tls", "peer-cert-file",
+        "peer-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-cert-allowed-cn",
+        "peer-cert-allowed-hostname", "peer-auto-tls", "peer-crl-file",
+        "experimental-peer-skip-client-san-verification", NULL};
+
+/* Go []string fields: a YAML list, joined with commas into the flag's text. */
+static const char *const file_lists[] = {"cipher-suites", "log-outputs", "log-output", NULL};
+
+/* etcdmain's configProxy strings, which sigs.k8s.io/yaml also fills from
+ * numbers and booleans (as their text: "proxy: off" is "false"). */
+static const char *const file_loose_strings[] = {"proxy", "discovery-fallback", NULL};
+
+static bool name_in(const char *name, const char *const *list)
+{
+	for (; *list; list++)
+		if (strcmp(name, *list) == 0)
+			return true;
+	return false;
+}
+
+/* The flag top-level key @key sets, or NULL for a key etcd's file ignores. */
+static const flag_def *file_flag(const char *key)
+{
+	for (size_t i = 0; i < NFLAGS; i++)
+		if (flags[i].kind != F_IGNORED && strcasecmp(flags[i].name, key) == 0 &&
+		    !name_in(flags[i].name, file_not_keys))
+			return &flags[i];
+	return NULL;
+}
+
+typedef struct file_ctx {
+	srv_config *cfg;
+	const srv_yaml *y;
+	const char *path;
+	char *refused;
+	size_t rlen;
+	char *err;
+	size_t errlen;
+} file_ctx;
+
+/* "config file PATH: line N: " and @fmt into fc->err (@warn: a warning
+ * instead), N being the line of @node. */
+static void file_note(file_ctx *fc, bool warn, int node, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void file_note(file_ctx *fc, bool warn, int node, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (warn)
+		warnf(fc->cfg, "config file %s: line %lu: %s", fc->path, srv_yaml_line(fc->y, node),
+		      msg);
+	else
+		srv_errf(fc->err, fc->errlen, "config file %s: line %lu: %s", fc->path,
+		         srv_yaml_line(fc->y, node), msg);
+}
+
+/* The items of list @node joined with commas, malloc'd; NULL with @err set. */
+static char *file_join(file_ctx *fc, const char *key, int node)
+{
+	size_t n = srv_yaml_len(fc->y, node), len = 1;
+	for (size_t i = 0; i < n; i++) {
+		int it = srv_yaml_item(fc->y, node, i);
+		if (srv_yaml_kind_of(fc->y, it) != SRV_YAML_STR) {
+			file_note(fc, false, it,
+			          "key \"%s\": expected a list of strings, found %s in it", key,
+			          srv_yaml_kind_name(srv_yaml_kind_of(fc->y, it)));
+			return NULL;
+		}
+		len += strlen(srv_yaml_text(fc->y, it)) + 1;
+	}
+	char *s = calloc(1, len);
+	if (!s) {
+		srv_errf(fc->err, fc->errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, srv_yaml_text(fc->y, srv_yaml_item(fc->y, node, i)));
+	}
+	return s;
+}
+
+/* Set flag @f from the value @node of key @key (as written, for messages). */
+static int file_set(file_ctx *fc, const flag_def *f, const char *key, int node)
+{
+	srv_yaml_kind k = srv_yaml_kind_of(fc->y, node);
+	if (k == SRV_YAML_NULL)
+		return 0;
+	const char *want = NULL, *val = srv_yaml_text(fc->y, node);
+	char *owned = NULL;
+	if (name_in(f->name, file_lists)) {
+		if (k != SRV_YAML_SEQ)
+			want = "a list of strings";
+		else if (srv_yaml_len(fc->y, node) == 0)
+			return 0;
+		else if (!(val = owned = file_join(fc, key, node)))
+			return -1;
+	} else if (f->kind == F_BOOL) {
+		if (k != SRV_YAML_BOOL)
+			want = "true or false";
+	} else if (f->kind == F_INT || f->kind == F_UINT || f->kind == F_UINT32) {
+		if (k != SRV_YAML_INT)
+			want = "an integer";
+	} else if (f->kind == F_DUR) {
+		if (k != SRV_YAML_INT)
+			want = "an integer (nanoseconds)";
+		else if (!(owned = malloc(strlen(val) + 3))) {
+			srv_errf(fc->err, fc->errlen, "out of memory");
+			return -1;
+		} else {
+			sprintf(owned, "%sns", val);
+			val = owned;
+		}
+	} else if (k != SRV_YAML_STR &&
+	           !(name_in(f->name, file_loose_strings) &&
+	             (k == SRV_YAML_BOOL || k == SRV_YAML_INT || k == SRV_YAML_FLOAT))) {
+		want = "a string";
+	}
+	if (want) {
+		file_note(fc, false, node, "key \"%s\": expected %s, found %s", key, want,
+		          srv_yaml_kind_name(k));
+		return -1;
+	}
+	/* etcd takes an empty state for "new" */
+	if (strcmp(f->name, "initial-cluster-state") == 0 && *val == '\0')
+		return 0;
+	char why[256] = "";
+	if (set_flag(fc->cfg, f, val, why, sizeof why) != 0) {
+		file_note(fc, false, node, "key \"%s\": invalid value \"%s\": %s", key, val, why);
+		free(owned);
+		return -1;
+	}
+	size_t idx = (size_t)(f - flags);
+	fc->cfg->given_[idx] = 3;
+	fc->cfg->nondef_[idx] = is_nondefault(f, val);
+	note_refusal(f, fc->cfg->nondef_[idx], val, fc->refused, fc->rlen);
+	free(owned);
+	return 0;
+}
+
+/* Apply one of the two TLS blocks (@node, the value of key @block). */
+static int file_tls_block(file_ctx *fc, const char *block, int node)
+{
+	srv_yaml_kind k = srv_yaml_kind_of(fc->y, node);
+	if (k == SRV_YAML_NULL)
+		return 0;
+	if (k != SRV_YAML_MAP) {
+		file_note(fc, false, node, "key \"%s\": expected a mapping, found %s", block,
+		          srv_yaml_kind_name(k));
+		return -1;
+	}
+	for (size_t i = 0; i < srv_yaml_len(fc->y, node); i++) {
+		int kn = srv_yaml_key(fc->y, node, i), vn = srv_yaml_value(fc->y, node, i);
+		const char *key = srv_yaml_text(fc->y, kn);
+		const flag_def *f = NULL;
+		for (size_t j = 0; j < sizeof file_tls_keys / sizeof file_tls_keys[0] && !f; j++)
+			if (strcasecmp(file_tls_keys[j].block, block) == 0 &&
+			    strcasecmp(file_tls_keys[j].key, key) == 0)
+				f = flag_named(file_tls_keys[j].flag);
+		char full[160];
+		snprintf(full, sizeof full, "%s.%s", block, key);
+		if (!f)
+			file_note(fc, true, kn, "unknown key \"%s\" ignored", full);
+		else if (file_set(fc, f, full, vn) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Read file @path into @cfg (whose flags hold their defaults). */
+static int file_apply(file_ctx *fc)
+{
+	srv_yaml *y;
+	char why[512];
+	if (srv_yaml_load(fc->path, &y, why, sizeof why) != 0) {
+		srv_errf(fc->err, fc->errlen, "config file %s", why);
+		return -1;
+	}
+	fc->y = y;
+	int root = srv_yaml_root(y), rc = 0;
+	srv_yaml_kind rk = srv_yaml_kind_of(y, root);
+	if (rk != SRV_YAML_NONE && rk != SRV_YAML_NULL && rk != SRV_YAML_MAP) {
+		file_note(fc, false, root, "expected a mapping of settings, found %s",
+		          srv_yaml_kind_name(rk));
+		rc = -1;
+	}
+	for (size_t i = 0; rc == 0 && rk == SRV_YAML_MAP && i < srv_yaml_len(y, root); i++) {
+		int kn = srv_yaml_key(y, root, i), vn = srv_yaml_value(y, root, i);
+		srv_yaml_kind kk = srv_yaml_kind_of(y, kn);
+		const char *key = srv_yaml_text(y, kn);
+		const flag_def *f = file_flag(key);
+		if (kk == SRV_YAML_SEQ || kk == SRV_YAML_MAP) {
+			file_note(fc, false, kn, "a key must be a string, found %s",
+			          srv_yaml_kind_name(kk));
+			rc = -1;
+		} else if (strcasecmp(key, "client-transport-security") == 0 ||
+		           strcasecmp(key, "peer-transport-security") == 0) {
+			rc = file_tls_block(fc, key, vn);
+		} else if (!f) {
+			file_note(fc, true, kn, "unknown key \"%s\" ignored", key);
+		} else {
+			rc = file_set(fc, f, key, vn);
+		}
+	}
+	srv_yaml_free(y);
+	return rc;
+}
+
+/*
+ * etcdmain with a configuration file: the flags were parsed (so a bad flag is
+ * still an error) but every setting is the file's over etcd's defaults;
+ * ETCD_* variables are not read.
+ */
+static int load_config_file(srv_config *cfg, const char *file, unsigned char how, char *refused,
+                            size_t rlen, char *err, size_t errlen)
+{
+	char *path = strdup(file);
+	if (!path) {
+		srv_errf(err, errlen, "out of memory");
+		return -1;
+	}
+	free_flag_values(cfg);
+	memset(cfg->given_, 0, sizeof cfg->given_);
+	memset(cfg->nondef_, 0, sizeof cfg->nondef_);
+	refused[0] = '\0';
+	int rc = set_defaults(cfg, err, errlen);
+	if (rc == 0)
+		rc = set_str(&cfg->config_file, path, err, errlen);
+	if (rc == 0) {
+		size_t idx = (size_t)(flag_named("config-file") - flags);
+		cfg->given_[idx] = how;
+		cfg->nondef_[idx] = 1;
+		warnf(cfg,
+		      "loaded server configuration from %s; other command-line flags and "
+		      "environment variables are ignored",
+		      path);
+		file_ctx fc = {cfg, NULL, path, refused, rlen, err, errlen};
+		rc = file_apply(&fc);
+	}
+	free(path);
+	return rc;
+}
+
 /* etcd's checkBindURLs: a listen URL's host is "localhost" or an IP address. */
 static int check_bind(const srv_urls *u, char *err, size_t errlen)
 {
@@ -904,8 +1210,9 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 		     (long long)cfg->election_timeout_ms);
 		return -1;
 	}
-	/* etcdmain drops the default advertise URL when only the listen URL is set. */
-	if (srv_config_is_set(cfg, "listen-client-urls") &&
+	/* etcdmain drops the default advertise URL when only the listen URL is set
+	 * (on the command line: a configuration file keeps it). */
+	if (!*cfg->config_file && srv_config_is_set(cfg, "listen-client-urls") &&
 	    !srv_config_is_set(cfg, "advertise-client-urls") && strcmp(cfg->proxy, "off") == 0) {
 		srv_errf(err, errlen,
 		     "--advertise-client-urls is required when --listen-client-urls is set "
@@ -1071,10 +1378,8 @@ int srv_config_parse_env(srv_config *cfg, int argc, char **argv, char *const *en
 	memset(cfg, 0, sizeof(*cfg));
 	if (errlen)
 		err[0] = '\0';
-	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].def && flags[i].kind != F_IGNORED &&
-		    set_flag(cfg, &flags[i], flags[i].def, err, errlen) != 0)
-			return SRV_CONFIG_ERROR;
+	if (set_defaults(cfg, err, errlen) != 0)
+		return SRV_CONFIG_ERROR;
 
 	char refused[512] = "";
 	int rc = parse_args(cfg, argc, argv, refused, sizeof(refused), err, errlen);
@@ -1082,8 +1387,20 @@ int srv_config_parse_env(srv_config *cfg, int argc, char **argv, char *const *en
 		return rc;
 	if (cfg->nondef_[flag_named("version") - flags])
 		return SRV_CONFIG_VERSION;
-	if (parse_env(cfg, envp, refused, sizeof(refused), err, errlen) != 0)
+	/* ETCD_CONFIG_FILE is read first, on its own, to know whether the other
+	 * variables count (etcdmain). */
+	unsigned char how = 1;
+	const char *file = cfg->config_file;
+	if (!*file) {
+		file = env_get(envp, "ETCD_CONFIG_FILE");
+		how = 2;
+	}
+	if (file && *file) {
+		if (load_config_file(cfg, file, how, refused, sizeof(refused), err, errlen) != 0)
+			return SRV_CONFIG_ERROR;
+	} else if (parse_env(cfg, envp, refused, sizeof(refused), err, errlen) != 0) {
 		return SRV_CONFIG_ERROR;
+	}
 	if (derive_defaults(cfg, err, errlen) != 0 || validate(cfg, err, errlen) != 0 ||
 	    validate_tls(cfg, err, errlen) != 0 || refuse_unsupported(cfg, refused, err, errlen) != 0)
 		return SRV_CONFIG_ERROR;
@@ -1107,17 +1424,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv, char *err, size_t e
 
 void srv_config_free(srv_config *cfg)
 {
-	for (size_t i = 0; i < NFLAGS; i++) {
-		if (flags[i].off == NOSTORE)
-			continue;
-		char *base = (char *)cfg + flags[i].off;
-		if (flags[i].kind == F_STR || flags[i].kind == F_CHOICE) {
-			free(*(char **)base);
-			*(char **)base = NULL;
-		} else if (flags[i].kind == F_URLS) {
-			srv_urls_free((srv_urls *)base);
-		}
-	}
+	free_flag_values(cfg);
 	for (size_t i = 0; i < cfg->n_warnings_; i++)
 		free(cfg->warnings_[i]);
 	cfg->n_warnings_ = 0;

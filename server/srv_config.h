@@ -19,8 +19,20 @@
  *     srv_config_ignored() when given with a value other than its default, so
  *     main() can log that it has no effect;
  *   - bootstrap modes metastore lacks (--discovery, --discovery-srv, --proxy
- *     on|readonly, --config-file): parsing fails with a one-line reason unless
- *     the flag carries its default (e.g. --proxy=off).
+ *     on|readonly): parsing fails with a one-line reason unless the flag
+ *     carries its default (e.g. --proxy=off).
+ *
+ * --config-file FILE (or ETCD_CONFIG_FILE when that flag is absent) is etcd
+ * 3.4's YAML file: the flags are still parsed (a bad one is still an error) but
+ * then every setting comes from the file over the defaults, and no other ETCD_*
+ * variable is read, as etcdmain does. Its keys are the flags' names, with the
+ * TLS flags in two blocks, client-transport-security and
+ * peer-transport-security (cert-file, key-file, client-cert-auth,
+ * trusted-ca-file, auto-tls); each value must have the type etcd's Go field has
+ * (a string, URL lists as one comma-separated string; true/false; an integer,
+ * durations such as grpc-keepalive-min-time in nanoseconds; a list of strings
+ * for cipher-suites and log-outputs); null keeps the default; unknown keys are
+ * ignored with a warning. Each value then passes the same checks as the flag.
  *
  * TLS (the Security group, https:// and unixs:// URLs) is used: the flags are
  * stored below and checked here as far as no file has to be read (etcd's
@@ -50,6 +62,8 @@ typedef struct srv_urls {
 } srv_urls;
 
 typedef struct srv_config {
+	char *config_file; /* --config-file / ETCD_CONFIG_FILE: the YAML file read ("" = none) */
+
 	/* Member. */
 	char *name;                         /* --name "default" */
 	char *data_dir;                     /* --data-dir, default "${name}.metastore" */
@@ -135,7 +149,7 @@ typedef struct srv_config {
 	int grpc_threads; /* --grpc-threads 2 */
 
 	/* Book-keeping (read through the functions below). */
-	unsigned char given_[SRV_CONFIG_MAX_FLAGS];  /* 1 command line, 2 environment */
+	unsigned char given_[SRV_CONFIG_MAX_FLAGS];  /* 1 command line, 2 environment, 3 file */
 	unsigned char nondef_[SRV_CONFIG_MAX_FLAGS]; /* given with a non-default value */
 	size_t n_warnings_;
 	char *warnings_[SRV_CONFIG_MAX_WARNINGS];
@@ -152,7 +166,9 @@ enum { SRV_CONFIG_HELP = 1, SRV_CONFIG_VERSION = 2, SRV_CONFIG_ERROR = -1 };
  * one ("flag provided but not defined: -x", "invalid value \"x\" for flag -y:
  * parse error", "--election-timeout[400ms] should be at least as 5 times as
  * --heartbeat-interval[100ms]", a conflicting ETCD_* variable, ...), else a
- * metastore sentence (a mode that is not supported, ...). @cfg is always
+ * metastore sentence (a mode that is not supported, a configuration file that
+ * cannot be read: "config file PATH: line N: key \"K\": expected an integer,
+ * found a string", ...). @cfg is always
  * initialised: call srv_config_free() whatever the outcome. Strings in @cfg are
  * owned by @cfg.
  */
@@ -187,7 +203,8 @@ size_t srv_config_ignored(const srv_config *cfg, const char **names, size_t cap)
 size_t srv_config_warnings(const srv_config *cfg, const char **lines, size_t cap);
 
 /* srv_config_is_set - whether flag @name (no dashes) was given on the command
- * line or through its ETCD_* variable. Unknown names: false. */
+ * line, through its ETCD_* variable, or in the configuration file. Unknown
+ * names: false. */
 bool srv_config_is_set(const srv_config *cfg, const char *name);
 
 /*

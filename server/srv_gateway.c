@@ -24,11 +24,26 @@
  * CloseNotify). Thread-per-connection would also work but costs a thread per
  * client and still needs the hang-up check for idle watches.
  *
+ * Calls in flight are limited to --max-concurrent-streams (srv_rpc's
+ * max_concurrent_streams, 0: no limit), as etcd's gateway is one gRPC client
+ * connection whose HTTP/2 stream quota makes a call past the limit wait until
+ * a stream ends. Here a call holds a slot from its start until its status
+ * comes back (or its client goes away); a request whose body is decoded when
+ * every slot is taken waits, suspended, in a FIFO queue (REQ_WAITING). A
+ * slot given up passes straight to the oldest waiter (slot_drop), whose call
+ * then starts (slot_grant); a waiter whose client hangs up or whose deadline
+ * passes leaves the queue. So the queue is never longer than zero while a
+ * slot is free, and a later request never overtakes an earlier one.
+ *
  * Locking: gw->mu guards the list of live requests; each request's mu guards
  * its state and every grpc_call_start_batch on its call (the access handler,
  * the content reader and the gateway thread all start batches). Order:
- * gw->mu before a request's mu. A request is reference counted: one for
- * libmicrohttpd (dropped in srv_gateway_completed), one per outstanding batch.
+ * gw->mu before a request's mu; gw->slot_mu (the slot count, the queue, each
+ * request's slot and queue links) is a leaf taken last. Starting a waiter's
+ * call takes its mu, so a slot is given up with no request's mu held. A
+ * request is reference counted: one for libmicrohttpd (dropped in
+ * srv_gateway_completed, after the request left the queue), one per
+ * outstanding batch, one while a slot is being handed to it.
  *
  * What etcd's gateway answers, reproduced: routes from rpc.pb.gw.go (POST
  * only; another method on a known path is 405 "Method Not Allowed", an
@@ -76,7 +91,8 @@
 
 /* ---- routes --------------------------------------------------------------------- */
 
-/* etcd 3.4's gateway paths (etcdserverpb/gw/rpc.pb.gw.go). /v3/maintenance/hash
+/* etcd 3.4's gateway paths (etcdserverpb/gw/rpc.pb.gw.go, then the concurrency
+ * services'). /v3/maintenance/hash
  * is registered for Hash and HashKV; the first (Hash) wins, as in etcd. */
 static const struct {
 	const char *path;
@@ -123,6 +139,14 @@ static const struct {
         {"/v3/auth/role/delete", SRV_M_ROLE_DELETE},
         {"/v3/auth/role/grant", SRV_M_ROLE_GRANT_PERMISSION},
         {"/v3/auth/role/revoke", SRV_M_ROLE_REVOKE_PERMISSION},
+        /* v3electionpb/gw and v3lockpb/gw */
+        {"/v3/election/campaign", SRV_M_ELECTION_CAMPAIGN},
+        {"/v3/election/proclaim", SRV_M_ELECTION_PROCLAIM},
+        {"/v3/election/leader", SRV_M_ELECTION_LEADER},
+        {"/v3/election/observe", SRV_M_ELECTION_OBSERVE},
+        {"/v3/election/resign", SRV_M_ELECTION_RESIGN},
+        {"/v3/lock/lock", SRV_M_LOCK_LOCK},
+        {"/v3/lock/unlock", SRV_M_LOCK_UNLOCK},
 };
 
 /* ---- types ---------------------------------------------------------------------- */
@@ -144,12 +168,19 @@ typedef struct gw_tag {
 
 typedef enum {
 	REQ_COLLECT,   /* reading the body */
+	REQ_WAITING,   /* body decoded, connection suspended, waiting for a slot */
 	REQ_CALLING,   /* call started, connection suspended, no answer yet */
 	REQ_READY,     /* unary answer (or a local error) ready to be queued */
 	REQ_STREAMING, /* stream response queued (or to be queued on resume) */
 	REQ_QUEUED,    /* unary response queued: nothing left to do */
 	REQ_GONE,      /* the client went away or the gateway stops */
 } req_state;
+
+typedef enum {
+	SLOT_NONE,    /* neither holds a slot nor waits for one */
+	SLOT_WAITING, /* on the gateway's wait queue */
+	SLOT_HELD,    /* counts against the limit */
+} slot_state;
 
 typedef struct gw_buf {
 	char *p;
@@ -169,6 +200,13 @@ struct srv_gateway {
 	gw_req *head;         /* requests with a call not yet over */
 	size_t live;          /* requests not yet freed */
 	atomic_bool stopping; /* read under a request's mu too: no gw->mu needed */
+
+	/* call slots (--max-concurrent-streams) */
+	pthread_mutex_t slot_mu;       /* guards the four below and each request's
+	                                * slot, wprev, wnext; a leaf lock */
+	size_t max_calls;              /* slots; 0: no limit */
+	size_t running;                /* requests in SLOT_HELD */
+	gw_req *wait_head, *wait_tail; /* SLOT_WAITING requests, oldest first */
 };
 
 struct gw_req {
@@ -177,6 +215,8 @@ struct gw_req {
 	pthread_mutex_t mu;
 	gw_req *prev, *next; /* gw->head list, while listed */
 	bool listed;
+	slot_state slot;       /* under gw->slot_mu */
+	gw_req *wprev, *wnext; /* the wait queue, under gw->slot_mu */
 	req_state state;
 	struct MHD_Connection *conn;
 	bool suspended;
@@ -564,6 +604,105 @@ static bool start(gw_req *r, const grpc_op *ops, size_t n, gw_tag *tag)
 	return true;
 }
 
+/* ---- call slots ------------------------------------------------------------------- */
+
+static void launch(gw_req *r);
+
+/* Unlink waiting @r from the queue (gw->slot_mu held). */
+static void queue_del(srv_gateway *gw, gw_req *r)
+{
+	if (r->wprev != NULL)
+		r->wprev->wnext = r->wnext;
+	else
+		gw->wait_head = r->wnext;
+	if (r->wnext != NULL)
+		r->wnext->wprev = r->wprev;
+	else
+		gw->wait_tail = r->wprev;
+	r->wprev = r->wnext = NULL;
+}
+
+/* Take a slot for @r if one is free, else queue it last (r->mu may be held).
+ * Returns whether @r holds a slot. */
+static bool slot_take(gw_req *r)
+{
+	srv_gateway *gw = r->gw;
+	pthread_mutex_lock(&gw->slot_mu);
+	bool got = gw->max_calls == 0 || gw->running < gw->max_calls;
+	if (got) {
+		gw->running++;
+		r->slot = SLOT_HELD;
+	} else {
+		r->wprev = gw->wait_tail;
+		r->wnext = NULL;
+		if (gw->wait_tail != NULL)
+			gw->wait_tail->wnext = r;
+		else
+			gw->wait_head = r;
+		gw->wait_tail = r;
+		r->slot = SLOT_WAITING;
+	}
+	pthread_mutex_unlock(&gw->slot_mu);
+	return got;
+}
+
+/*
+ * @r gives up its slot, or its place in the queue; nothing if it has neither
+ * (r->mu may be held). A slot given up goes to the oldest waiter, which is
+ * returned with a reference taken for slot_grant; otherwise NULL.
+ */
+static gw_req *slot_drop(gw_req *r)
+{
+	srv_gateway *gw = r->gw;
+	gw_req *w = NULL;
+	pthread_mutex_lock(&gw->slot_mu);
+	if (r->slot == SLOT_WAITING) {
+		queue_del(gw, r);
+	} else if (r->slot == SLOT_HELD) {
+		w = gw->wait_head;
+		if (w != NULL) {
+			/* alive: a request leaves the queue before its last reference goes */
+			queue_del(gw, w);
+			w->slot = SLOT_HELD;
+			atomic_fetch_add(&w->refs, 1);
+		} else {
+			gw->running--;
+		}
+	}
+	r->slot = SLOT_NONE;
+	pthread_mutex_unlock(&gw->slot_mu);
+	return w;
+}
+
+/*
+ * Start the call of @w, handed a slot by slot_drop (no request's mu held).
+ * A waiter whose client went away, or whose call fails at once (answered
+ * with that error), passes the slot on: returns the next waiter (as
+ * slot_drop), else NULL. Drops slot_drop's reference.
+ */
+static gw_req *slot_grant(gw_req *w)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->state == REQ_WAITING) {
+		launch(w);
+		if (w->state != REQ_CALLING)
+			wake(w); /* a local error to answer */
+	}
+	bool started = w->state == REQ_CALLING;
+	pthread_mutex_unlock(&w->mu);
+	gw_req *next = started ? NULL : slot_drop(w);
+	req_unref(w);
+	return next;
+}
+
+/* @r no longer needs its slot or its place in the queue: give it up and start
+ * the calls it lets through (no request's mu held). */
+static void slot_release(gw_req *r)
+{
+	for (gw_req *w = slot_drop(r); w != NULL; w = slot_grant(w))
+		;
+}
+
 /* ---- the calls ------------------------------------------------------------------- */
 
 static bool create_call(gw_req *r)
@@ -583,17 +722,16 @@ static void fill_send_md(gw_req *r, grpc_op *op)
 	op->data.send_initial_metadata.metadata = r->n_md ? r->md : NULL;
 }
 
-/* Start the one batch of a unary call with request @req (r->mu held). */
-static bool start_unary(gw_req *r, const ProtobufCMessage *req)
+/* Start the one batch of a unary call with its packed request (r->mu held). */
+static bool start_unary(gw_req *r)
 {
-	if (!create_call(r))
+	if (r->n_out != 1 || r->out_msgs[0] == NULL || !create_call(r))
 		return false;
-	grpc_byte_buffer *bb = srv_rpc_msg_encode(req, NULL);
 	grpc_op ops[6];
 	memset(ops, 0, sizeof ops);
 	fill_send_md(r, &ops[0]);
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = bb;
+	ops[1].data.send_message.send_message = r->out_msgs[0];
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
 	ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->md_in;
@@ -603,9 +741,7 @@ static bool start_unary(gw_req *r, const ProtobufCMessage *req)
 	ops[5].data.recv_status_on_client.trailing_metadata = &r->md_trail;
 	ops[5].data.recv_status_on_client.status = &r->status;
 	ops[5].data.recv_status_on_client.status_details = &r->details;
-	bool ok = start(r, ops, 6, &r->t_unary);
-	grpc_byte_buffer_destroy(bb); /* the core took its own reference */
-	return ok;
+	return start(r, ops, 6, &r->t_unary); /* (the core takes the slices) */
 }
 
 /* Send the next queued stream request, or the half-close (r->mu held). */
@@ -820,6 +956,9 @@ static void dispatch(gw_tag *t, bool ok)
 	if (r->state != REQ_CALLING)
 		wake(r);
 	pthread_mutex_unlock(&r->mu);
+	/* the call is over once its status is in: its slot is free */
+	if (t->kind == TAG_UNARY || t->kind == TAG_STATUS)
+		slot_release(r);
 	req_unref(r);
 }
 
@@ -861,18 +1000,27 @@ static void scan_hangups(srv_gateway *gw)
 	if (n > 0 && poll(pf, n, 0) < 0)
 		for (size_t i = 0; i < n; i++)
 			pf[i].revents = 0;
+	gpr_timespec now = gpr_now(GPR_CLOCK_REALTIME);
 	for (size_t i = 0; i < n; i++) {
 		gw_req *r = rs[i];
-		if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-			pthread_mutex_lock(&r->mu);
-			if (r->suspended) {
-				r->state = REQ_GONE;
-				if (r->call != NULL)
-					grpc_call_cancel(r->call, NULL);
-				wake(r);
-			}
-			pthread_mutex_unlock(&r->mu);
+		bool leave = false;
+		pthread_mutex_lock(&r->mu);
+		if (r->suspended && (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			r->state = REQ_GONE;
+			if (r->call != NULL)
+				grpc_call_cancel(r->call, NULL);
+			wake(r);
+			leave = true;
+		} else if (r->state == REQ_WAITING && gpr_time_cmp(r->deadline, now) <= 0) {
+			/* grpc-go gives up waiting for a stream when the context ends */
+			set_local_error(r, GRPC_STATUS_DEADLINE_EXCEEDED,
+			                "context deadline exceeded");
+			wake(r);
+			leave = true;
 		}
+		pthread_mutex_unlock(&r->mu);
+		if (leave)
+			slot_release(r);
 		req_unref(r);
 	}
 }
@@ -1105,27 +1253,55 @@ static const srv_method *route_of(srv_gateway *gw, const char *path)
 	return NULL;
 }
 
-/* The call runs: suspend the connection until it answers (r->mu held). */
+/* The call runs: suspend the connection (if not yet) until it answers (r->mu
+ * held). */
 static void suspend_calling(gw_req *r)
 {
-	r->suspended = true;
-	MHD_suspend_connection(r->conn);
+	if (!r->suspended) {
+		r->suspended = true;
+		MHD_suspend_connection(r->conn);
+	}
 	r->state = REQ_CALLING;
 }
 
-/* The body is complete: decode it and start the call (r->mu held). Leaves
- * the state REQ_CALLING (connection suspended) or REQ_READY (local error). */
-static void begin_call(gw_req *r)
+/* Pack @m (not consumed) as @r's next request to send (r->mu held). */
+static bool keep_request(gw_req *r, const ProtobufCMessage *m)
 {
-	char err[512] = "";
-	const char *text = r->body.p != NULL ? r->body.p : "";
+	grpc_byte_buffer **q = realloc(r->out_msgs, (r->n_out + 1) * sizeof *q);
+	if (q == NULL)
+		return false;
+	r->out_msgs = q;
+	r->out_msgs[r->n_out] = srv_rpc_msg_encode(m, NULL);
+	return r->out_msgs[r->n_out++] != NULL;
+}
+
+/* Start @r's call on its packed requests (r->mu held, a slot held). Leaves
+ * the state REQ_CALLING (connection suspended) or REQ_READY (local error). */
+static void launch(gw_req *r)
+{
 	if (gpr_time_cmp(r->deadline, gpr_now(GPR_CLOCK_REALTIME)) <= 0) {
 		/* grpc-go fails a call whose context is already done, sending nothing */
 		set_local_error(r, GRPC_STATUS_DEADLINE_EXCEEDED, "context deadline exceeded");
 		return;
 	}
+	bool ok = r->m->kind == SRV_UNARY ? start_unary(r) : start_stream(r);
+	if (!ok) {
+		if (r->call != NULL)
+			grpc_call_cancel(r->call, NULL);
+		set_local_error(r, GRPC_STATUS_UNAVAILABLE, "gateway: cannot start the call");
+		return;
+	}
+	suspend_calling(r);
+}
+
+/* The body is complete: decode it, then start the call or wait for a slot
+ * (r->mu held). Leaves the state REQ_CALLING or REQ_WAITING (connection
+ * suspended), or REQ_READY (local error; no slot kept: see the caller). */
+static void begin_call(gw_req *r)
+{
+	char err[512] = "";
+	const char *text = r->body.p != NULL ? r->body.p : "";
 	size_t pos = 0;
-	bool ok;
 	if (r->m->kind == SRV_BIDI) {
 		/* etcd: the first request must decode (else the call fails, Unknown);
 		 * later ones are sent until one does not, then the half-close. */
@@ -1139,18 +1315,17 @@ static void begin_call(gw_req *r)
 			}
 			if (rc <= 0)
 				break;
-			grpc_byte_buffer **q = realloc(r->out_msgs, (r->n_out + 1) * sizeof *q);
-			if (q == NULL) {
-				message_free(m);
+			bool kept = keep_request(r, m);
+			message_free(m);
+			if (!kept) {
 				set_local_error(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
 				                "etcdserver: out of memory");
 				return;
 			}
-			r->out_msgs = q;
-			r->out_msgs[r->n_out++] = srv_rpc_msg_encode(m, NULL);
-			message_free(m);
 		}
 	} else {
+		/* unary calls and server streams: one request (server streams then
+		 * half-close) */
 		ProtobufCMessage *m = NULL;
 		int rc = decode_next(r->m->req, text, r->body.len, &pos, &m, err, sizeof err);
 		if (rc < 0) {
@@ -1159,39 +1334,22 @@ static void begin_call(gw_req *r)
 		}
 		if (m == NULL)
 			m = empty_message(r->m->req);
-		if (m == NULL) {
+		bool kept = m != NULL && keep_request(r, m);
+		message_free(m);
+		if (!kept) {
 			set_local_error(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			                "etcdserver: out of memory");
 			return;
 		}
-		if (r->m->kind == SRV_SERVER_STREAM) {
-			/* (server streams send their one request, then half-close) */
-			r->out_msgs = calloc(1, sizeof *r->out_msgs);
-			if (r->out_msgs != NULL) {
-				r->out_msgs[0] = srv_rpc_msg_encode(m, NULL);
-				r->n_out = 1;
-			}
-			message_free(m);
-		} else {
-			/* r->mu is held: the completion cannot run before the suspend */
-			ok = start_unary(r, m);
-			message_free(m);
-			if (!ok) {
-				set_local_error(r, GRPC_STATUS_UNAVAILABLE,
-				                "gateway: cannot start the call");
-				return;
-			}
-			suspend_calling(r);
-			return;
-		}
 	}
-	if (!start_stream(r)) {
-		if (r->call != NULL)
-			grpc_call_cancel(r->call, NULL);
-		set_local_error(r, GRPC_STATUS_UNAVAILABLE, "gateway: cannot start the call");
+	if (slot_take(r)) {
+		/* r->mu is held: no completion runs before the suspend */
+		launch(r);
 		return;
 	}
-	suspend_calling(r);
+	r->suspended = true;
+	MHD_suspend_connection(r->conn);
+	r->state = REQ_WAITING;
 }
 
 bool srv_gateway_path(const char *url)
@@ -1258,6 +1416,7 @@ enum MHD_Result srv_gateway_serve(srv_gateway *gw, struct MHD_Connection *c, con
 	}
 	pthread_mutex_lock(&r->mu);
 	enum MHD_Result ret = MHD_YES;
+	bool release = false;
 	if (*upload_data_size != 0) {
 		if (r->state == REQ_COLLECT) {
 			if (r->body.len + *upload_data_size > GW_MAX_BODY)
@@ -1274,8 +1433,11 @@ enum MHD_Result srv_gateway_serve(srv_gateway *gw, struct MHD_Connection *c, con
 			local_text(r, 413, "request body too large\n");
 		else
 			begin_call(r);
-		if (r->state == REQ_READY && !r->suspended)
-			ret = queue_answer(r);
+		if (r->state == REQ_READY) {
+			release = true; /* a slot taken for a call that failed to start */
+			if (!r->suspended)
+				ret = queue_answer(r);
+		}
 		break;
 	case REQ_READY:
 	case REQ_STREAMING:
@@ -1283,7 +1445,8 @@ enum MHD_Result srv_gateway_serve(srv_gateway *gw, struct MHD_Connection *c, con
 			break;
 		ret = queue_answer(r);
 		break;
-	case REQ_CALLING: /* a spurious call while suspended */
+	case REQ_WAITING: /* spurious calls while suspended */
+	case REQ_CALLING:
 	case REQ_QUEUED:
 		break;
 	case REQ_GONE:
@@ -1291,6 +1454,8 @@ enum MHD_Result srv_gateway_serve(srv_gateway *gw, struct MHD_Connection *c, con
 		break;
 	}
 	pthread_mutex_unlock(&r->mu);
+	if (release)
+		slot_release(r);
 	return ret;
 }
 
@@ -1307,6 +1472,7 @@ void srv_gateway_completed(void **con_cls)
 	if (r->call != NULL && !(r->final_done || r->state == REQ_QUEUED))
 		grpc_call_cancel(r->call, NULL);
 	pthread_mutex_unlock(&r->mu);
+	slot_release(r); /* out of the queue before libmicrohttpd's reference goes */
 	req_unref(r);
 }
 
@@ -1324,6 +1490,8 @@ int srv_gateway_start(srv_rpc *rpc, srv_gateway **out, char *err, size_t errlen)
 	srv_etcd_methods(gw->methods);
 	pthread_mutex_init(&gw->mu, NULL);
 	pthread_cond_init(&gw->cv, NULL);
+	pthread_mutex_init(&gw->slot_mu, NULL);
+	gw->max_calls = srv_rpc_max_concurrent_streams(rpc);
 	grpc_init();
 	gw->ch = srv_rpc_inproc_channel(rpc);
 	gw->cq = grpc_completion_queue_create_for_next(NULL);
@@ -1395,6 +1563,7 @@ void srv_gateway_free(srv_gateway *gw)
 		grpc_channel_destroy(gw->ch);
 	pthread_mutex_destroy(&gw->mu);
 	pthread_cond_destroy(&gw->cv);
+	pthread_mutex_destroy(&gw->slot_mu);
 	free(gw);
 	grpc_shutdown();
 }

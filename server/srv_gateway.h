@@ -35,8 +35,11 @@ typedef struct srv_gateway srv_gateway;
 
 /*
  * srv_gateway_start - open an in-process channel to @rpc and start the
- * gateway thread. Returns 0 and *@out, or -1 with a reason in @err (@errlen
- * bytes): the server is shutting down, no thread, out of memory.
+ * gateway thread. At most srv_rpc_max_concurrent_streams(@rpc) calls run at
+ * once (0: no limit), as on etcd's one gateway connection; requests past it
+ * wait, in arrival order, until a call ends. Returns 0 and *@out, or -1 with
+ * a reason in @err (@errlen bytes): the server is shutting down, no thread,
+ * out of memory.
  */
 int srv_gateway_start(srv_rpc *rpc, srv_gateway **out, char *err, size_t errlen);
 

@@ -52,12 +52,21 @@ void srv_finish(srv_call *call, int err, void *resp)
 	ec_msg_free(resp);
 }
 
-static void write_done(void *ctx, int err, void *resp)
+/* Answer @pw's call and free @pw (on the reply thread). */
+static void write_answer(void *ctx, int err, void *resp)
 {
 	pending_write *pw = ctx;
 	srv_finish(pw->call, err, resp);
 	free(pw->owned);
 	free(pw);
+}
+
+/* The node loop applied (or failed) @pw's proposal: the answer leaves from the
+ * reply thread, so the node goes on to its next log write at once. */
+static void write_done(void *ctx, int err, void *resp)
+{
+	pending_write *pw = ctx;
+	srv_defer_post(app_of(pw->call)->replies, write_answer, pw, err, resp);
 }
 
 /* Point @ir's oneof at @msg for case @which; false for a case proposals do not

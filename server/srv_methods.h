@@ -87,14 +87,39 @@
 	X(ROLE_REVOKE_PERMISSION, Auth, RoleRevokePermission, SRV_UNARY,                      \
 	  auth_role_revoke_permission_request, auth_role_revoke_permission_response)
 
+/*
+ * SRV_CONCURRENCY_METHODS: etcd's v3election and v3lock services (served by
+ * srv_election.h on top of KV/Lease/Watch). X(id, package, service, method,
+ * kind, request, response): names "/<package>.<Service>/<Method>",
+ * descriptors <package>__<stem>__descriptor. Their ids follow etcd's.
+ */
+#define SRV_CONCURRENCY_METHODS(X)                                                            \
+	X(ELECTION_CAMPAIGN, v3electionpb, Election, Campaign, SRV_UNARY, campaign_request,     \
+	  campaign_response)                                                                  \
+	X(ELECTION_PROCLAIM, v3electionpb, Election, Proclaim, SRV_UNARY, proclaim_request,     \
+	  proclaim_response)                                                                  \
+	X(ELECTION_LEADER, v3electionpb, Election, Leader, SRV_UNARY, leader_request,           \
+	  leader_response)                                                                    \
+	X(ELECTION_OBSERVE, v3electionpb, Election, Observe, SRV_SERVER_STREAM, leader_request, \
+	  leader_response)                                                                    \
+	X(ELECTION_RESIGN, v3electionpb, Election, Resign, SRV_UNARY, resign_request,           \
+	  resign_response)                                                                    \
+	X(LOCK_LOCK, v3lockpb, Lock, Lock, SRV_UNARY, lock_request, lock_response)              \
+	X(LOCK_UNLOCK, v3lockpb, Lock, Unlock, SRV_UNARY, unlock_request, unlock_response)
+
 #define SRV_M_ENUM_ROW(id, svc, meth, kind, req, resp) SRV_M_##id,
-typedef enum { SRV_ETCD_METHODS(SRV_M_ENUM_ROW) SRV_M__COUNT } srv_method_id;
+#define SRV_M_ENUM_ROW_PKG(id, pkg, svc, meth, kind, req, resp) SRV_M_##id,
+typedef enum {
+	SRV_ETCD_METHODS(SRV_M_ENUM_ROW) SRV_CONCURRENCY_METHODS(SRV_M_ENUM_ROW_PKG) SRV_M__COUNT
+} srv_method_id;
 #undef SRV_M_ENUM_ROW
+#undef SRV_M_ENUM_ROW_PKG
 
 /*
  * srv_etcd_methods - fill @out (SRV_M__COUNT rows, indexed by srv_method_id)
- * with etcd's table: names "/etcdserverpb.<Service>/<Method>", kinds,
- * descriptors, and every handler NULL.
+ * with etcd's table: names "/etcdserverpb.<Service>/<Method>" (and the
+ * concurrency services' "/v3electionpb.Election/..", "/v3lockpb.Lock/.."),
+ * kinds, descriptors, and every handler NULL.
  */
 void srv_etcd_methods(srv_method out[SRV_M__COUNT]);
 

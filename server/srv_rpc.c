@@ -544,8 +544,24 @@ static void stream_drop_queue_locked(srv_stream *s)
 
 /* ---- streams: public API ---------------------------------------------------- */
 
-/* Queue @bb (@len bytes; consumed) on @st: the one send path of streams. */
-static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len)
+/* Start the head of the queue (idle stream): with the buffer hint when more
+ * wait behind it, so held messages leave in one write. */
+static void stream_start_next_locked(srv_stream *s)
+{
+	sq_node *n = s->s_head;
+	s->s_head = n->next;
+	if (s->s_head == NULL)
+		s->s_tail = NULL;
+	grpc_byte_buffer *bb = n->bb;
+	size_t len = n->len;
+	free(n);
+	stream_start_send_locked(s, bb, len, s->s_head != NULL);
+}
+
+/* Queue @bb (@len bytes; consumed) on @st: the one send path of streams. An
+ * idle stream starts sending at once unless @hold (srv_stream_flush starts
+ * it); the queue is non-empty while idle only with held messages. */
+static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len, bool hold)
 {
 	pthread_mutex_lock(&st->s_mu);
 	if (st->s_closed || st->s_finish_req) {
@@ -554,7 +570,7 @@ static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len)
 		return -1;
 	}
 	atomic_fetch_add(&st->s_queued_bytes, len);
-	if (!st->s_send_busy) {
+	if (!st->s_send_busy && !hold && st->s_head == NULL) {
 		stream_start_send_locked(st, bb, len, false);
 	} else {
 		sq_node *n = malloc(sizeof *n);
@@ -572,6 +588,8 @@ static int stream_queue(srv_stream *st, grpc_byte_buffer *bb, size_t len)
 		else
 			st->s_head = n;
 		st->s_tail = n;
+		if (!st->s_send_busy && !hold)
+			stream_start_next_locked(st);
 	}
 	pthread_mutex_unlock(&st->s_mu);
 	return 0;
@@ -581,17 +599,36 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
 {
 	size_t len;
 	grpc_byte_buffer *bb = srv_rpc_msg_encode(msg, &len);
-	return stream_queue(st, bb, len);
+	return stream_queue(st, bb, len, false);
 }
 
-int srv_stream_send_bytes(srv_stream *st, const void *p, size_t n)
+/* A byte buffer holding a copy of @p, @n. */
+static grpc_byte_buffer *bytes_bb(const void *p, size_t n)
 {
 	grpc_slice s = grpc_slice_malloc(n);
 	if (n)
 		memcpy(GRPC_SLICE_START_PTR(s), p, n);
 	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);
-	return stream_queue(st, bb, n);
+	return bb;
+}
+
+int srv_stream_send_bytes(srv_stream *st, const void *p, size_t n)
+{
+	return stream_queue(st, bytes_bb(p, n), n, false);
+}
+
+int srv_stream_send_bytes_held(srv_stream *st, const void *p, size_t n)
+{
+	return stream_queue(st, bytes_bb(p, n), n, true);
+}
+
+void srv_stream_flush(srv_stream *st)
+{
+	pthread_mutex_lock(&st->s_mu);
+	if (!st->s_send_busy && !st->s_closed && st->s_head != NULL)
+		stream_start_next_locked(st);
+	pthread_mutex_unlock(&st->s_mu);
 }
 
 void srv_stream_finish(srv_stream *st, int err)
@@ -601,8 +638,13 @@ void srv_stream_finish(srv_stream *st, int err)
 		st->s_finish_req = true;
 		st->s_finish_err = err;
 		atomic_store(&st->s_c.c_state, CALL_FINISHING);
-		if (!st->s_send_busy) /* else the last send completion starts it */
+		if (st->s_send_busy) {
+			/* the last send completion starts it */
+		} else if (st->s_head != NULL) {
+			stream_start_next_locked(st); /* held messages go first */
+		} else {
 			stream_start_status_locked(st);
+		}
 	}
 	pthread_mutex_unlock(&st->s_mu);
 }
@@ -737,14 +779,7 @@ static void stream_on_send(srv_stream *s, bool ok)
 	if (!ok || s->s_closed) {
 		stream_drop_queue_locked(s);
 	} else if (s->s_head != NULL) {
-		sq_node *n = s->s_head;
-		s->s_head = n->next;
-		if (s->s_head == NULL)
-			s->s_tail = NULL;
-		grpc_byte_buffer *bb = n->bb;
-		size_t len = n->len;
-		free(n);
-		stream_start_send_locked(s, bb, len, s->s_head != NULL);
+		stream_start_next_locked(s);
 	} else if (s->s_finish_req && !s->s_status_started) {
 		stream_start_status_locked(s);
 	} else {
@@ -1244,6 +1279,11 @@ int srv_rpc_port(const srv_rpc *rpc, size_t i)
 size_t srv_rpc_max_request_bytes(const srv_rpc *rpc)
 {
 	return rpc->rpc_cfg.max_request_bytes;
+}
+
+uint32_t srv_rpc_max_concurrent_streams(const srv_rpc *rpc)
+{
+	return rpc->rpc_cfg.max_concurrent_streams;
 }
 
 int srv_rpc_adopt_fd(srv_rpc *rpc, int fd)

@@ -161,6 +161,10 @@ int srv_rpc_port(const srv_rpc *rpc, size_t i);
  * proposal path's "etcdserver: request is too large" check). */
 size_t srv_rpc_max_request_bytes(const srv_rpc *rpc);
 
+/* srv_rpc_max_concurrent_streams - cfg.max_concurrent_streams as configured
+ * (0 = no limit), for the JSON gateway's own limit of calls in flight. */
+uint32_t srv_rpc_max_concurrent_streams(const srv_rpc *rpc);
+
 /*
  * srv_rpc_msg_decode - decode a received gRPC byte buffer as message type @d
  * (for the runtime and other gRPC code of the server, e.g. the peer
@@ -316,6 +320,17 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg);
  * that encode once and send to many streams (the watch hub).
  */
 int srv_stream_send_bytes(srv_stream *st, const void *p, size_t n);
+
+/*
+ * srv_stream_send_bytes_held / srv_stream_flush - as srv_stream_send_bytes,
+ * but an idle stream does not start sending until srv_stream_flush (or
+ * srv_stream_finish): a producer that queues several messages on a stream in
+ * one round (the watch hub) gets them written together (each but the last
+ * with GRPC_WRITE_BUFFER_HINT). The caller must flush every stream it held a
+ * message on, from the same thread, before it waits for anything.
+ */
+int srv_stream_send_bytes_held(srv_stream *st, const void *p, size_t n);
+void srv_stream_flush(srv_stream *st);
 
 /*
  * srv_stream_finish - end the stream with @ec_err (EC_OK for status OK; else

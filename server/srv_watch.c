@@ -223,7 +223,13 @@ static void conn_close(srv_stream *st, void *ctx, bool cancelled)
 static int sink_send(void *ctx, const uint8_t *p, size_t n)
 {
 	wconn *c = ctx;
-	return srv_stream_send_bytes(c->st, p, n);
+	return srv_stream_send_bytes_held(c->st, p, n);
+}
+
+static void sink_flush(void *ctx)
+{
+	wconn *c = ctx;
+	srv_stream_flush(c->st);
 }
 
 static size_t sink_queued(void *ctx)
@@ -304,7 +310,7 @@ static void serve_cmd(srv_watch *sw, cmd *x)
 	wconn *c = x->c;
 	switch (x->kind) {
 	case CMD_OPEN: {
-		ec_wsink sink = {.send = sink_send, .queued = sink_queued};
+		ec_wsink sink = {.send = sink_send, .queued = sink_queued, .flush = sink_flush};
 		c->hs = ec_hub_stream_open(sw->hub, &sink, c);
 		if (c->hs == NULL) {
 			srv_stream_finish(c->st, EC_INTERNAL);

@@ -161,6 +161,7 @@ static void db_free(st_db *db)
 		rocksdb_writebatch_wi_destroy(db->grp_wb);
 	free(db->ev);
 	free(db->ev_data);
+	st__latest_free(&db->latest);
 	pthread_mutex_destroy(&db->mu);
 	pthread_mutex_destroy(&db->bg_mu);
 	pthread_cond_destroy(&db->bg_cv);
@@ -360,6 +361,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 		return ST_ENOMEM;
 	pthread_mutex_init(&db->mu, NULL);
 	pthread_mutex_init(&db->bg_mu, NULL);
+	(void)st__latest_init(&db->latest, ST_LATEST_SETS); /* off when memory is short */
 	pthread_cond_init(&db->bg_cv, NULL);
 	db->dir = strdup(dir);
 	db->db_opts = rocksdb_options_create();
@@ -464,6 +466,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 		db_free(db);
 		return rc;
 	}
+	(void)st__kf_start(&db->kf, db); /* off (always "maybe") when it cannot start */
 	*out = db;
 	return ST_OK;
 }
@@ -473,6 +476,7 @@ void st_db_close(st_db *db)
 	if (db == NULL)
 		return;
 	st__mvcc_stop_background(db);
+	st__kf_stop(&db->kf);
 	/* A graceful close flushes the memtables so that the next open has no WAL
 	 * to replay (after a crash RocksDB replays it: docs/disk-format.md). */
 	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();

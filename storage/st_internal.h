@@ -16,6 +16,8 @@
 #include <rocksdb/c.h>
 
 #include "storage/st_db.h"
+#include "storage/st_keyfilter.h"
+#include "storage/st_latest.h"
 #include "storage/st_mvcc.h"
 
 /* On-disk format version written under ST_META_FORMAT at creation. Version 2
@@ -42,6 +44,10 @@ enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF_LEASE, ST_CF__COUNT 
 /* Replicated records (membership, configuration: st_rmeta_*), part of the
  * replicated state that raft snapshots carry. */
 #define ST_META_REPL_PREFIX "ms.r."
+
+/* Sets of the newest-version cache (st_latest: two keys per set; about 64
+ * bytes plus the key per entry, touched only as keys arrive). */
+#define ST_LATEST_SETS (1u << 17)
 
 struct st_db {
 	rocksdb_t *rdb;
@@ -71,6 +77,13 @@ struct st_db {
 	rocksdb_writebatch_wi_t *grp_wb;
 	bool grp_open;
 	st_kv_state grp_st;
+	/* The newest version of recently written or read keys as the node
+	 * thread's write txns see them (the open group's staged changes
+	 * included); node thread only, like the group. */
+	st_latest latest;
+	/* Every key ever written (st_keyfilter): "never" answers a new key's
+	 * lookup without reading. */
+	st_keyfilter kf;
 
 	/* Background physical compaction (st_mvcc_set_background): a storage thread
 	 * walks what a committed compaction hides, so the committing thread (the
@@ -100,6 +113,14 @@ struct st_db {
 /* st__events_discard - drop the changes staged for the events hook (a failed
  * or aborted commit). */
 void st__events_discard(st_db *db);
+
+/*
+ * st__mvcc_walk_keys - call @fn(@arg, key) for every user key of the `kv`
+ * family at @snap (once per version: callers must not mind repeats) until it
+ * returns false. Returns 0, ST_ECORRUPT or ST_EIO.
+ */
+int st__mvcc_walk_keys(st_db *db, const rocksdb_snapshot_t *snap,
+		       bool (*fn)(void *arg, const uint8_t *key, size_t klen), void *arg);
 
 /* st__mvcc_stop_background - join the background compaction thread, if any
  * (st_db_close, before the database closes). */

@@ -222,6 +222,37 @@ static int rocks_iter_err(rocksdb_iterator_t *it)
 	return rc == ST_ENOTFOUND ? ST_EIO : rc;
 }
 
+int st__mvcc_walk_keys(st_db *db, const rocksdb_snapshot_t *snap,
+		       bool (*fn)(void *arg, const uint8_t *key, size_t klen), void *arg)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	if (ro == NULL)
+		return ST_ENOMEM;
+	rocksdb_readoptions_set_snapshot(ro, snap);
+	rocksdb_readoptions_set_fill_cache(ro, 0);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[ST_CF_KV]);
+	st_buf ukey = {0};
+	int rc = it != NULL ? ST_OK : ST_ENOMEM;
+	if (it != NULL)
+		rocksdb_iter_seek_to_first(it);
+	for (; rc == ST_OK && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, plen;
+		int64_t main, sub;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		if ((rc = kv_key_parse(k, kl, &plen, &main, &sub, &ukey)) != ST_OK)
+			break;
+		if (!fn(arg, ukey.p, ukey.len))
+			break;
+	}
+	if (rc == ST_OK && it != NULL)
+		rc = rocks_iter_err(it);
+	if (it != NULL)
+		rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	free(ukey.p);
+	return rc;
+}
+
 /* ---- state ------------------------------------------------------------ */
 
 void st_kv_state_get(st_db *db, st_kv_state *out)
@@ -634,6 +665,92 @@ int st_txn_get(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv)
 	return g.found ? ST_OK : ST_ENOTFOUND;
 }
 
+static int meta_visit(void *arg, const st_kv *kv)
+{
+	st_latest_rec *r = arg;
+	r->live = true;
+	r->create_rev = kv->create_rev;
+	r->mod_rev = kv->mod_rev;
+	r->version = kv->version;
+	r->lease = kv->lease;
+	return ST_VISIT_STOP;
+}
+
+/* Whether write txn @t may use (and fill) the newest-version cache: it reads
+ * what the cache holds, the committed state plus the open group's changes. */
+static bool latest_usable(const st_txn *t)
+{
+	return t->write && (t->grp || !t->db->grp_open);
+}
+
+/*
+ * The newest version of @key as write txn @t sees it: its own changes first,
+ * then the cache, then storage (recorded in the cache). Returns 0 or a storage
+ * error; out->live tells whether the key exists.
+ */
+static int txn_latest(st_txn *t, const uint8_t *key, size_t klen, st_latest_rec *out)
+{
+	for (size_t i = t->nch; i-- > 0;) {
+		const struct change *c = &t->ch[i];
+		if (c->klen == klen && (klen == 0 || memcmp(c->key, key, klen) == 0)) {
+			*out = (st_latest_rec){.live = !c->tomb, .create_rev = c->create,
+					       .mod_rev = t->st.rev + 1, .version = c->version,
+					       .lease = c->lease};
+			return ST_OK;
+		}
+	}
+	bool use = latest_usable(t);
+	if (use && st__latest_get(&t->db->latest, key, klen, out))
+		return ST_OK;
+	*out = (st_latest_rec){0};
+	int rc = ST_OK;
+	bool stopped;
+	if (!use || st__kf_maybe(&t->db->kf, key, klen)) /* else: never written */
+		rc = db_range(t, key, klen, NULL, 0, t->st.rev, meta_visit, out, &stopped);
+	if (rc == ST_OK && use)
+		st__latest_set(&t->db->latest, key, klen, out);
+	return rc;
+}
+
+/* Record write txn @t's changes (in order: the last change of a key wins) as
+ * the newest versions, once they are staged or written. */
+static void latest_note(st_txn *t)
+{
+	for (size_t i = 0; i < t->nch; i++) {
+		const struct change *c = &t->ch[i];
+		st_latest_rec r = {.live = !c->tomb, .create_rev = c->create,
+				   .mod_rev = t->st.rev + 1, .version = c->version,
+				   .lease = c->lease};
+		if (c->tomb)
+			r = (st_latest_rec){0};
+		else
+			st__kf_add(&t->db->kf, c->key, c->klen);
+		st__latest_set(&t->db->latest, c->key, c->klen, &r);
+	}
+}
+
+int st_txn_get_meta(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv)
+{
+	if (!t->write) {
+		int rc = st_txn_get(t, key, klen, kv);
+		if (rc == ST_OK) {
+			kv->key = key;
+			kv->val = NULL;
+			kv->val_len = 0;
+		}
+		return rc;
+	}
+	st_latest_rec r;
+	int rc = txn_latest(t, key, klen, &r);
+	if (rc != ST_OK)
+		return rc;
+	if (!r.live)
+		return ST_ENOTFOUND;
+	*kv = (st_kv){.key = key, .key_len = klen, .create_rev = r.create_rev,
+		      .mod_rev = r.mod_rev, .version = r.version, .lease = r.lease};
+	return ST_OK;
+}
+
 static int add_change(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
 		      int64_t create, int64_t version, int64_t lease, int64_t prev_lease, bool tomb)
 {
@@ -674,13 +791,12 @@ int st_txn_put(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *val, s
 {
 	if (!t->write)
 		return ST_EINVAL;
-	st_kv prev;
-	int64_t rev = t->st.rev + 1;
-	int rc = st_txn_get(t, key, klen, &prev);
-	if (rc == ST_ENOTFOUND)
-		return add_change(t, key, klen, val, vlen, rev, 1, lease, 0, false);
+	st_latest_rec prev;
+	int rc = txn_latest(t, key, klen, &prev);
 	if (rc != ST_OK)
 		return rc;
+	if (!prev.live)
+		return add_change(t, key, klen, val, vlen, t->st.rev + 1, 1, lease, 0, false);
 	return add_change(t, key, klen, val, vlen, prev.create_rev, prev.version + 1, lease, prev.lease,
 			  false);
 }
@@ -1250,8 +1366,13 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 			rc = ST_EINVAL; /* a second writer, or the group is gone */
 		if (rc == ST_OK)
 			rc = stage_changes(t, &o);
-		if (rc == ST_OK)
+		if (rc == ST_OK) {
 			db->grp_st = state_after(t, applied);
+			latest_note(t);
+		} else {
+			/* part of it may be staged: the node aborts the group */
+			st__latest_clear(&db->latest);
+		}
 		txn_free(t);
 		return rc;
 	}
@@ -1274,6 +1395,8 @@ int st_txn_commit(st_txn *t, uint64_t applied)
 			rc = write_batch(db, b);
 			if (rc == ST_OK)
 				db->kv = s;
+			if (rc == ST_OK)
+				latest_note(t);
 			cfrom = s.compact_done;
 			cto = s.compact_rev;
 		}
@@ -1324,6 +1447,7 @@ void st_apply_abort(st_db *db)
 		return;
 	rocksdb_writebatch_wi_clear(db->grp_wb);
 	db->grp_open = false;
+	st__latest_clear(&db->latest); /* it holds the thrown-away changes */
 	st__events_discard(db);
 }
 
@@ -1351,6 +1475,8 @@ int st_apply_commit(st_db *db)
 	pthread_mutex_unlock(&db->mu);
 	rocksdb_writebatch_wi_clear(db->grp_wb);
 	db->grp_open = false;
+	if (rc != ST_OK)
+		st__latest_clear(&db->latest);
 	if (rc == ST_OK)
 		ev_handover(db);
 	else
@@ -1957,6 +2083,9 @@ int st_load_finish(st_load *l, int64_t rev, int64_t compact_rev, int64_t compact
 				rc = ST_EIO;
 		}
 	}
+	/* The keyspace was written behind the cache and the key filter. */
+	st__latest_clear(&db->latest);
+	st__kf_restart(&db->kf, db);
 	st_load_abort(l);
 	return rc;
 }

@@ -104,6 +104,14 @@ int st_txn_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *end,
 int st_txn_get(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv);
 
 /*
+ * st_txn_get_meta - st_txn_get without the value (kv->val NULL, val_len 0,
+ * kv->key is @key): what a write needs of the key's newest version. In a write
+ * txn it is usually served from memory (a cache of recently written keys).
+ * Same returns as st_txn_get.
+ */
+int st_txn_get_meta(st_txn *t, const uint8_t *key, size_t klen, st_kv *kv);
+
+/*
  * st_txn_put - write @key = @val with @lease at revision base+1 (write txns only).
  * create_rev and version follow etcd: a new key (or one deleted earlier) starts
  * at version 1 with create_rev = this revision. Returns 0, ST_EINVAL (read txn),

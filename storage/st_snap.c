@@ -796,6 +796,8 @@ static int install(st_db *db, snap_in *in, uint64_t hdr_applied, uint64_t index,
 			rc = ST_EIO;
 		}
 	}
+	st__latest_clear(&db->latest); /* the keyspace was replaced (or partly) */
+	st__kf_restart(&db->kf, db);
 	if (rc == ST_OK && kv.compact_done < kv.compact_rev)
 		rc = st_mvcc_finish_compaction(db);
 	return rc;

@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev libcriterion-dev
-  libssl-dev libcrypt-dev openssl libmicrohttpd-dev libgnutls28-dev libjansson-dev
+  libssl-dev libcrypt-dev openssl libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev
+  libjemalloc-dev
   etcd-client etcd-server golang-go golang-etcd-server-dev
   jq iproute2 python3-prometheus-client curl
 )

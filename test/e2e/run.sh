@@ -34,6 +34,15 @@
 #                             requests" (for servers that do not print them yet)
 #   --list                    print the selected test names and exit
 # With no selection, all tests of the suite run (about 240; slow).
+#
+# TestEtcdExampleConfig starts a member with "--config-file
+# ../../etcd.conf.yml.sample", etcd's sample file at the top of its source tree.
+# Debian's golang-etcd-server-dev does not install that file, but the Debian
+# source package it is built from holds it: when the test is selected, the tree
+# gets $E2E_EXAMPLE_CONFIG if set, else $ETCD_SRC/etcd.conf.yml.sample if a
+# package ships it there, else the file from that source package (apt-get
+# source, fetched once into the cache dir; the system's apt setup is read, not
+# changed).
 set -u
 
 ETCD_SRC=/usr/share/gocode/src/go.etcd.io/etcd
@@ -126,6 +135,44 @@ ln -sfn "$ctl" "$bindir/etcdctl"
 work=$cache/tree
 mkdir -p "$work/tests/e2e" "$work/integration"
 ln -sfn "$ETCD_SRC/integration/fixtures" "$work/integration/fixtures"
+rm -f "$work/etcd.conf.yml.sample"
+
+# fetch_example_config: etcd.conf.yml.sample out of the Debian source package of
+# the installed etcd sources, into $cache (once). apt-get runs with its own
+# lists and cache under $cache/apt and deb-src twins of the system's sources.
+fetch_example_config() {
+	local out=$cache/etcd.conf.yml.sample apt=$cache/apt src ver f
+	[ -s "$out" ] && return 0
+	src=$(dpkg-query -W -f='${source:Package}' golang-etcd-server-dev 2>/dev/null) &&
+		ver=$(dpkg-query -W -f='${source:Version}' golang-etcd-server-dev 2>/dev/null) || return 1
+	rm -rf "$apt"
+	mkdir -p "$apt/parts" "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/src"
+	: >"$apt/sources.list"
+	[ ! -r /etc/apt/sources.list ] || sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >"$apt/parts/system.list"
+	for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+		[ -r "$f" ] || continue
+		case "$f" in
+		*.sources) sed 's/^Types:.*/Types: deb-src/' "$f" >"$apt/parts/${f##*/}" ;;
+		*) sed -n 's/^deb /deb-src /p' "$f" >"$apt/parts/${f##*/}" ;;
+		esac
+	done
+	local o=(-q -o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/parts"
+		-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Debug::NoLocking=1
+		-o APT::Sandbox::User=root)
+	apt-get "${o[@]}" update >"$apt/log" 2>&1
+	(cd "$apt/src" && apt-get "${o[@]}" source --download-only "$src=$ver") >>"$apt/log" 2>&1 &&
+		for f in "$apt/src/"*.orig.tar.*; do
+			tar -xf "$f" -O --wildcards '*/etcd.conf.yml.sample' >"$out.tmp" 2>>"$apt/log" && break
+		done
+	if [ -s "$out.tmp" ]; then
+		mv "$out.tmp" "$out"
+		rm -rf "$apt"
+		return 0
+	fi
+	rm -f "$out.tmp"
+	echo "# e2e: could not get etcd.conf.yml.sample from source package $src $ver (log: $apt/log)" >&2
+	return 1
+}
 
 # 4. The selection.
 all=$(cd "$work/tests/e2e" && "$test_bin" -test.list '.*' 2>/dev/null | grep '^Test')
@@ -152,6 +199,13 @@ for t in $(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "${list_file:-/dev/null}"); do
 	printf '%s\n' "$selected" | grep -qx -- "$t" || missing=$((missing + 1))
 done
 [ -n "$selected" ] || die "no test selected"
+if [ "$list_only" != 1 ] && printf '%s\n' "$selected" | grep -qx TestEtcdExampleConfig; then
+	example=${E2E_EXAMPLE_CONFIG:-$ETCD_SRC/etcd.conf.yml.sample}
+	if [ ! -r "$example" ] && fetch_example_config; then
+		example=$cache/etcd.conf.yml.sample
+	fi
+	[ ! -r "$example" ] || ln -sfn "$(readlink -f "$example")" "$work/etcd.conf.yml.sample"
+fi
 if [ "$list_only" = 1 ]; then
 	printf '%s\n' "$selected"
 	exit 0
@@ -214,6 +268,8 @@ while read -r t; do
 	scratch=$cache/scratch/${t//\//_}
 	rm -rf "$scratch"
 	mkdir -p "$scratch"
+	# etcd's sample file leaves data-dir empty: a member in the test's cwd
+	rm -rf "$work/tests/e2e/default.etcd" "$work/tests/e2e/default.metastore"
 	marker="METASTORE_E2E_RUN=$$-${t//\//_}"
 	t0=$(date +%s.%N)
 	(

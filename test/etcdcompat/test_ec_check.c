@@ -28,6 +28,24 @@ Test(errors, table_rows_and_out_of_range)
 	cr_assert_eq(ec_grpc_code(EC__COUNT), EC_GRPC_UNKNOWN);
 }
 
+/* An inner call's error, passed on as etcd's v3election/v3lock do: same text,
+ * code Unknown; a text no row has is an internal error. */
+Test(errors, passed_on_as_unknown)
+{
+	static const char denied[] = "etcdserver: permission denied";
+	int e = ec_err_passed_on(EC_GRPC_PERMISSION_DENIED, denied, sizeof denied - 1);
+	cr_assert_eq(e, EC_PERMISSION_DENIED | EC_AS_UNKNOWN);
+	cr_assert_str_eq(ec_strerror(e), denied);
+	cr_assert_eq(ec_grpc_code(e), EC_GRPC_UNKNOWN);
+	cr_assert_eq(ec_grpc_code(EC_COMPACTED | EC_AS_UNKNOWN), EC_GRPC_UNKNOWN);
+	cr_assert_eq(ec_err_passed_on(EC_GRPC_UNAVAILABLE, "no such text", 12), EC_INTERNAL);
+	cr_assert_eq(ec_err_passed_on(EC_GRPC_OK, "", 0), EC_INTERNAL);
+	/* the length counts: a prefix of a message is not that message */
+	cr_assert_eq(ec_err_passed_on(EC_GRPC_PERMISSION_DENIED, denied, 10), EC_INTERNAL);
+	cr_assert_str_eq(ec_strerror(EC_ELECTION_NO_LEADER), "election: no leader");
+	cr_assert_eq(ec_grpc_code(EC_ELECTION_NOT_LEADER), EC_GRPC_UNKNOWN);
+}
+
 Test(check, simple_requests)
 {
 	Etcdserverpb__RangeRequest *r = tb_range("", NULL);

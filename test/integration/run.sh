@@ -98,7 +98,7 @@ else
     for f in "$SCEN_DIR"/*.sh; do selected+=("$(basename "${f%.sh}")"); done
 fi
 
-for prog in kvcheck durability lincheck concur watchcheck; do
+for prog in kvcheck durability lincheck concur watchcheck elect; do
     need=0
     for s in "${selected[@]}"; do
         grep -q "IT_GOBIN/$prog" "$SCEN_DIR/$s.sh" && need=1

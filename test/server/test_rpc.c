@@ -25,6 +25,8 @@
 
 #include "etcdcompat/ec_errors.h"
 #include "rpc.pb-c.h"
+#include "v3election.pb-c.h"
+#include "v3lock.pb-c.h"
 #include "server/srv_methods.h"
 #include "server/srv_rpc.h"
 #include "tc_client.h"
@@ -620,7 +622,8 @@ Test(server_rpc, etcd_table_shape_and_plugging)
 {
 	srv_method tab[SRV_M__COUNT];
 	srv_etcd_methods(tab);
-	cr_assert_eq(SRV_M__COUNT, 40); /* etcd 3.4's 39 and 3.5's AuthStatus */
+	/* etcd 3.4's 39 and 3.5's AuthStatus; v3election's 5 and v3lock's 2 */
+	cr_assert_eq(SRV_M__COUNT, 47);
 	int streams = 0;
 	for (int i = 0; i < SRV_M__COUNT; i++) {
 		cr_assert_null(tab[i].unary);
@@ -631,7 +634,11 @@ Test(server_rpc, etcd_table_shape_and_plugging)
 		if (tab[i].kind != SRV_UNARY)
 			streams++;
 	}
-	cr_assert_eq(streams, 3);
+	cr_assert_eq(streams, 4);
+	cr_assert_str_eq(tab[SRV_M_ELECTION_OBSERVE].name, "/v3electionpb.Election/Observe");
+	cr_assert_eq(tab[SRV_M_ELECTION_OBSERVE].kind, SRV_SERVER_STREAM);
+	cr_assert_str_eq(tab[SRV_M_LOCK_UNLOCK].name, "/v3lockpb.Lock/Unlock");
+	cr_assert_eq(tab[SRV_M_LOCK_UNLOCK].req, &v3lockpb__unlock_request__descriptor);
 	cr_assert_str_eq(tab[SRV_M_KV_RANGE].name, "/etcdserverpb.KV/Range");
 	cr_assert_eq(tab[SRV_M_KV_RANGE].req, &etcdserverpb__range_request__descriptor);
 	cr_assert_eq(tab[SRV_M_WATCH].kind, SRV_BIDI);
@@ -645,9 +652,10 @@ Test(server_rpc, etcd_table_shape_and_plugging)
 	const ProtobufCServiceDescriptor *svcs[] = {
 		&etcdserverpb__kv__descriptor,          &etcdserverpb__watch__descriptor,
 		&etcdserverpb__lease__descriptor,       &etcdserverpb__cluster__descriptor,
-		&etcdserverpb__maintenance__descriptor, &etcdserverpb__auth__descriptor};
+		&etcdserverpb__maintenance__descriptor, &etcdserverpb__auth__descriptor,
+		&v3electionpb__election__descriptor,    &v3lockpb__lock__descriptor};
 	unsigned total = 0;
-	for (size_t i = 0; i < 6; i++) {
+	for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
 		for (unsigned j = 0; j < svcs[i]->n_methods; j++) {
 			char name[128];
 			snprintf(name, sizeof name, "/%s/%s", svcs[i]->name, svcs[i]->methods[j].name);

@@ -22,7 +22,10 @@
 #             unknown /v3 path (404), OPTIONS preflight, CORS headers;
 #   auth      users and roles over the gateway, auth enable, a put without a
 #             token, with a bad token, authenticate, a put with the token in
-#             Authorization (etcd's e2e v3_curl_test Auth), auth disable.
+#             Authorization (etcd's e2e v3_curl_test Auth), auth disable;
+#   streams   --max-concurrent-streams 2, two watches open: a third request
+#             waits (curl times out; Grpc-Timeout: 504, code 4) and is served
+#             once a watch is closed (etcd's e2e v3_curl_maxstream_test).
 . "$(dirname "$0")/../lib.sh"
 
 # norm [KEY...]: JSON on stdin, compact, with cluster_id, member_id, raft_term
@@ -322,6 +325,49 @@ gw_contains auth-disable 200 revision /v3/auth/disable '{}' -H "Authorization: $
 gw_contains auth-put-after-disable 200 '"revision":"' /v3/kv/put '{"key":"Zm9v","value":"YmFy"}'
 
 stop_server
+
+# --- streams: --max-concurrent-streams 2 with two watches open. etcd's gateway
+# is one gRPC connection to the server, so a third request waits for a stream
+# (etcd's e2e v3_curl_maxstream_test: curl times out), its Grpc-Timeout ends
+# the wait (504, code 4), and once a watch is closed the next request is served.
+if start_server -- --max-concurrent-streams 2; then
+    pass streams-start
+    URL=$SRV_CLIENT_URL
+    MW=()
+    for i in 0 1; do
+        curl -s -N --max-time 60 -X POST -d '{"create_request":{"key":"Zm9v"}}' "$URL/v3/watch" \
+            >"$_IT_TMP/mw$i.out" 2>/dev/null &
+        MW[$i]=$!
+        track_pid "${MW[$i]}"
+    done
+    sleep 2 # both watches created
+    check_true streams-watches-created "a watch did not answer created" \
+        grep -q '"created":true' "$_IT_TMP/mw0.out" "$_IT_TMP/mw1.out"
+    curl -s -o /dev/null --max-time 2 -X POST -d '{"key":"Zm9v"}' "$URL/v3/kv/range"
+    check_eq streams-third-waits "28 (curl: operation timed out)" "$? (curl: operation timed out)"
+    gw_check streams-wait-deadline 504 \
+        '{"error":"context deadline exceeded","message":"context deadline exceeded","code":4}' \
+        /v3/kv/range '{"key":"Zm9v"}' -H 'Grpc-Timeout: 1S'
+    # a request queued behind the watches, then one watch ends: served
+    curl -s -o "$_IT_TMP/mq.out" -w '%{http_code}' --max-time 10 -X POST -d '{"key":"Zm9v"}' \
+        "$URL/v3/kv/range" >"$_IT_TMP/mq.code" 2>/dev/null &
+    MQ=$!
+    track_pid "$MQ"
+    sleep 1
+    check_true streams-queued-waits "the queued request was answered early" kill -0 "$MQ"
+    _it_stop_pid "${MW[0]}" TERM
+    untrack_pid "${MW[0]}"
+    wait "$MQ"
+    untrack_pid "$MQ"
+    check_eq streams-queued-served-after-close '200 {"header":{"revision":"1"}}' \
+        "$(cat "$_IT_TMP/mq.code") $(norm <"$_IT_TMP/mq.out")"
+    gw_contains streams-served-after-close 200 '"revision":"1"' /v3/kv/range '{"key":"Zm9v"}'
+    _it_stop_pid "${MW[1]}" TERM
+    untrack_pid "${MW[1]}"
+    stop_server
+else
+    fail streams-start "server with --max-concurrent-streams 2 did not start"
+fi
 
 # --- tls: https client URL, --client-cert-auth (etcd's e2e TestV3CurlPutGetClientTLS
 # and TestV3CurlAuthClientTLSCertAuth with a certificate without CN)

@@ -1,0 +1,119 @@
+/*
+ * srv_defer: the completion worker (see srv_defer.h).
+ *
+ * A singly linked FIFO under one mutex; the worker swaps the whole list out
+ * and runs it without the lock, so posting never waits behind a completion.
+ */
+#include "server/srv_defer.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+typedef struct defer_item {
+	struct defer_item *next;
+	srv_defer_fn fn;
+	void *ctx;
+	int err;
+	void *resp;
+} defer_item;
+
+struct srv_defer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	defer_item *head, *tail;
+	bool sleeping; /* the worker waits on cv */
+	bool stopping;
+	pthread_t thread;
+};
+
+static void run_list(defer_item *it)
+{
+	while (it != NULL) {
+		defer_item *next = it->next;
+		it->fn(it->ctx, it->err, it->resp);
+		free(it);
+		it = next;
+	}
+}
+
+static void *defer_main(void *arg)
+{
+	srv_defer *d = arg;
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		while (d->head == NULL && !d->stopping) {
+			d->sleeping = true;
+			pthread_cond_wait(&d->cv, &d->mu);
+			d->sleeping = false;
+		}
+		defer_item *list = d->head;
+		d->head = d->tail = NULL;
+		if (list == NULL) /* stopping, nothing left */
+			break;
+		pthread_mutex_unlock(&d->mu);
+		run_list(list);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+int srv_defer_start(const char *name, srv_defer **out)
+{
+	srv_defer *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return -1;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	if (pthread_create(&d->thread, NULL, defer_main, d) != 0) {
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return -1;
+	}
+	pthread_setname_np(d->thread, name);
+	*out = d;
+	return 0;
+}
+
+void srv_defer_post(srv_defer *d, srv_defer_fn fn, void *ctx, int err, void *resp)
+{
+	defer_item *it = d != NULL ? malloc(sizeof(*it)) : NULL;
+	if (it == NULL) {
+		fn(ctx, err, resp);
+		return;
+	}
+	*it = (defer_item){.fn = fn, .ctx = ctx, .err = err, .resp = resp};
+	pthread_mutex_lock(&d->mu);
+	if (d->stopping) {
+		pthread_mutex_unlock(&d->mu);
+		free(it);
+		fn(ctx, err, resp);
+		return;
+	}
+	if (d->tail != NULL)
+		d->tail->next = it;
+	else
+		d->head = it;
+	d->tail = it;
+	bool wake = d->sleeping;
+	d->sleeping = false; /* one wake-up is enough until it sleeps again */
+	pthread_mutex_unlock(&d->mu);
+	if (wake)
+		pthread_cond_signal(&d->cv);
+}
+
+void srv_defer_stop(srv_defer *d)
+{
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->thread, NULL);
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
