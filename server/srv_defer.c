@@ -23,6 +23,7 @@ struct srv_defer {
 	pthread_cond_t cv;
 	defer_item *head, *tail;
 	bool sleeping; /* the worker waits on cv */
+	bool inline_run; /* a post runs its completion on its own thread now */
 	bool stopping;
 	pthread_t thread;
 };
@@ -79,19 +80,30 @@ int srv_defer_start(const char *name, srv_defer **out)
 
 void srv_defer_post(srv_defer *d, srv_defer_fn fn, void *ctx, int err, void *resp)
 {
-	defer_item *it = d != NULL ? malloc(sizeof(*it)) : NULL;
-	if (it == NULL) {
+	if (d == NULL) {
+		fn(ctx, err, resp);
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	/* The first of a burst (the worker sleeps with nothing queued and no other
+	 * post runs one here, so nothing posted earlier can be overtaken) runs on
+	 * this thread: a lone answer pays no hand-over. */
+	if (d->sleeping && d->head == NULL && !d->inline_run && !d->stopping) {
+		d->inline_run = true;
+		pthread_mutex_unlock(&d->mu);
+		fn(ctx, err, resp);
+		pthread_mutex_lock(&d->mu);
+		d->inline_run = false;
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	defer_item *it = d->stopping ? NULL : malloc(sizeof(*it));
+	if (it == NULL) { /* stopping, or no memory: never lose it */
+		pthread_mutex_unlock(&d->mu);
 		fn(ctx, err, resp);
 		return;
 	}
 	*it = (defer_item){.fn = fn, .ctx = ctx, .err = err, .resp = resp};
-	pthread_mutex_lock(&d->mu);
-	if (d->stopping) {
-		pthread_mutex_unlock(&d->mu);
-		free(it);
-		fn(ctx, err, resp);
-		return;
-	}
 	if (d->tail != NULL)
 		d->tail->next = it;
 	else

@@ -6,8 +6,9 @@
  * of the node thread's time per write, time the next synced log write waits
  * for.
  *
- * Thread-safe: post from any thread. A post wakes the worker only when it
- * sleeps, so a burst of replies costs one wake-up.
+ * Thread-safe: post from any thread. The first completion of a burst (the
+ * worker asleep, nothing queued) runs on the posting thread at once, so a lone
+ * reply pays no hand-over; later ones go to the worker, woken once per burst.
  */
 #ifndef METASTORE_SRV_DEFER_H
 #define METASTORE_SRV_DEFER_H
@@ -24,9 +25,10 @@ typedef struct srv_defer srv_defer;
 int srv_defer_start(const char *name, srv_defer **out);
 
 /*
- * srv_defer_post - run @fn(@ctx, @err, @resp) on the worker. Runs it on the
- * calling thread instead when memory is short, after srv_defer_stop has
- * begun, or when @d is NULL: a completion is never lost.
+ * srv_defer_post - run @fn(@ctx, @err, @resp) on the worker, after everything
+ * posted before. Runs it on the calling thread instead when it is the first of
+ * a burst, when memory is short, after srv_defer_stop has begun, or when @d is
+ * NULL: a completion is never lost.
  */
 void srv_defer_post(srv_defer *d, srv_defer_fn fn, void *ctx, int err, void *resp);
 

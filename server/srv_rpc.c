@@ -478,7 +478,11 @@ static void stream_start_send_locked(srv_stream *s, grpc_byte_buffer *bb, size_t
 		s->s_md_sent = true;
 	}
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n].flags = more ? GRPC_WRITE_BUFFER_HINT : 0;
+	/* The buffer hint lets held messages leave in one write; never on the
+	 * batch that carries the initial metadata: gRPC 1.51 then holds the
+	 * metadata too and the batch (so the queue behind it) waits for some
+	 * unrelated write on the connection. */
+	ops[n].flags = more && n == 0 ? GRPC_WRITE_BUFFER_HINT : 0;
 	ops[n++].data.send_message.send_message = bb;
 	s->s_in_flight = bb;
 	s->s_in_flight_len = len;

@@ -78,6 +78,12 @@ typedef struct tsink {
 	size_t n, cap;
 	size_t queued; /* what queued() answers */
 	bool gone;     /* send() says the stream is gone */
+	/* flush sinks (FSINK) only */
+	size_t nflush;              /* flush() calls */
+	size_t n_at_flush;          /* n at the last flush */
+	ec_wstream *close_on_flush; /* closed by this sink's next flush */
+	struct tsink *peer;         /* the sink of close_on_flush */
+	size_t pending_at_close;    /* the peer's unflushed sends when closed */
 } tsink;
 
 #define MAX_SINKS 32
@@ -108,6 +114,30 @@ static size_t sink_queued(void *ctx)
 
 static const ec_wsink SINK = {.send = sink_send, .queued = sink_queued};
 
+/*
+ * flush(): every flush must follow a send not yet flushed (the hub flushes
+ * only streams it sent to, once a round). With close_on_flush, the flush also
+ * closes the peer's stream from inside the callback: the one way a close can
+ * find sends of another stream still unflushed.
+ */
+static void sink_flush(void *ctx)
+{
+	tsink *s = ctx;
+	cr_assert_gt(s->n, s->n_at_flush, "a flush with no send since the last flush");
+	s->nflush++;
+	s->n_at_flush = s->n;
+	ec_wstream *ws = s->close_on_flush;
+	if (ws == NULL)
+		return;
+	tsink *o = s->peer;
+	s->close_on_flush = NULL;
+	o->close_on_flush = NULL;
+	o->pending_at_close = o->n - o->n_at_flush;
+	ec_hub_stream_close(hub, ws);
+}
+
+static const ec_wsink FSINK = {.send = sink_send, .queued = sink_queued, .flush = sink_flush};
+
 static tsink *sink_new(void)
 {
 	cr_assert_lt(nsinks, MAX_SINKS);
@@ -116,14 +146,19 @@ static tsink *sink_new(void)
 	return s;
 }
 
-/* A new sink and a stream bound to it. */
-static ec_wstream *stream_new(tsink **out)
+/* A new sink of kind @k and a stream bound to it. */
+static ec_wstream *stream_new_on(const ec_wsink *k, tsink **out)
 {
 	tsink *s = sink_new();
-	ec_wstream *ws = ec_hub_stream_open(hub, &SINK, s);
+	ec_wstream *ws = ec_hub_stream_open(hub, k, s);
 	cr_assert_not_null(ws);
 	*out = s;
 	return ws;
+}
+
+static ec_wstream *stream_new(tsink **out)
+{
+	return stream_new_on(&SINK, out);
 }
 
 static void sinks_free(void)
@@ -1939,4 +1974,190 @@ Test(watch, a_gone_stream_is_harmless_until_closed)
 	step_all();
 	ec_hub_stream_close(hub, ws);
 	cr_assert_eq(ec_hub_watchers(hub), 0);
+}
+
+/* ---- sinks with flush
+ * ----------------------------------------------------------------------------------- */
+
+/* What a flush sink had before a hub call. */
+typedef struct fmark {
+	size_t n, nflush;
+} fmark;
+
+static fmark fmark_of(const tsink *s)
+{
+	return (fmark){.n = s->n, .nflush = s->nflush};
+}
+
+/* After one hub call from @m: a sink sent to got exactly one flush, after the
+ * last of those sends; a sink sent nothing got none. */
+static void check_round(const tsink *s, fmark m, const char *what)
+{
+	if (s->n == m.n) {
+		cr_assert_eq(s->nflush, m.nflush,
+		             "%s: flushed a stream it sent nothing (%zu flushes)", what,
+		             s->nflush - m.nflush);
+		return;
+	}
+	cr_assert_eq(s->nflush, m.nflush + 1, "%s: %zu sends, %zu flushes, want 1", what,
+	             s->n - m.n, s->nflush - m.nflush);
+	cr_assert_eq(s->n_at_flush, s->n, "%s: %zu sends after the flush", what,
+	             s->n - s->n_at_flush);
+}
+
+Test(watch, publish_flushes_each_stream_sent_to_once_after_its_sends)
+{
+	tsink *a, *b, *c, *p;
+	ec_wstream *wa = stream_new_on(&FSINK, &a);
+	ec_wstream *wb = stream_new_on(&FSINK, &b);
+	ec_wstream *wc = stream_new_on(&FSINK, &c);
+	ec_wstream *wp = stream_new(&p); /* no flush: still served */
+	fmark ma = fmark_of(a);
+	WATCH(wa, .key = "k");
+	check_round(a, ma, "create");
+	cr_assert_eq(a->nflush, 1);
+	WATCH(wa, .key = "k", .end = "l");
+	WATCH(wb, .key = "k");
+	WATCH(wc, .key = "z");
+	WATCH(wp, .key = "k");
+	cr_assert_eq(a->nflush, 2);
+	cr_assert_eq(b->nflush, 1);
+	cr_assert_eq(c->nflush, 1);
+
+	/* two revisions in one publish: a gets two responses, b one, c none */
+	hold_events = true;
+	put("k", "1");  /* 2 */
+	put("k2", "1"); /* 3 */
+	hold_events = false;
+	cr_assert_eq(nheld, 2);
+	cr_assert_eq(a->nflush + b->nflush + c->nflush, 4, "a commit the hook kept was flushed");
+	ma = fmark_of(a);
+	fmark mb = fmark_of(b), mc = fmark_of(c);
+	size_t pn = p->n;
+	ec_hub_publish(hub, held, nheld);
+	nheld = 0;
+	cr_assert_eq(a->n, ma.n + 2);
+	cr_assert_eq(b->n, mb.n + 1);
+	cr_assert_eq(c->n, mc.n);
+	cr_assert_eq(p->n, pn + 1);
+	check_round(a, ma, "publish a");
+	check_round(b, mb, "publish b");
+	check_round(c, mc, "publish c");
+	check_events(a, 0, (wopt){.key = "k"}, 2, 3);
+	check_events(a, 1, (wopt){.key = "k", .end = "l"}, 2, 3);
+	check_events(b, 0, (wopt){.key = "k"}, 2, 3);
+
+	/* through the hook: a publish per commit, a flush per commit */
+	ma = fmark_of(a);
+	mb = fmark_of(b);
+	mc = fmark_of(c);
+	put("z", "1"); /* 4: c only */
+	check_round(a, ma, "put z a");
+	check_round(b, mb, "put z b");
+	check_round(c, mc, "put z c");
+	cr_assert_eq(c->nflush, mc.nflush + 1);
+	cr_assert_eq(a->nflush, ma.nflush);
+}
+
+Test(watch, every_hub_call_flushes_what_it_sent)
+{
+	hub_make(0, 0, 1); /* catch-up in one-revision rounds */
+	for (int i = 0; i < 5; i++)
+		put("p", "v"); /* 2..6 */
+	tsink *a, *b;
+	ec_wstream *wa = stream_new_on(&FSINK, &a);
+	ec_wstream *wb = stream_new_on(&FSINK, &b);
+	fmark ma = fmark_of(a), mb = fmark_of(b);
+	WATCH(wa, .key = "p", .progress = true); /* 0 */
+	check_round(a, ma, "create");
+	check_round(b, mb, "create, other stream");
+	WATCH(wa, .key = "p", .start = 2);       /* 1: unsynced */
+	WATCH(wb, .key = "q", .progress = true); /* 0 */
+	cr_assert_eq(ec_hub_unsynced(hub), 1);
+	ma = fmark_of(a);
+	progress_req(wa); /* waits for watcher 1: sends nothing */
+	check_round(a, ma, "waiting progress request");
+	cr_assert_eq(a->n, ma.n);
+
+	ma = fmark_of(a);
+	mb = fmark_of(b);
+	ec_hub_progress_tick(hub); /* a's watcher 0 and b's watcher 0 */
+	cr_assert_gt(a->n, ma.n);
+	cr_assert_gt(b->n, mb.n);
+	check_round(a, ma, "progress tick a");
+	check_round(b, mb, "progress tick b");
+
+	int rounds = 0;
+	for (;;) {
+		ma = fmark_of(a);
+		mb = fmark_of(b);
+		bool more = ec_hub_step(hub);
+		check_round(a, ma, "step a");
+		check_round(b, mb, "step b");
+		if (!more)
+			break;
+		cr_assert_lt(++rounds, 100);
+	}
+	cr_assert_gt(rounds, 1, "catch-up took a single round");
+	cr_assert_eq(ec_hub_unsynced(hub), 0);
+	check_events(a, 1, (wopt){.key = "p"}, 2, 6);
+	check_progress(a, a->n - 1, -1, 6); /* answered at the end of catch-up */
+
+	ma = fmark_of(a);
+	cancel(wa, 1);
+	check_round(a, ma, "cancel");
+	cr_assert_eq(a->n, ma.n + 1);
+	ma = fmark_of(a);
+	cancel(wa, 42); /* unknown: nothing sent */
+	check_round(a, ma, "cancel of an unknown id");
+
+	mb = fmark_of(b);
+	ec_hub_refuse(hub, wb, "too many watch streams");
+	check_round(b, mb, "refuse");
+	check_refused(b, b->n - 1, "too many watch streams", 6);
+}
+
+/*
+ * A close finds sends pending only when a sink callback closes another
+ * stream in the middle of a round's flushes: the hub must flush that stream's
+ * pending sends first and must not touch it afterwards (ASan sees a stream
+ * left on the hub's held list as a use after free).
+ */
+Test(watch, stream_close_flushes_pending_sends_first)
+{
+	tsink *a, *b, *c;
+	ec_wstream *wa = stream_new_on(&FSINK, &a);
+	ec_wstream *wb = stream_new_on(&FSINK, &b);
+	ec_wstream *wc = stream_new_on(&FSINK, &c);
+	WATCH(wa, .key = "k");
+	WATCH(wb, .key = "k");
+	WATCH(wc, .key = "k");
+	/* whichever of a and b the hub flushes first closes the other one */
+	a->close_on_flush = wb;
+	a->peer = b;
+	b->close_on_flush = wa;
+	b->peer = a;
+	fmark ma = fmark_of(a), mb = fmark_of(b), mc = fmark_of(c);
+	put("k", "1"); /* 2: all three */
+	cr_assert(a->close_on_flush == NULL && b->close_on_flush == NULL, "no flush closed a peer");
+	tsink *closed = a->pending_at_close != 0 ? a : b;
+	tsink *open = closed == a ? b : a;
+	cr_assert_gt(closed->pending_at_close, 0, "the peer was closed with nothing pending");
+	cr_assert_eq(closed->nflush, (closed == a ? ma : mb).nflush + 1,
+	             "the closed stream's pending sends were not flushed");
+	cr_assert_eq(closed->n_at_flush, closed->n);
+	check_round(open, closed == a ? mb : ma, "the closing stream");
+	check_round(c, mc, "a third stream");
+	cr_assert_eq(ec_hub_watchers(hub), 2);
+
+	/* a plain close (nothing pending) flushes nothing */
+	mc = fmark_of(c);
+	fmark mo = fmark_of(open);
+	ec_hub_stream_close(hub, wc);
+	cr_assert_eq(c->nflush, mc.nflush);
+	cr_assert_eq(open->nflush, mo.nflush);
+	put("k", "2");
+	cr_assert_eq(c->n, mc.n);
+	check_round(open, mo, "after the closes");
+	cr_assert_eq(open->n, mo.n + 1);
 }

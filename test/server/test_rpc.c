@@ -5,9 +5,10 @@
  * The tests serve their own method table: unary echo methods (replying on the
  * CQ thread, from other threads, failing with etcd errors, reading metadata), a
  * bidi method driven by commands carried in WatchCreateRequest.key ("echo",
- * "burst", "finish"), and a server-streaming method paced by on_drain. The
- * real etcd table is checked too. Every test stops the server, threads and
- * channels it started (see teardown()).
+ * "burst", "finish", and for held sends "hold", "flush", "hfinish", "mix"),
+ * and a server-streaming method paced by on_drain. The real etcd table is
+ * checked too. Every test stops the server, threads and channels it started
+ * (see teardown()).
  */
 #include <criterion/criterion.h>
 
@@ -47,6 +48,9 @@
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 static int g_opens, g_closes, g_closes_cancelled, g_deferred_started, g_drains_after_close;
+/* bidi commands handled; srv_stream_queued_bytes after the last "hold" */
+static int g_cmds;
+static size_t g_queued_at_hold;
 static bool g_hold;          /* bidi_open keeps an extra reference in g_held */
 static srv_stream *g_held;
 static pthread_t g_bursts[8];
@@ -242,6 +246,18 @@ static void *burst_main(void *arg)
 	return NULL;
 }
 
+/* Queue a WatchResponse with @id as held bytes on @st; the send's result. */
+static int send_held_id(srv_stream *st, int64_t id)
+{
+	Etcdserverpb__WatchResponse resp = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+	resp.watch_id = id;
+	uint8_t buf[32];
+	size_t n = protobuf_c_message_get_packed_size(&resp.base);
+	cr_assert_leq(n, sizeof buf);
+	protobuf_c_message_pack(&resp.base, buf);
+	return srv_stream_send_bytes_held(st, buf, n);
+}
+
 static void bidi_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 {
 	(void)ctx;
@@ -277,7 +293,28 @@ static void bidi_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 		srv_stream_finish(st, (int)c->start_revision);
 		/* Already finishing: later sends are refused. */
 		cr_assert_eq(srv_stream_send(st, &resp.base), -1);
+	} else if (strcmp(cmd, "hold") == 0) { /* one held message, id = arg */
+		cr_assert_eq(send_held_id(st, c->start_revision), 0);
+		pthread_mutex_lock(&g_mu);
+		g_queued_at_hold = srv_stream_queued_bytes(st);
+		pthread_mutex_unlock(&g_mu);
+	} else if (strcmp(cmd, "flush") == 0) {
+		srv_stream_flush(st);
+	} else if (strcmp(cmd, "hfinish") == 0) { /* finish with error arg, no flush */
+		srv_stream_finish(st, (int)c->start_revision);
+		cr_assert_eq(send_held_id(st, 1), -1);
+	} else if (strcmp(cmd, "mix") == 0) { /* ids 1..arg, every third not held */
+		for (int64_t i = 1; i <= c->start_revision; i++) {
+			if (i % 3 == 0) {
+				resp.watch_id = i;
+				cr_assert_eq(srv_stream_send(st, &resp.base), 0);
+			} else {
+				cr_assert_eq(send_held_id(st, i), 0);
+			}
+		}
+		srv_stream_flush(st);
 	}
+	bump(&g_cmds);
 }
 
 static void bidi_close(srv_stream *st, void *ctx, bool cancelled)
@@ -452,15 +489,20 @@ static void watch_cmd(tc_stream *s, const char *cmd, int64_t arg)
 	cr_assert_eq(tc_stream_send(s, &w.base), 0, "send %s", cmd);
 }
 
-static int64_t recv_watch_id(tc_stream *s, bool *eof)
+/* The watch_id of the next message within @ms; -1 at the end or on timeout. */
+static int64_t recv_watch_id_within(tc_stream *s, int ms, bool *eof)
 {
-	ProtobufCMessage *m =
-		tc_stream_recv(s, &etcdserverpb__watch_response__descriptor, 10000, eof);
+	ProtobufCMessage *m = tc_stream_recv(s, &etcdserverpb__watch_response__descriptor, ms, eof);
 	if (m == NULL)
 		return -1;
 	int64_t id = ((Etcdserverpb__WatchResponse *)m)->watch_id;
 	protobuf_c_message_free_unpacked(m, NULL);
 	return id;
+}
+
+static int64_t recv_watch_id(tc_stream *s, bool *eof)
+{
+	return recv_watch_id_within(s, 10000, eof);
 }
 
 /* ---- unary ---------------------------------------------------------------- */
@@ -904,6 +946,207 @@ Test(server_rpc, bidi_server_finishes_with_error_after_queued_messages)
 	cr_assert(wait_count(&g_closes, 1, 5000));
 	cr_assert_eq(counter(&g_closes_cancelled), 0);
 	tc_stream_free(s);
+}
+
+/* ---- held sends ------------------------------------------------------------ */
+
+/* How long a held message is given to (wrongly) reach the client. */
+#define HELD_WAIT_MS 300
+
+/* Wait until the server has handled @n bidi commands in all. */
+static void wait_cmds(int n)
+{
+	cr_assert(wait_count(&g_cmds, n, 5000), "server handled %d of %d commands",
+		  counter(&g_cmds), n);
+}
+
+/* Nothing reaches the client within HELD_WAIT_MS (the receive stays
+ * outstanding: the next receive gets the next message). */
+static void expect_nothing(tc_stream *s, const char *what)
+{
+	bool eof = false;
+	int64_t id = recv_watch_id_within(s, HELD_WAIT_MS, &eof);
+	cr_assert_eq(id, -1, "%s: message %lld arrived", what, (long long)id);
+	cr_assert_not(eof, "%s: the stream ended", what);
+}
+
+/* The next messages are @from..@to in order, each within @ms. */
+static void expect_ids_within(tc_stream *s, int64_t from, int64_t to, int ms)
+{
+	for (int64_t i = from; i <= to; i++) {
+		bool eof = false;
+		int64_t id = recv_watch_id_within(s, ms, &eof);
+		cr_assert_eq(id, i, "got message %lld (eof %d), want %lld", (long long)id, eof,
+			     (long long)i);
+	}
+}
+
+static void expect_ids(tc_stream *s, int64_t from, int64_t to)
+{
+	expect_ids_within(s, from, to, 10000);
+}
+
+/*
+ * Wait until the server has seen every send of the g_held stream complete,
+ * not only the client its messages: a busy stream starts held messages as
+ * soon as its send in flight completes, an idle one only when flushed.
+ */
+static void wait_idle(void)
+{
+	pthread_mutex_lock(&g_mu);
+	srv_stream *st = g_held;
+	pthread_mutex_unlock(&g_mu);
+	cr_assert_not_null(st, "g_hold not set");
+	int64_t t0 = now_ms();
+	while (srv_stream_queued_bytes(st) != 0 && now_ms() - t0 < 5000)
+		sleep_ms(1);
+	cr_assert_eq(srv_stream_queued_bytes(st), 0, "a send never completed");
+}
+
+/* A bidi stream that has sent its initial metadata (with an echo of 100: one
+ * command handled) and is idle again. Needs g_hold set before start();
+ * release_started() drops the reference. */
+static tc_stream *open_started(void)
+{
+	tc_stream *s = tc_stream_open(g_conn, M_BIDI, 30000, NULL, 0);
+	watch_cmd(s, "echo", 100);
+	expect_ids(s, 100, 100);
+	wait_idle();
+	return s;
+}
+
+static void release_started(void)
+{
+	pthread_mutex_lock(&g_mu);
+	srv_stream *st = g_held;
+	g_held = NULL;
+	pthread_mutex_unlock(&g_mu);
+	srv_stream_unref(st);
+}
+
+/* The next thing after the messages so far is end of stream with @code (and
+ * @msg unless NULL); then the app's on_close is the @closes-th, not cancelled. */
+static void expect_end(tc_stream *s, grpc_status_code code, const char *msg, int closes)
+{
+	bool eof = false;
+	cr_assert_eq(recv_watch_id(s, &eof), -1);
+	cr_assert(eof);
+	tc_status fin;
+	cr_assert_eq(tc_stream_status(s, &fin, 5000), 0);
+	cr_assert_eq(fin.code, code, "%d %s", fin.code, fin.msg);
+	if (msg != NULL)
+		cr_assert_str_eq(fin.msg, msg);
+	cr_assert(wait_count(&g_closes, closes, 5000));
+	cr_assert_eq(counter(&g_closes_cancelled), 0);
+}
+
+Test(server_rpc, held_messages_wait_for_flush_then_arrive_in_order)
+{
+	g_hold = true;
+	start(NULL);
+	tc_stream *s = open_started();
+	for (int i = 1; i <= 5; i++)
+		watch_cmd(s, "hold", i);
+	wait_cmds(1 + 5);
+	expect_nothing(s, "held, not flushed");
+	pthread_mutex_lock(&g_mu);
+	size_t q = g_queued_at_hold;
+	pthread_mutex_unlock(&g_mu);
+	cr_assert_geq(q, 5 * 2, "held bytes not counted as queued (%zu)", q);
+	watch_cmd(s, "flush", 0);
+	expect_ids(s, 1, 5);
+	/* a flush with nothing held is harmless, and the stream goes on */
+	watch_cmd(s, "flush", 0);
+	watch_cmd(s, "echo", 6);
+	expect_ids(s, 6, 6);
+	wait_idle();
+	watch_cmd(s, "hold", 7);
+	wait_cmds(1 + 9);
+	expect_nothing(s, "held again after a flush");
+	watch_cmd(s, "flush", 0);
+	expect_ids(s, 7, 7);
+	cr_assert_eq(tc_stream_close_send(s), 0);
+	expect_end(s, GRPC_STATUS_OK, NULL, 1);
+	release_started();
+	tc_stream_free(s);
+}
+
+Test(server_rpc, held_messages_go_before_the_status_of_finish)
+{
+	g_hold = true;
+	start(NULL);
+	tc_stream *s = open_started();
+	for (int i = 1; i <= 5; i++)
+		watch_cmd(s, "hold", i);
+	wait_cmds(1 + 5);
+	expect_nothing(s, "held, not finished");
+	watch_cmd(s, "hfinish", EC_COMPACTED);
+	expect_ids(s, 1, 5);
+	expect_end(s, GRPC_STATUS_OUT_OF_RANGE,
+		   "etcdserver: mvcc: required revision has been compacted", 1);
+	release_started();
+	tc_stream_free(s);
+}
+
+Test(server_rpc, a_send_behind_held_messages_keeps_their_order)
+{
+	g_hold = true;
+	start(NULL);
+	tc_stream *s = open_started();
+	watch_cmd(s, "hold", 1);
+	watch_cmd(s, "hold", 2);
+	wait_cmds(1 + 2);
+	expect_nothing(s, "two held");
+	watch_cmd(s, "echo", 3); /* not held: starts the held ones first */
+	expect_ids(s, 1, 3);
+	wait_idle();
+	watch_cmd(s, "hold", 4);
+	wait_cmds(1 + 4);
+	expect_nothing(s, "one held");
+	watch_cmd(s, "echo", 5);
+	expect_ids(s, 4, 5);
+	/* held and not held on a busy stream, one flush at the end */
+	watch_cmd(s, "mix", 300);
+	expect_ids(s, 1, 300);
+	cr_assert_eq(tc_stream_close_send(s), 0);
+	expect_end(s, GRPC_STATUS_OK, NULL, 1);
+	release_started();
+	tc_stream_free(s);
+}
+
+/*
+ * The same three ways of starting held messages (flush, a send behind them,
+ * finish), each on a stream that has sent nothing yet, so that the first held
+ * message goes in the batch with the initial metadata. Four times each: a
+ * stall there depends on whether some other write of the connection happens
+ * to carry the metadata out.
+ */
+Test(server_rpc, held_messages_first_on_a_fresh_stream_are_not_stalled)
+{
+	start(NULL);
+	int cmds = 0, closes = 0;
+	for (int round = 0; round < 4; round++) {
+		for (int how = 0; how < 3; how++) {
+			tc_stream *s = tc_stream_open(g_conn, M_BIDI, 30000, NULL, 0);
+			watch_cmd(s, "hold", 1);
+			watch_cmd(s, "hold", 2);
+			cmds += 2;
+			wait_cmds(cmds);
+			expect_nothing(s, "held on a fresh stream");
+			if (how == 0)
+				watch_cmd(s, "flush", 0);
+			else if (how == 1)
+				watch_cmd(s, "echo", 3);
+			else
+				watch_cmd(s, "hfinish", EC_OK);
+			cmds++;
+			expect_ids_within(s, 1, how == 1 ? 3 : 2, 3000);
+			if (how != 2)
+				cr_assert_eq(tc_stream_close_send(s), 0);
+			expect_end(s, GRPC_STATUS_OK, NULL, ++closes);
+			tc_stream_free(s);
+		}
+	}
 }
 
 static tc_stream *open_server_stream(int64_t chunks, int64_t size)

@@ -5,14 +5,17 @@
 # generator and by the server, the disk's fdatasync cost, the date and the versions.
 # Two parts: one-member servers, then 3-member clusters (all members on this machine);
 # with --watch a third: the Watch API on fresh one-member servers (events delivered
-# per second, commit-to-delivery latency, memory per idle watcher, catch-up time).
+# per second, commit-to-delivery latency, memory per idle watcher, catch-up time);
+# with --load a fourth: 1M keys loaded into a fresh one-member server (load rate, peak
+# RSS, put and range throughput over that store, restart to first linearizable read).
 #
 #   tools/bench/compare.sh [options] /path/to/metastore
 #   tools/bench/compare.sh [options] --etcd-only
 #
 # Each server (each member of a cluster) gets a fresh data dir under one temp dir
-# (same disk for all), free 127.0.0.1 ports, and is stopped by pid when its scenarios
-# are done (and on any exit). Only one server or cluster runs at a time.
+# (same disk for all; the load part restarts its servers on their own), free 127.0.0.1
+# ports, and is stopped by pid when its scenarios are done (and on any exit). Only one
+# server or cluster runs at a time.
 # See docs/benchmarks.md for what each scenario measures.
 set -euo pipefail
 
@@ -25,13 +28,18 @@ options:
   --msbench PATH       msbench binary   [$MSBENCH, else <repo>/build/tools/bench/msbench, then build*/]
   --etcd PATH          etcd binary      [etcd from PATH]
   --etcdctl PATH       etcdctl, used to find a cluster's leader [etcdctl from PATH]
-  --single-only        run only the one-member scenarios (and the watch part if --watch)
-  --cluster-only       run only the 3-member cluster scenarios (and the watch part if --watch)
+  --single-only        run only the one-member scenarios (and the watch/load parts if asked)
+  --cluster-only       run only the 3-member cluster scenarios (and the watch/load parts if asked)
   --watch              also run the watch scenarios (fresh one-member servers, after the rest)
   --watch-only         run only the watch scenarios
+  --load               also run the load part (fresh one-member servers, after the rest):
+                       1M keys loaded, put/range over them, restart to first read
+  --load-only          run only the load part
   --repeat R           runs per scenario; the run with the median ops/s is reported [3]
+                       (load part: the load runs once, put/range and the restart R times)
   --scale F            multiply every scenario's op count by F (e.g. 0.1 for a smoke run;
-                       watch scenarios: their write duration and catch-up history) [1]
+                       watch scenarios: their write duration and catch-up history;
+                       load part: the key count too) [1]
   --workdir DIR        parent for the temp dir holding data dirs and logs [$TMPDIR or /tmp]
   --out FILE           also write the markdown report to FILE
   --keep               keep the temp dir (data dirs, server logs, raw msbench output)
@@ -54,6 +62,8 @@ RUN_SINGLE=1
 RUN_CLUSTER=1
 RUN_WATCH=0
 WATCH_ONLY=0
+RUN_LOAD=0
+LOAD_ONLY=0
 CLUSTER_SIZE=3
 REPEAT=3
 SCALE=1
@@ -71,6 +81,8 @@ while [ $# -gt 0 ]; do
 	--cluster-only) RUN_SINGLE=0 ;;
 	--watch) RUN_WATCH=1 ;;
 	--watch-only) WATCH_ONLY=1 ;;
+	--load) RUN_LOAD=1 ;;
+	--load-only) LOAD_ONLY=1 ;;
 	--repeat) REPEAT="$2"; shift ;;
 	--scale) SCALE="$2"; shift ;;
 	--workdir) WORKPARENT="$2"; shift ;;
@@ -99,6 +111,12 @@ if [ -z "$ETCD_BIN" ] || [ ! -x "$ETCD_BIN" ]; then
 	die "etcd not found (apt-get install etcd-server) or pass --etcd"
 fi
 [ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ] || die "--single-only and --cluster-only exclude each other"
+if [ "$LOAD_ONLY" = 1 ]; then
+	if [ "$RUN_SINGLE" = 0 ] || [ "$RUN_CLUSTER" = 0 ] || [ "$RUN_WATCH" = 1 ] || [ "$WATCH_ONLY" = 1 ]; then
+		die "--load-only excludes --single-only, --cluster-only, --watch and --watch-only"
+	fi
+	RUN_SINGLE=0; RUN_CLUSTER=0; RUN_LOAD=1
+fi
 if [ "$WATCH_ONLY" = 1 ]; then
 	if [ "$RUN_SINGLE" = 0 ] || [ "$RUN_CLUSTER" = 0 ]; then
 		die "--watch-only excludes --single-only and --cluster-only"
@@ -115,6 +133,7 @@ if [ "$ETCD_ONLY" = 0 ]; then
 fi
 case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat needs a positive integer" ;; esac
 case "$QUIET_WAIT" in ''|*[!0-9]*) die "--quiet-wait needs a number of seconds" ;; esac
+awk -v s="$SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "--scale needs a positive number"
 for tool in jq ss awk; do
 	command -v "$tool" >/dev/null || die "needs $tool"
 done
@@ -172,6 +191,26 @@ WATCH_SCENARIOS=(
 	"watch-10k-rate|watch|--duration|5|--streams 100 --watchers 10000 --key-space 1000 --clients 20 --conns 2 --rate 1000|yes"
 	"watch-catchup|watch-catchup|--revisions|100000|--streams 10 --watchers 1000 --key-space 1000 --watch-range 10 --clients 100 --conns 10 --timeout 120|yes"
 )
+# The load part (--load), on a fresh one-member server of each kind, same flags as the
+# other one-member runs: "load" writes keys 0..N-1 once each (N = 1 000 000 × scale; it
+# runs once, with no repeat); then, over those N keys, the reads (before the updates,
+# as in the one-member part, so they see the same store whatever --repeat is) and
+# put-100 as updates of existing keys. Same format as SCENARIOS; "load" in the reported
+# column: run once at exactly that count, shown in the load tables.
+LOAD_KEYS=$(awk -v s="$SCALE" 'BEGIN { t = int(1000000 * s); print (t < 1 ? 1 : t) }')
+# shellcheck disable=SC2034  # used through run_scenarios' and the tables' namerefs
+LOAD_FILL=(
+	"load|put|100|10|$LOAD_KEYS|--sequential --key-space $LOAD_KEYS|load|one"
+)
+# shellcheck disable=SC2034  # used through namerefs, as SCENARIOS
+LOAD_SCENARIOS=(
+	"range-100|range|100|10|50000|--key-space $LOAD_KEYS|yes|one"
+	"put-100|put|100|10|50000|--key-space $LOAD_KEYS|yes|one"
+)
+# shellcheck disable=SC2034  # used through the tables' namerefs
+LOAD_ALL=("${LOAD_FILL[@]}" "${LOAD_SCENARIOS[@]}")
+# The longest a restarted server may take to answer its first linearizable Range.
+RESTART_LIMIT=300
 COMMON_FLAGS="--key-size 8 --val-size 256"
 # Flags every member of every server gets besides its name, dirs and URLs: etcd's own
 # defaults, spelled out so both servers surely run with the same ones.
@@ -182,6 +221,9 @@ WORK="$(mktemp -d "$WORKPARENT/msbench-compare.XXXXXX")"
 SERVER_PIDS=()    # every member of the server or cluster now running
 ENDPOINTS=()      # their client endpoints, host:port, same order
 MEMBERS=()        # their member names, same order
+PEER_PORTS=()     # their peer ports, same order
+INITIAL_CLUSTER="" # the --initial-cluster every member got
+SERVER_BIN=""     # the binary they run
 SERVER_NAME=""    # the run name (etcd, metastore, etcd-x3, metastore-x3)
 # shellcheck disable=SC2317  # called through the EXIT trap
 stop_server() {
@@ -287,48 +329,63 @@ check_members() {
 	done
 }
 
+# listening_by PORT PID: true if process PID listens on 127.0.0.1:PORT.
+listening_by() {
+	ss -Htlnp "( sport = :$1 )" | grep -q "pid=$2,"
+}
+
+# launch_member I: start member I of the current server (SERVER_BIN, MEMBERS,
+# ENDPOINTS, PEER_PORTS, INITIAL_CLUSTER) in the background on its data dir, with the
+# flags every member of every server gets; its output goes to the end of its
+# server.log. Sets SERVER_PIDS[I].
+launch_member() {
+	local i="$1" m="${MEMBERS[$1]}" mdir="$WORK/$SERVER_NAME/${MEMBERS[$1]}"
+	mkdir -p "$mdir"
+	# shellcheck disable=SC2086  # RAFT_FLAGS is a list of flags
+	"$SERVER_BIN" --name "$m" --data-dir "$mdir/data" \
+		--listen-client-urls "http://${ENDPOINTS[$i]}" \
+		--advertise-client-urls "http://${ENDPOINTS[$i]}" \
+		--listen-peer-urls "http://127.0.0.1:${PEER_PORTS[$i]}" \
+		--initial-advertise-peer-urls "http://127.0.0.1:${PEER_PORTS[$i]}" \
+		--initial-cluster "$INITIAL_CLUSTER" --initial-cluster-state new \
+		--initial-cluster-token msbench-compare $RAFT_FLAGS \
+		>>"$mdir/server.log" 2>&1 &
+	SERVER_PIDS[i]=$!
+	log "$SERVER_NAME $m: pid $!, client ${ENDPOINTS[$i]}, peer 127.0.0.1:${PEER_PORTS[$i]}, data $mdir/data"
+}
+
 # start_server NAME BINARY N: a fresh N-member cluster, every member with its own data
 # dir and free ports, identical flags for every server; wait until each member listens
 # (by its own pid) and accepts a Put. One member is named "bench" (as in every earlier
-# report), members of a bigger cluster m1..mN. Sets SERVER_PIDS, ENDPOINTS, MEMBERS.
+# report), members of a bigger cluster m1..mN. Sets SERVER_PIDS, ENDPOINTS, MEMBERS,
+# PEER_PORTS, INITIAL_CLUSTER, SERVER_BIN.
 start_server() {
-	local name="$1" bin="$2" n="$3" dir="$WORK/$1" i used=() cports=() pports=() ic=""
-	local m c p mdir t
+	local name="$1" bin="$2" n="$3" dir="$WORK/$1" i used=() cports=() ic=""
+	local m c p t
 	SERVER_NAME="$name"
-	SERVER_PIDS=(); ENDPOINTS=(); MEMBERS=()
+	SERVER_BIN="$bin"
+	SERVER_PIDS=(); ENDPOINTS=(); MEMBERS=(); PEER_PORTS=()
 	mkdir -p "$dir"
 	for i in $(seq 1 "$n"); do
 		c="$(pick_port "${used[@]}")" || die "no free port"
 		used+=("$c")
 		p="$(pick_port "${used[@]}")" || die "no free port"
 		used+=("$p")
-		cports+=("$c"); pports+=("$p")
+		cports+=("$c"); PEER_PORTS+=("$p")
 		if [ "$n" = 1 ]; then m=bench; else m="m$i"; fi
 		MEMBERS+=("$m")
 		ENDPOINTS+=("127.0.0.1:$c")
 		ic="$ic,$m=http://127.0.0.1:$p"
 	done
-	ic="${ic#,}"
+	INITIAL_CLUSTER="${ic#,}"
 	for i in $(seq 0 $((n - 1))); do
-		m="${MEMBERS[$i]}"; mdir="$dir/$m"
-		mkdir -p "$mdir"
-		# shellcheck disable=SC2086  # RAFT_FLAGS is a list of flags
-		"$bin" --name "$m" --data-dir "$mdir/data" \
-			--listen-client-urls "http://${ENDPOINTS[$i]}" \
-			--advertise-client-urls "http://${ENDPOINTS[$i]}" \
-			--listen-peer-urls "http://127.0.0.1:${pports[$i]}" \
-			--initial-advertise-peer-urls "http://127.0.0.1:${pports[$i]}" \
-			--initial-cluster "$ic" --initial-cluster-state new \
-			--initial-cluster-token msbench-compare $RAFT_FLAGS \
-			>"$mdir/server.log" 2>&1 &
-		SERVER_PIDS+=("$!")
-		log "$name $m: pid $!, client ${ENDPOINTS[$i]}, peer 127.0.0.1:${pports[$i]}, data $mdir/data"
+		launch_member "$i"
 	done
 	# It must be *our* process listening on each client port, not someone else's server.
 	for i in $(seq 0 $((n - 1))); do
 		for t in $(seq 1 300); do
 			check_members "during startup"
-			if ss -Htlnp "( sport = :${cports[$i]} )" | grep -q "pid=${SERVER_PIDS[$i]},"; then
+			if listening_by "${cports[$i]}" "${SERVER_PIDS[$i]}"; then
 				break
 			fi
 			if [ -n "$(ss -Htln "( sport = :${cports[$i]} )")" ] && [ "$t" -gt 50 ]; then
@@ -544,6 +601,84 @@ run_watch_scenarios() {
 	done
 }
 
+# proc_status_kb PID FIELD: a field of /proc/PID/status given in kB (VmHWM, VmRSS).
+proc_status_kb() {
+	awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status"
+}
+
+# since T0: seconds from T0 (a now) until now, 3 decimals.
+since() {
+	awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'
+}
+
+# first_read OUT: one linearizable Range of an existing key with short deadlines against
+# the one-member server; true if it succeeded (msbench's output in OUT).
+first_read() {
+	"$MSBENCH" --endpoints "${ENDPOINTS[0]}" --op range --total 1 --key-space "$LOAD_KEYS" \
+		--connect-timeout 2 --timeout 2 >"$1" 2>&1
+}
+
+# restart_timed NAME REP: stop the running one-member server (SIGTERM, wait for its
+# exit), start the same binary again with the same flags, ports and data dir, and time
+# from just before the exec until a linearizable Range first succeeds: probes start
+# once the new pid listens on the client port (before that a connect would only enter
+# gRPC's reconnect backoff) and are retried every 20 ms. Appends to
+# $WORK/results/NAME.restart (space-separated): rep, seconds (or "failed" after
+# RESTART_LIMIT s), seconds the same probe takes against the running server (msbench's
+# own start-up, connect and one call), VmRSS kB after the first read, probes sent.
+restart_timed() {
+	local name="$1" rep="$2" out="$WORK/results/$1-restart-$2" port t0 t1 secs=failed own=0 rss=0 probes=0
+	port="${ENDPOINTS[0]##*:}"
+	stop_server
+	t0=$(now)
+	launch_member 0
+	while :; do
+		check_members "after the restart"
+		if listening_by "$port" "${SERVER_PIDS[0]}"; then
+			probes=$((probes + 1))
+			if first_read "$out.txt"; then
+				secs=$(since "$t0")
+				break
+			fi
+		fi
+		if awk -v s="$(since "$t0")" -v l="$RESTART_LIMIT" 'BEGIN { exit !(s > l) }'; then
+			cat "$out.txt" >&2 2>/dev/null || true
+			ANY_ERRORS=1
+			log "!!! $name restart $rep: no linearizable Range served within $RESTART_LIMIT s !!!"
+			break
+		fi
+		sleep 0.02
+	done
+	if [ "$secs" != failed ]; then
+		rss=$(proc_status_kb "${SERVER_PIDS[0]}" VmRSS)
+		t1=$(now)
+		first_read "$out-own.txt" || true
+		own=$(since "$t1")
+	fi
+	echo "$rep $secs $own $rss $probes" >>"$WORK/results/$name.restart"
+	log "$name restart #$rep: first linearizable Range after $secs s ($probes probes; the probe alone takes $own s), VmRSS $rss kB"
+}
+
+# run_load NAME BINARY: the load part against a fresh one-member server of BINARY: the
+# load, then the reads and updates over the loaded keys (run_scenarios, results in
+# $WORK/results/NAME.tsv), RSS readings in $WORK/results/NAME.rss (VmHWM and VmRSS kB
+# after the load, VmHWM and VmRSS kB after the reads and updates), then REPEAT timed
+# restarts (restart_timed); stops the server.
+run_load() {
+	local name="$1" pid hwm rss rep
+	start_server "$name" "$2" 1
+	pid="${SERVER_PIDS[0]}"
+	run_scenarios "$name" LOAD_FILL
+	hwm=$(proc_status_kb "$pid" VmHWM); rss=$(proc_status_kb "$pid" VmRSS)
+	log "$name after loading $LOAD_KEYS keys: VmHWM $hwm kB, VmRSS $rss kB"
+	run_scenarios "$name" LOAD_SCENARIOS
+	echo "$hwm $rss $(proc_status_kb "$pid" VmHWM) $(proc_status_kb "$pid" VmRSS)" >"$WORK/results/$name.rss"
+	for rep in $(seq 1 "$REPEAT"); do
+		restart_timed "$name" "$rep"
+	done
+	stop_server
+}
+
 # ---- machine facts -----------------------------------------------------------------
 log "work dir $WORK"
 NPROC=$(nproc)
@@ -573,7 +708,8 @@ T_START=$(date +%s)
 
 # ---- run -----------------------------------------------------------------------------
 # One server or cluster at a time: etcd, metastore, etcd x3, metastore x3, then (--watch)
-# etcd and metastore again, fresh, for the watch scenarios.
+# etcd and metastore again, fresh, for the watch scenarios, then (--load) once more for
+# the load part.
 if [ "$RUN_SINGLE" = 1 ]; then
 	start_server etcd "$ETCD_BIN" 1
 	run_scenarios etcd SCENARIOS
@@ -604,6 +740,12 @@ if [ "$RUN_WATCH" = 1 ]; then
 		stop_server
 	fi
 fi
+if [ "$RUN_LOAD" = 1 ]; then
+	run_load etcd-load "$ETCD_BIN"
+	if [ "$ETCD_ONLY" = 0 ]; then
+		run_load metastore-load "$METASTORE"
+	fi
+fi
 ELAPSED=$(( $(date +%s) - T_START ))
 
 # ---- report --------------------------------------------------------------------------
@@ -628,7 +770,7 @@ results_table() {
 	fi
 	for line in "${scen[@]}"; do
 		IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
-		[ "$reported" = yes ] || continue
+		case "$reported" in yes|load) ;; *) continue ;; esac
 		IFS=$'\t' read -r -a e <<<"$(median_row "$en" "$sname")"
 		printf '| %s |' "$sname"
 		if [ "$with_target" = 1 ]; then
@@ -656,7 +798,7 @@ cpu_table() {
 	echo "|---|---|---:|---:|---:|---:|"
 	for line in "${scen[@]}"; do
 		IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
-		[ "$reported" = yes ] || continue
+		case "$reported" in yes|load) ;; *) continue ;; esac
 		IFS=$'\t' read -r -a e <<<"$(median_row "$en" "$sname")"
 		# shellcheck disable=SC2016  # the backquotes are markdown
 		printf '| %s | `%s` | %.2f / %.2f / %.2f | %.0f |' "$sname" "${e[10]}" "${e[8]}" "${e[9]}" \
@@ -750,6 +892,95 @@ watch_tables() {
 	done
 }
 
+# restart_row NAME: the line of NAME.restart with the median restart time ("failed"
+# rows count as slowest), or nothing if there is none.
+restart_row() {
+	[ -f "$WORK/results/$1.restart" ] || return 0
+	awk '{ print ($2 == "failed" ? 1e9 : $2), $0 }' "$WORK/results/$1.restart" | sort -g |
+		awk '{ $1 = ""; sub(/^ /, ""); r[NR] = $0 } END { if (NR) print r[int((NR + 1) / 2)] }'
+}
+# mib KB: kB as MiB, one decimal.
+mib() { awk -v x="$1" 'BEGIN { printf "%.1f", x / 1024 }'; }
+# restart_failed LINE: 1 if the .restart line is missing or its restart failed, else 0.
+restart_failed() {
+	awk -v l="$1" 'BEGIN { split(l, f, " "); print (f[2] == "" || f[2] == "failed") ? 1 : 0 }'
+}
+# restart_cell LINE FIELD UNIT: field FIELD (1-based) of a .restart line, seconds (s)
+# or kB shown as MiB (kB); "failed" if that restart failed.
+restart_cell() {
+	if [ "$(restart_failed "$1")" = 1 ]; then echo failed; return 0; fi
+	awk -v l="$1" -v i="$2" -v u="$3" 'BEGIN { split(l, f, " "); if (u == "kB") printf "%.1f", f[i] / 1024; else printf "%.3f", f[i] }'
+}
+
+# load_tables: the load part of the report.
+load_tables() {
+	local line sname op clients conns ops extra reported target b c spec label i f ers mrs er mr=""
+	results_table etcd-load metastore-load LOAD_ALL 0
+	echo
+	if [ "$RUN_SINGLE" = 1 ]; then
+		echo "The same scenarios beside their run in the one-member part above (range-100 there reads a" \
+			"store of 10 000 keys; put-100 there writes random keys of 100 000 into it), median runs;" \
+			"\"loaded ÷ 10k\" = ops/s with $LOAD_KEYS keys ÷ ops/s there (1.00: the cost does not grow with the data)."
+		echo
+		echo "| scenario | etcd ops/s: one-member part / $LOAD_KEYS keys | etcd loaded ÷ 10k | etcd server µs/op: one-member part / $LOAD_KEYS keys | metastore ops/s: one-member part / $LOAD_KEYS keys | metastore loaded ÷ 10k | metastore server µs/op: one-member part / $LOAD_KEYS keys |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+		for line in "${LOAD_SCENARIOS[@]}"; do
+			IFS='|' read -r sname op clients conns ops extra reported target <<<"$line"
+			for f in etcd metastore; do
+				if [ "$f" = metastore ] && [ "$ETCD_ONLY" = 1 ]; then
+					printf ' pending | pending | pending |'
+					continue
+				fi
+				IFS=$'\t' read -r -a b <<<"$(median_row "$f" "$sname")"
+				IFS=$'\t' read -r -a c <<<"$(median_row "$f-load" "$sname")"
+				[ "$f" = metastore ] || printf '| %s |' "$sname"
+				printf ' %s / %s | %s | %.0f / %.0f |' "$(fmt_ops "${b[4]}")" "$(fmt_ops "${c[4]}")" \
+					"$(wratio "${c[4]}" "${b[4]}" "${c[7]}" "${b[7]}")" "${b[15]}" "${c[15]}"
+			done
+			echo
+		done
+		echo
+	fi
+	echo "| measure | etcd | metastore | ratio ms/etcd |"
+	echo "|---|---:|---:|---:|"
+	read -r -a ers <<<"$(cat "$WORK/results/etcd-load.rss")"
+	mrs=()
+	[ "$ETCD_ONLY" = 1 ] || read -r -a mrs <<<"$(cat "$WORK/results/metastore-load.rss")"
+	# label|index in the .rss line
+	for spec in "peak RSS after the load (VmHWM), MiB|0" "RSS after the load (VmRSS), MiB|1" \
+		    "peak RSS after the reads and updates too (VmHWM), MiB|2" "RSS after the reads and updates (VmRSS), MiB|3"; do
+		IFS='|' read -r label i <<<"$spec"
+		printf '| %s | %s |' "$label" "$(mib "${ers[$i]}")"
+		if [ "$ETCD_ONLY" = 1 ]; then
+			printf ' pending | pending |\n'
+		else
+			printf ' %s | %s |\n' "$(mib "${mrs[$i]}")" "$(ratio "${mrs[$i]}" "${ers[$i]}")"
+		fi
+	done
+	er=$(restart_row etcd-load)
+	[ "$ETCD_ONLY" = 1 ] || mr=$(restart_row metastore-load)
+	# label|field of the .restart line|unit
+	for spec in "restart: exec to first linearizable Range, s (median of $REPEAT)|2|s" \
+		    "the probe alone (the same msbench call against the running server), s|3|s" \
+		    "RSS after the restart's first read (VmRSS), MiB|4|kB"; do
+		IFS='|' read -r label i f <<<"$spec"
+		printf '| %s | %s |' "$label" "$(restart_cell "$er" "$i" "$f")"
+		if [ "$ETCD_ONLY" = 1 ]; then
+			printf ' pending | pending |\n'
+		else
+			printf ' %s | %s |\n' "$(restart_cell "$mr" "$i" "$f")" \
+				"$(wratio "$(cut -d' ' -f"$i" <<<"$mr")" "$(cut -d' ' -f"$i" <<<"$er")" \
+					"$(restart_failed "$mr")" "$(restart_failed "$er")")"
+		fi
+	done
+	echo
+	echo "CPU during the load part's runs, in cores (of $NPROC): load generator (msbench, getrusage) /" \
+		"server (/proc/PID/stat) / everything else on the machine. Server µs/op: server CPU time during" \
+		"the run ÷ successful operations."
+	echo
+	cpu_table etcd-load metastore-load LOAD_ALL
+}
+
 report() {
 	local e m
 	echo "### metastore vs etcd, $DATE"
@@ -765,9 +996,9 @@ report() {
 	echo "- Versions: etcd $ETCD_VERSION (Debian etcd-server $ETCD_PKG);" \
 		"metastore ${MS_VERSION:-pending} (checkout at run time: $GIT_REV$GIT_DIRTY);" \
 		"msbench from the same tree, gRPC core $GRPC_PKG, protobuf-c $PBC_PKG."
-	echo "- Each scenario ran $REPEAT times per server (scale $SCALE); the run with the median ops/s is shown" \
+	echo "- Each scenario ran $REPEAT times per server (scale $SCALE; the load part's load once); the run with the median ops/s is shown" \
 		"(among the runs no other process disturbed, if any)." \
-		"Keys 8 B, values 256 B. One server (or cluster) at a time, fresh data dirs each;" \
+		"Keys 8 B, values 256 B. One server (or cluster) at a time, fresh data dirs each (the load part's restarts reuse theirs);" \
 		"every member started with \`--initial-cluster-state new --initial-cluster-token msbench-compare $RAFT_FLAGS\`." \
 		"Whole run: $ELAPSED s."
 	echo
@@ -828,8 +1059,34 @@ report() {
 		watch_tables
 		echo
 	fi
+	if [ "$RUN_LOAD" = 1 ]; then
+		echo "#### $LOAD_KEYS keys loaded (one member)"
+		echo
+		echo "A fresh one-member server of each kind, with the flags every server gets. load: $LOAD_KEYS puts" \
+			"of the keys 0..$((LOAD_KEYS - 1)) in order (\`--sequential\`), 100 clients, 10 conns, each key written" \
+			"once (1 000 000 × scale; it runs once). Then, over those keys, range-100 (linearizable Range" \
+			"of a random existing key) and put-100 (updates of random existing keys), each run $REPEAT× (reads" \
+			"first). RSS from the server's /proc/PID/status: VmHWM (the peak resident set so far) and VmRSS," \
+			"read right after the load and again after the reads and updates; both count the file pages" \
+			"the server has mapped in (etcd mmaps its bbolt file). Restart (done $REPEAT×): SIGTERM, wait until" \
+			"the process has exited, start the same binary with the same flags, ports and data dir, and" \
+			"time from just before the exec until one linearizable Range succeeds (\`msbench --op range" \
+			"--total 1\`, 2 s deadlines, retried every 20 ms once the new pid listens on its client port);" \
+			"that includes one msbench start-up and connect, shown beside it as the same call against the" \
+			"running server. The median restart is shown."
+		echo
+		load_tables
+		echo
+	fi
 	local errs
 	errs=$(awk -F'\t' '$8 != 0 { printf "- %s %s run %s: %s errors, first: %s\n", $1, $2, $3, $8, $12 }' "$WORK"/results/*.tsv)
+	if [ "$RUN_LOAD" = 1 ]; then
+		errs="$errs$(for f in "$WORK"/results/*.restart; do
+			[ -f "$f" ] || continue
+			awk -v n="$(basename "$f" .restart)" -v l="$RESTART_LIMIT" '$2 == "failed" { printf "\n- %s restart %s: no linearizable Range served within %s s", n, $1, l }' "$f"
+		done)"
+		errs="${errs#$'\n'}"
+	fi
 	if [ -n "$errs" ]; then
 		echo "**WARNING: some runs had failed operations; their numbers are not valid:**"
 		echo
@@ -845,30 +1102,38 @@ report() {
 		echo
 	fi
 	local busy
-	busy=$(awk -F'\t' '$4 == "yes" && $15 - $9 - $10 > 0.3 { printf "%s %s #%s (%.2f cores), ", $1, $2, $3, $15 - $9 - $10 }' "$WORK"/results/*.tsv)
+	busy=$(awk -F'\t' '($4 == "yes" || $4 == "load") && $15 - $9 - $10 > 0.3 { printf "%s %s #%s (%.2f cores), ", $1, $2, $3, $15 - $9 - $10 }' "$WORK"/results/*.tsv)
 	if [ -n "$busy" ]; then
 		echo "**Note: other processes were busy during some runs (more than 0.3 cores besides msbench and the server): ${busy%, }. Those runs may be disturbed; rerun on a quiet machine.**"
 		echo
 	fi
 	local f
-	if [ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ]; then
+	if [ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ] || [ "$RUN_LOAD" = 1 ]; then
 		echo "All runs (ops/s, p50 ms, p99 ms, cores: client/server/other, server µs/op; clusters: cores per member, * = leader):"
 		echo
 		echo '```'
-		for f in etcd metastore etcd-x3 metastore-x3; do
+		for f in etcd metastore etcd-x3 metastore-x3 etcd-load metastore-load; do
 			[ -f "$WORK/results/$f.tsv" ] || continue
 			awk -F'\t' '{ o = $15 - $9 - $10; if (o < 0) o = 0
-				printf "%-12s %-22s #%s %8.1f ops/s  p50 %7.3f  p99 %7.3f  errors %s  cpu %.2f/%.2f/%.2f  %4.0f µs/op", $1, $2, $3, $5, $6, $7, $8, $9, $10, o, $16
+				printf "%-14s %-22s #%s %8.1f ops/s  p50 %7.3f  p99 %7.3f  errors %s  cpu %.2f/%.2f/%.2f  %4.0f µs/op", $1, $2, $3, $5, $6, $7, $8, $9, $10, o, $16
 				if ($17 ~ /\//) printf "  members %s", $17
 				if ($2 ~ /^range/ && $14 > 0) printf "  keys found %.1f%%", 100 * $13 / $14
 				if ($20 != "-") printf "  fdatasync p50/p99 %s ms", $20
 				if ($19 != "-") printf "  ELECTION: %s", $19
 				printf "\n" }' "$WORK/results/$f.tsv"
 		done
+		for f in etcd-load metastore-load; do
+			[ -f "$WORK/results/$f.restart" ] || continue
+			awk -v n="$f" '{ printf "%-14s %-22s #%s  first linearizable Range after %s s (%s probes; probe alone %s s)  VmRSS %.1f MiB\n", n, "restart", $1, $2, $5, $3, $4 / 1024 }' "$WORK/results/$f.restart"
+		done
+		for f in etcd-load metastore-load; do
+			[ -f "$WORK/results/$f.rss" ] || continue
+			awk -v n="$f" '{ printf "%-14s %-22s VmHWM/VmRSS after the load %.1f/%.1f MiB, after the reads and updates %.1f/%.1f MiB\n", n, "rss", $1 / 1024, $2 / 1024, $3 / 1024, $4 / 1024 }' "$WORK/results/$f.rss"
+		done
 		echo '```'
 	fi
 	if [ "$RUN_WATCH" = 1 ]; then
-		if [ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ]; then
+		if [ "$RUN_SINGLE" = 1 ] || [ "$RUN_CLUSTER" = 1 ] || [ "$RUN_LOAD" = 1 ]; then
 			echo
 		fi
 		echo "All watch runs (watch: events/s, commit-to-delivery p50/p99 ms, events expected/received," \
