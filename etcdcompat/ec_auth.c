@@ -869,6 +869,11 @@ static bool bcrypt_ok(const char *hash, const char *password)
 	return ok;
 }
 
+bool ec_auth_hash_matches(const char *hash, const char *password)
+{
+	return hash != NULL && bcrypt_ok(hash, password ? password : "");
+}
+
 int ec_auth_check_password(ec_auth *a, const char *user, const char *password, uint64_t *rev)
 {
 	char hash[HASH_MAX + 1];

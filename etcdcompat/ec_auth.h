@@ -236,6 +236,14 @@ bool ec_auth_user_exists(ec_auth *a, const char *user);
 int ec_auth_hash_password(const char *password, int cost, char *out, size_t cap);
 
 /*
+ * ec_auth_hash_matches - whether @password matches the bcrypt hash @hash (any
+ * "$2?$" minor letter, checked as Go's bcrypt does; constant-time compare).
+ * For hashes kept outside this store (the v2 auth users, ec_v2auth.h). Any
+ * thread. False for a malformed hash or when out of memory.
+ */
+bool ec_auth_hash_matches(const char *hash, const char *password);
+
+/*
  * Reads the Auth service serves locally (etcd 3.4 puts them through raft; they
  * change nothing, so serving them from the applied store after the caller's
  * linearizable barrier is equivalent). Each checks admin permission itself

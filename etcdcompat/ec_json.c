@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etcdcompat/ec_base64.h"
 #include "etcdcompat/ec_errors.h"
 #include "storage/st_db.h"
 
@@ -155,94 +156,30 @@ static size_t elem_size(ProtobufCType t)
 /* ------------------------------------------------------------------------- */
 /* Base64 (standard alphabet, padded, on output; both alphabets on input)    */
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* @n bytes at @p as padded standard base64 in a new NUL-terminated buffer. */
 static char *b64_encode(const uint8_t *p, size_t n)
 {
-	char *out = malloc((n + 2) / 3 * 4 + 1);
-	if (!out)
-		return NULL;
-	size_t o = 0, i = 0;
-	for (; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = b64_chars[(v >> 6) & 63];
-		out[o++] = b64_chars[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
+	char *out = malloc(ec_b64_encoded_len(n, true) + 1);
+	if (out)
+		ec_b64_encode(p, n, EC_B64_STD, true, out);
 	return out;
-}
-
-static int b64_val(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+' || ch == '-')
-		return 62;
-	if (ch == '/' || ch == '_')
-		return 63;
-	return -1;
 }
 
 /*
  * Decode @n characters of base64 at @s into @out (data malloc'd, NULL when
- * empty). Accepts the standard and URL-safe alphabets, padding or none, and
- * skips CR/LF as Go does. Returns EC_OK, EC_NOMEM, or EC_BAD_REQUEST with
- * *@bad the offset of the offending character.
+ * empty), as Go's jsonpb: the standard and URL-safe alphabets, padding or
+ * none, CR/LF skipped. Returns EC_OK, EC_NOMEM, or EC_BAD_REQUEST with *@bad
+ * the offset of the offending character.
  */
 static int b64_decode(const char *s, size_t n, ProtobufCBinaryData *out, size_t *bad)
 {
 	uint8_t *buf = malloc(n / 4 * 3 + 3);
 	if (!buf)
 		return EC_NOMEM;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0, data = 0, pad = 0, quantum = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '\r' || ch == '\n')
-			continue;
-		if (ch == '=') {
-			if (pad == 0)
-				*bad = i;
-			pad++;
-			continue;
-		}
-		int v = b64_val(ch);
-		if (v < 0 || pad) {
-			*bad = i;
-			free(buf);
-			return EC_BAD_REQUEST;
-		}
-		if (data % 4 == 0)
-			quantum = i;
-		data++;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (data % 4 == 1 || (pad && (pad > 2 || (data + pad) % 4 != 0))) {
-		if (data % 4 == 1 || !pad)
-			*bad = quantum;
+	size_t o;
+	if (ec_b64_decode(s, n, EC_B64_IN_STD | EC_B64_IN_URL | EC_B64_SKIP_NEWLINES, buf, &o,
+	                  bad) != 0) {
 		free(buf);
 		return EC_BAD_REQUEST;
 	}

@@ -27,6 +27,8 @@ struct ec_kv {
 	ec_kv_config cfg;
 	ec_lease_hooks lease;
 	bool has_lease_hooks;
+	ec_kv_v2_apply_fn v2_apply; /* v2 store writes (ec_kv_set_v2_hook), may be NULL */
+	void *v2_arg;
 	/* ec_kv_stats_get's counters: applies on the node thread, reads on any */
 	atomic_uint_fast64_t n_range, n_put, n_delete, n_txn;
 };
@@ -1050,6 +1052,12 @@ void ec_kv_set_lease_hooks(ec_kv *kv, const ec_lease_hooks *hooks)
 		memset(&kv->lease, 0, sizeof(kv->lease));
 }
 
+void ec_kv_set_v2_hook(ec_kv *kv, ec_kv_v2_apply_fn fn, void *arg)
+{
+	kv->v2_apply = fn;
+	kv->v2_arg = arg;
+}
+
 uint64_t ec_kv_applied_index(ec_kv *kv)
 {
 	st_kv_state s;
@@ -1127,6 +1135,17 @@ int ec_kv_apply(ec_kv *kv, uint64_t index, const Metastore__InternalRequest *req
 	*err = EC_OK;
 	if (index <= applier_index(kv))
 		return ST_OK; /* replay of an entry already applied */
+	if (req != NULL && req->request_case == METASTORE__INTERNAL_REQUEST__REQUEST_V2) {
+		/* the v2 store is not the MVCC keyspace: no revision, its own record */
+		int src = ST_OK;
+		if (kv->v2_apply != NULL)
+			src = kv->v2_apply(kv->v2_arg, req->v2, resp);
+		else
+			*err = EC_UNIMPLEMENTED;
+		if (src != ST_OK)
+			return src;
+		return st_mvcc_set_applied(kv->db, index);
+	}
 
 	exec ex = {.kv = kv};
 	int rc = st_txn_begin(kv->db, true, &ex.t);

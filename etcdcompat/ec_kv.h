@@ -161,4 +161,15 @@ typedef struct ec_lease_hooks {
  * before applying; not thread-safe against a concurrent ec_kv_apply. */
 void ec_kv_set_lease_hooks(ec_kv *kv, const ec_lease_hooks *hooks);
 
+/*
+ * ec_kv_set_v2_hook - who applies v2 store writes (InternalRequest.v2):
+ * @fn(@arg, req, resp) runs inside ec_kv_apply, within the open apply group,
+ * sets *@resp (a V2Response) and returns an ST_* code; ec_kv_apply then records
+ * the applied index. Without a hook such entries answer EC_UNIMPLEMENTED.
+ * Call before applying (node thread). ec_v2_apply_hook (ec_v2store.h) is one.
+ */
+typedef int (*ec_kv_v2_apply_fn)(void *arg, const Metastore__V2Request *req,
+                                 ProtobufCMessage **resp);
+void ec_kv_set_v2_hook(ec_kv *kv, ec_kv_v2_apply_fn fn, void *arg);
+
 #endif

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etcdcompat/ec_base64.h"
 #include "etcdcompat/ec_errors.h"
 #include "storage/st_db.h"
 
@@ -186,74 +187,25 @@ static bool parse_duration(const char *s, int64_t *ns)
 
 /* ---- base64url ----------------------------------------------------------- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Append base64url (no padding) of @in to @out (room for 4 * (@n + 2) / 3). */
+/* Append base64url (no padding) of @in to @out (room for 4 * (@n + 2) / 3 + 1,
+ * the NUL it also writes). */
 static size_t b64_enc(const uint8_t *in, size_t n, char *out)
 {
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64url[v >> 18];
-		out[o++] = b64url[(v >> 12) & 63];
-		out[o++] = b64url[(v >> 6) & 63];
-		out[o++] = b64url[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = b64url[v >> 18];
-		out[o++] = b64url[(v >> 12) & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = b64url[v >> 18];
-		out[o++] = b64url[(v >> 12) & 63];
-		out[o++] = b64url[(v >> 6) & 63];
-	}
-	return o;
-}
-
-static int b64_val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	return ec_b64_encode(in, n, EC_B64_URL, false, out);
 }
 
 /* Decode unpadded base64url @in (Go's RawURLEncoding: no '=', a length of
  * 4k+1 is invalid, unused trailing bits ignored) into malloc'd *@out. */
 static bool b64_dec(const char *in, size_t n, uint8_t **out, size_t *olen)
 {
-	if (n % 4 == 1)
-		return false;
-	uint8_t *b = malloc(n * 3 / 4 + 1);
+	uint8_t *b = malloc(n / 4 * 3 + 3);
 	if (b == NULL)
 		return false;
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_val(in[i]);
-		if (v < 0) {
-			free(b);
-			return false;
-		}
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			b[o++] = (uint8_t)(acc >> bits);
-		}
+	if (ec_b64_decode(in, n, EC_B64_IN_URL | EC_B64_PAD_REFUSED, b, olen, NULL) != 0) {
+		free(b);
+		return false;
 	}
 	*out = b;
-	*olen = o;
 	return true;
 }
 

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@
 #include "server/srv_metrics.h"
 #include "server/srv_identity.h"
 #include "server/srv_restore.h"
+#include "server/srv_grpcproxy.h"
 #include "server/srv_snapshot.h"
 #include "server/srv_lease.h"
 #include "server/srv_compactor.h"
@@ -48,7 +50,11 @@
 #include "server/srv_node.h"
 #include "server/srv_peer.h"
 #include "server/srv_rpc.h"
+#include "server/srv_tcpproxy.h"
 #include "server/srv_tls.h"
+#include "server/srv_v2admin.h"
+#include "server/srv_v2.h"
+#include "server/srv_wait.h"
 #include "storage/st_db.h"
 #include "storage/st_mvcc.h"
 
@@ -400,6 +406,7 @@ static void glue_on_leader(void *ctx, bool leader)
 static void glue_on_members(void *ctx)
 {
 	glue *g = ctx;
+	srv_v2_sync_members(g->app); /* etcd's /0/members records in the v2 store */
 	if (!g->peer)
 		return;
 	Metastore__MemberSet *set = ec_cluster_copy(g->app->cluster);
@@ -424,6 +431,8 @@ static void glue_on_restore(void *ctx)
 		srv_logf(SRV_LOG_WARN, "reloading leases after a snapshot failed");
 	if (ec_auth_reload(g->app->auth) != 0)
 		srv_logf(SRV_LOG_WARN, "reloading the auth store after a snapshot failed");
+	if (g->app->v2store != NULL && ec_v2_reload(g->app->v2store) != 0)
+		srv_logf(SRV_LOG_WARN, "reloading the v2 store after a snapshot failed");
 	srv_watch_resync(g->app->watch);
 }
 
@@ -644,6 +653,35 @@ static bool http_has_leader(void *ctx)
 	return st.lead != 0;
 }
 
+/* /health's linearizable check (etcd 3.4 proposes a QGET with a 1 s timeout):
+ * a ReadIndex round, waited for at most a second. srv_http runs it on a worker
+ * thread; the node's callback may come after the wait gave up. */
+static void health_read_release(srv_waitone *w)
+{
+	free(w);
+}
+
+static void health_read_done(void *ctx, int err)
+{
+	srv_waitone_post(ctx, err);
+}
+
+static bool http_quorum_read(void *ctx)
+{
+	http_src *hs = ctx;
+	srv_waitone *w = malloc(sizeof(*w));
+	if (w == NULL)
+		return false;
+	srv_waitone_init(w, health_read_release);
+	if (srv_node_read(hs->app->node, health_read_done, w) != EC_OK) {
+		srv_waitone_abandon(w);
+		return false;
+	}
+	bool ok = srv_waitone_wait(w, 1000, EC_TIMEOUT) == EC_OK;
+	srv_waitone_unref(w);
+	return ok;
+}
+
 /* /v3 gateway: a client certificate's CN would name the user (etcd refuses
  * CN certificates on the gateway then). */
 static bool http_auth_by_cn(void *ctx)
@@ -738,8 +776,12 @@ static bool url_is_tls(const char *u)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "grpc-proxy") == 0)
+		return srv_gp_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "snapshot") == 0)
 		return srv_restore_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "gateway") == 0)
+		return srv_tp_main(argc - 1, argv + 1);
 	srv_config cfg;
 	char err[512] = "";
 	int prc = srv_config_parse(&cfg, argc, argv, err, sizeof(err));
@@ -816,6 +858,7 @@ int main(int argc, char **argv)
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
 	srv_listen *client_listen = NULL, *metrics_listen = NULL;
 	srv_http *http = NULL;
+	srv_v2a *v2a = NULL;
 	http_src hsrc = {.app = &app};
 	srv_compactor *compactor = NULL;
 	glue g = {.app = &app};
@@ -855,6 +898,13 @@ int main(int argc, char **argv)
 	/* The auth store before the node too: log replay applies auth entries. */
 	if (open_auth(&app, &cfg) != 0)
 		goto out;
+	/* The v2 store as well (replayed v2 entries); kept with or without
+	 * --enable-v2, as etcd's, so that every member applies the same log. */
+	if ((rc = ec_v2_new(app.db, &app.v2store)) != 0) {
+		srv_logf(SRV_LOG_FATAL, "opening the v2 store in %s: %s", cfg.data_dir, ec_strerror(rc));
+		goto out;
+	}
+	ec_kv_set_v2_hook(app.kv, ec_v2_apply_hook, app.v2store);
 	/* The alarms too (replayed Alarm entries); the quota and checks with them. */
 	if ((rc = ec_alarms_open(app.db, &app.alarms)) != 0 || srv_maint_new(&app) != 0) {
 		srv_logf(SRV_LOG_FATAL, "opening the alarms in %s: %s", cfg.data_dir, st_strerror(rc));
@@ -942,6 +992,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	srv_watch_set_node(app.watch, app.node);
+	if (srv_v2_new(&app, &app.v2) != 0) {
+		srv_logf(SRV_LOG_FATAL, "starting the v2 store timer: out of memory or threads");
+		goto out;
+	}
 	if (srv_maint_start(&app) != 0) {
 		srv_logf(SRV_LOG_FATAL, "starting the corruption check: out of threads");
 		goto out;
@@ -1058,6 +1112,7 @@ int main(int argc, char **argv)
 		.tls = g_client_tls, /* etcd serves https metrics URLs with the client TLS too */
 		.kinds = http_kinds,
 		.has_leader = http_has_leader,
+		.quorum_read = http_quorum_read,
 		.alarms = http_alarms,
 		.metrics = http_metrics,
 		.ctx = &hsrc,
@@ -1066,6 +1121,17 @@ int main(int argc, char **argv)
 		.server_version = MS_ETCD_VERSION,
 		.cluster_version = MS_CLUSTER_VERSION ".0",
 	};
+	/* --enable-v2: /v2/members, /v2/machines, /v2/stats, /v2/auth (srv_v2admin.h)
+	 * in ext slot 1 (slot 0: /v2/keys). */
+	if (cfg.enable_v2) {
+		if (srv_v2a_new(&app, NULL, &v2a) != 0) {
+			srv_logf(SRV_LOG_FATAL, "cannot serve clients: out of memory");
+			goto out;
+		}
+		srv_v2a_http_ext(v2a, &hcfg.ext[1]);
+		srv_v2_http_ext(app.v2, &hcfg.ext[0]); /* /v2/keys */
+		srv_v2_set_key_check(app.v2, srv_v2a_key_check, v2a);
+	}
 	if (srv_http_start(&hcfg, &http, err, sizeof(err)) != 0 ||
 	    srv_listen_start(client_listen, rpc, http) != 0 ||
 	    (metrics_listen != NULL && srv_listen_start(metrics_listen, NULL, http) != 0)) {
@@ -1142,6 +1208,9 @@ out:
 	srv_listen_stop(client_listen);
 	srv_listen_stop(metrics_listen);
 	srv_http_stop(http);
+	srv_v2a_free(v2a);
+	srv_v2_free(app.v2); /* before the node: a SYNC in flight completes */
+	app.v2 = NULL;
 	srv_election_stop(app.election); /* its in-process channel goes before the server */
 	app.election = NULL;
 	srv_rpc_shutdown(rpc);
@@ -1163,6 +1232,7 @@ out:
 	ec_lessor_close(app.lessor);
 	ec_auth_close(app.auth);
 	ec_alarms_close(app.alarms);
+	ec_v2_free(app.v2store);
 	ec_tokens_close(app.tokens);
 	ec_kv_close(app.kv);
 	ec_cluster_close(app.cluster);

@@ -47,6 +47,8 @@ typedef struct srv_app {
 	srv_watch *watch;    /* the Watch service (srv_watch.c) */
 	ec_auth *auth;       /* users, roles, permissions (srv_auth.c) */
 	ec_alarms *alarms;   /* the replicated alarm set (etcdcompat/ec_alarm.c) */
+	struct ec_v2_store *v2store; /* the v2 store (etcdcompat/ec_v2store.h), always open */
+	struct srv_v2 *v2;   /* /v2/keys and v2 proposals (srv_v2.h); set once the node runs */
 	srv_maint *maint;    /* quota and corruption checks (srv_maint.c) */
 	srv_election *election; /* the Election and Lock services (srv_election.c) */
 	ec_tokens *tokens;   /* the --auth-token provider */

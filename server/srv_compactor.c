@@ -32,13 +32,6 @@ struct srv_compactor {
 	atomic_bool stop;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleep @ms or until stopped; returns false once stopped. */
 static bool nap(srv_compactor *c, int64_t ms)
 {
@@ -78,7 +71,7 @@ static void periodic(srv_compactor *c)
 	if (revs == NULL)
 		return;
 	size_t n = 0;
-	int64_t last_ok = mono_ms(), base = period;
+	int64_t last_ok = srv_mono_ms(), base = period;
 	for (;;) {
 		if (n == keep) {
 			/* revs[0] is always the revision of about one period ago */
@@ -88,7 +81,7 @@ static void periodic(srv_compactor *c)
 		revs[n++] = ec_kv_revision(app->kv);
 		if (!nap(c, retry))
 			break;
-		if (!leads(app) || mono_ms() - last_ok < base)
+		if (!leads(app) || srv_mono_ms() - last_ok < base)
 			continue;
 		if (base == period)
 			base = compact_every;
@@ -99,8 +92,8 @@ static void periodic(srv_compactor *c)
 		if (err == EC_OK || err == EC_COMPACTED) {
 			srv_log_info("completed auto periodic compaction", SRV_LF_INT("revision", rev),
 				     SRV_LF_DUR_MS("compact-period", period),
-				     SRV_LF_DUR_MS("took", mono_ms() - last_ok));
-			last_ok = mono_ms();
+				     SRV_LF_DUR_MS("took", srv_mono_ms() - last_ok));
+			last_ok = srv_mono_ms();
 		} else if (err != EC_STOPPED || !atomic_load(&c->stop)) {
 			srv_log_warn("failed auto periodic compaction", SRV_LF_INT("revision", rev),
 				     SRV_LF_DUR_MS("compact-period", period),
@@ -120,7 +113,7 @@ static void revision(srv_compactor *c)
 		int64_t rev = ec_kv_revision(app->kv) - c->retention;
 		if (rev <= 0 || rev == prev)
 			continue;
-		int64_t start = mono_ms();
+		int64_t start = srv_mono_ms();
 		srv_log_info("starting auto revision compaction", SRV_LF_INT("revision", rev),
 			     SRV_LF_INT("revision-compaction-retention", c->retention));
 		int err = srv_maint_compact(app, rev, &c->stop);
@@ -128,7 +121,7 @@ static void revision(srv_compactor *c)
 			prev = rev;
 			srv_log_info("completed auto revision compaction", SRV_LF_INT("revision", rev),
 				     SRV_LF_INT("revision-compaction-retention", c->retention),
-				     SRV_LF_DUR_MS("took", mono_ms() - start));
+				     SRV_LF_DUR_MS("took", srv_mono_ms() - start));
 		} else if (err != EC_STOPPED || !atomic_load(&c->stop)) {
 			srv_log_warn("failed auto revision compaction", SRV_LF_INT("revision", rev),
 				     SRV_LF_INT("revision-compaction-retention", c->retention),

@@ -142,8 +142,8 @@ static const flag_def flags[] = {
          NULL, "Auto compaction retention length. 0 means disable auto compaction."},
         {"auto-compaction-mode", F_STR, U_USED, OFF(auto_compaction_mode), "periodic", NULL, NULL,
          "Interpret 'auto-compaction-retention' one of: periodic|revision."},
-        {"enable-v2", F_BOOL, U_NONE, OFF(enable_v2), "false", NULL, NULL,
-         "Accept etcd V2 client requests (metastore serves v3 only)."},
+        {"enable-v2", F_BOOL, U_USED, OFF(enable_v2), "false", NULL, NULL,
+         "Accept etcd V2 client requests."},
         /* Security (srv_tls.h). */
         {"cert-file", F_STR, U_USED, OFF(cert_file), "", NULL, NULL,
          "Path to the client server TLS cert file."},
@@ -412,8 +412,7 @@ fail:
 	return -1;
 }
 
-/* Go's strconv.ParseBool. */
-static int parse_bool(const char *s, bool *out)
+int srv_config_parse_bool(const char *s, bool *out)
 {
 	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
 	static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
@@ -430,12 +429,7 @@ static int parse_bool(const char *s, bool *out)
 	return -1;
 }
 
-/*
- * Go's strconv.ParseInt/ParseUint with base 0 (prefixes 0x, 0o, 0b, leading 0
- * for octal; underscores after a prefix). @max bounds the magnitude. Returns 0,
- * -1 "parse error", -2 "value out of range".
- */
-static int parse_num(const char *s, bool is_signed, uint64_t max, int64_t *out)
+int srv_config_parse_num(const char *s, bool is_signed, uint64_t max, int64_t *out)
 {
 	bool neg = false;
 	if (is_signed && (*s == '+' || *s == '-'))
@@ -488,8 +482,45 @@ static int parse_num(const char *s, bool is_signed, uint64_t max, int64_t *out)
 	return 0;
 }
 
-/* Go's time.ParseDuration, in milliseconds (rounded toward zero). Returns 0 or -1. */
-static int parse_duration_ms(const char *s, int64_t *out_ms)
+bool srv_flag_value(int argc, char **argv, int *i, const char *name, const char **out)
+{
+	const char *a = argv[*i];
+	if (a[0] != '-')
+		return false;
+	a += a[1] == '-' ? 2 : 1;
+	size_t n = strlen(name);
+	if (strncmp(a, name, n) != 0)
+		return false;
+	if (a[n] == '=') {
+		*out = a + n + 1;
+		return true;
+	}
+	if (a[n] != '\0' || *i + 1 >= argc)
+		return false;
+	*out = argv[++*i];
+	return true;
+}
+
+bool srv_flag_bool(const char *arg, const char *name, bool *out)
+{
+	if (arg[0] != '-')
+		return false;
+	arg += arg[1] == '-' ? 2 : 1;
+	size_t n = strlen(name);
+	if (strncmp(arg, name, n) != 0)
+		return false;
+	if (arg[n] == '\0' || strcmp(arg + n, "=true") == 0) {
+		*out = true;
+		return true;
+	}
+	if (strcmp(arg + n, "=false") == 0) {
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+int srv_config_parse_duration_ms(const char *s, int64_t *out_ms)
 {
 	static const struct {
 		const char *u;
@@ -590,7 +621,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 		                                   : INT64_MAX;
 		if (base && f->off == OFF(grpc_threads))
 			max = INT_MAX;
-		int rc = parse_num(val, f->kind == F_INT, max, &v);
+		int rc = srv_config_parse_num(val, f->kind == F_INT, max, &v);
 		if (rc != 0) {
 			srv_errf(err, errlen, rc == -2 ? "value out of range" : "parse error");
 			return -1;
@@ -605,7 +636,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 	}
 	case F_BOOL: {
 		bool b;
-		if (parse_bool(val, &b) != 0) {
+		if (srv_config_parse_bool(val, &b) != 0) {
 			srv_errf(err, errlen, "parse error");
 			return -1;
 		}
@@ -615,7 +646,7 @@ static int set_flag(srv_config *cfg, const flag_def *f, const char *val, char *e
 	}
 	case F_DUR: {
 		int64_t ms;
-		if (parse_duration_ms(val, &ms) != 0) {
+		if (srv_config_parse_duration_ms(val, &ms) != 0) {
 			srv_errf(err, errlen, "parse error");
 			return -1;
 		}
@@ -641,22 +672,22 @@ static bool is_nondefault(const flag_def *f, const char *val)
 		return *val != '\0';
 	if (f->kind == F_BOOL) {
 		bool a = false, b = false;
-		parse_bool(val, &a);
-		parse_bool(f->def, &b);
+		srv_config_parse_bool(val, &a);
+		srv_config_parse_bool(f->def, &b);
 		return a != b;
 	}
 	if (f->kind == F_URLS && *val == '\0')
 		return false;
 	if (f->kind == F_DUR) {
 		int64_t a = 0, b = 0;
-		parse_duration_ms(val, &a);
-		parse_duration_ms(f->def, &b);
+		srv_config_parse_duration_ms(val, &a);
+		srv_config_parse_duration_ms(f->def, &b);
 		return a != b;
 	}
 	if (f->kind == F_INT || f->kind == F_UINT || f->kind == F_UINT32) {
 		int64_t a = 0, b = 0;
-		parse_num(val, true, INT64_MAX, &a);
-		parse_num(f->def, true, INT64_MAX, &b);
+		srv_config_parse_num(val, true, INT64_MAX, &a);
+		srv_config_parse_num(f->def, true, INT64_MAX, &b);
 		return a != b;
 	}
 	return strcmp(val, f->def) != 0;
@@ -1250,8 +1281,8 @@ static bool url_secure(const char *url)
  * read, in its order (peers, then clients): the cipher suite names; both of
  * cert and key; https:// or unixs:// listen URLs need a certificate (or
  * auto-TLS); --peer-cert-allowed-cn excludes --peer-cert-allowed-hostname.
- * Plus one limit of metastore's: a client address given both as http:// and
- * https:// (etcd serves both on one port) is refused.
+ * A client address given both as http:// and https:// is served on one port,
+ * both ways, as etcd's (srv_listen).
  */
 static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 {
@@ -1293,20 +1324,6 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 		srv_errf(err, errlen, "--cert-file and --key-file must both be given (key: \"%s\", cert: "
 		     "\"%s\")", cfg->key_file, cfg->cert_file);
 		return -1;
-	}
-	for (size_t i = 0; i < cfg->listen_client.n; i++) {
-		for (size_t j = i + 1; j < cfg->listen_client.n; j++) {
-			const char *a = cfg->listen_client.url[i], *b = cfg->listen_client.url[j];
-			bool ua = strncmp(a, "unix", 4) == 0, ub = strncmp(b, "unix", 4) == 0;
-			if (ua == ub && url_secure(a) != url_secure(b) &&
-			    strcmp(cfg->listen_client.addr[i], cfg->listen_client.addr[j]) == 0) {
-				srv_errf(err, errlen,
-				     "--listen-client-urls: %s and %s are the same address; metastore "
-				     "cannot serve plaintext and TLS on one port (give them two ports)",
-				     a, b);
-				return -1;
-			}
-		}
 	}
 	return 0;
 }
@@ -1447,7 +1464,7 @@ int srv_config_compaction_retention(const srv_config *cfg, int64_t *out)
 		return 0;
 	}
 	int64_t ms;
-	if (parse_duration_ms(s, &ms) != 0)
+	if (srv_config_parse_duration_ms(s, &ms) != 0)
 		return -1;
 	/* a duration in revision mode counts its nanoseconds, as etcd's does */
 	*out = revision ? (ms > INT64_MAX / 1000000 ? INT64_MAX : ms * 1000000) : ms;

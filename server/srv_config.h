@@ -184,6 +184,35 @@ void srv_config_free(srv_config *cfg);
 /* srv_config_usage - the --help text. */
 void srv_config_usage(FILE *out);
 
+/* srv_config_parse_bool - Go's strconv.ParseBool ("1", "t", "T", "true",
+ * "TRUE", "True" and their false forms). 0, or -1 for anything else. */
+int srv_config_parse_bool(const char *s, bool *out);
+
+/*
+ * srv_config_parse_num - Go's strconv.ParseInt (@is_signed) / ParseUint with
+ * base 0 (prefixes 0x, 0o, 0b, a leading 0 for octal; underscores after a
+ * prefix); @max bounds the magnitude. 0, -1 "invalid syntax", -2 "value out
+ * of range".
+ */
+int srv_config_parse_num(const char *s, bool is_signed, uint64_t max, int64_t *out);
+
+/*
+ * srv_config_parse_duration_ms - Go's time.ParseDuration ("1m", "1.5s",
+ * "300ms", "2h45m", "0") in milliseconds, rounded toward zero. 0, or -1 when
+ * @s is not a duration.
+ */
+int srv_config_parse_duration_ms(const char *s, int64_t *out_ms);
+
+/*
+ * Flags of the subcommands (snapshot, gateway), parsed as Go's pflag does:
+ * "-name" or "--name", the value as "--name=v" or as the next argument.
+ * srv_flag_value: true when argv[*i] is flag @name, with *@out its value (and
+ * *@i moved past a separate value argument). srv_flag_bool: true when @arg is
+ * bool flag @name ("--name", "--name=true", "--name=false"), with *@out set.
+ */
+bool srv_flag_value(int argc, char **argv, int *i, const char *name, const char **out);
+bool srv_flag_bool(const char *arg, const char *name, bool *out);
+
 /*
  * srv_config_ignored - names (without dashes, e.g. "enable-pprof") of the flags
  * that were given, on the command line or as ETCD_*, with a value other than

@@ -57,6 +57,7 @@
  * Grpc-Metadata-* headers as metadata, Grpc-Timeout as the deadline.
  */
 #include "server/srv_gateway.h"
+#include "server/srv_http.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -421,13 +422,6 @@ static void local_text(gw_req *r, int status, const char *text)
 	if (text != NULL)
 		buf_str(&r->out, text);
 	r->state = REQ_READY;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- JSON in --------------------------------------------------------------------- */
@@ -1028,7 +1022,7 @@ static void scan_hangups(srv_gateway *gw)
 static void *gw_main(void *arg)
 {
 	srv_gateway *gw = arg;
-	int64_t last = now_ms();
+	int64_t last = srv_mono_ms();
 	for (;;) {
 		gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 		                               gpr_time_from_millis(GW_SCAN_MS, GPR_TIMESPAN));
@@ -1037,7 +1031,7 @@ static void *gw_main(void *arg)
 			break;
 		if (ev.type == GRPC_OP_COMPLETE)
 			dispatch(ev.tag, ev.success != 0);
-		int64_t now = now_ms();
+		int64_t now = srv_mono_ms();
 		if (now - last >= GW_SCAN_MS) {
 			last = now;
 			scan_hangups(gw);
@@ -1050,11 +1044,7 @@ static void *gw_main(void *arg)
 
 static void cors(struct MHD_Response *resp)
 {
-	MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-	                        "accept, content-type, authorization");
-	MHD_add_response_header(resp, "Access-Control-Allow-Methods",
-	                        "POST, GET, OPTIONS, PUT, DELETE");
-	MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+	srv_http_cors(resp);
 }
 
 /* libmicrohttpd's content reader of a stream (and of a trailer-carrying error). */

@@ -2,6 +2,9 @@
  * srv_http.c: etcd's HTTP endpoints on libmicrohttpd daemons that own no
  * listening socket (srv_http.h). srv_http_route is the whole behaviour, pure;
  * the rest adapts it to libmicrohttpd and checks client certificates on TLS.
+ * A /health with a quorum read (which may wait up to a second) is routed on a
+ * worker thread of its own while its connection is suspended, so the daemon's
+ * one polling thread never waits for raft.
  */
 #include "server/srv_log.h"
 #include "server/srv_http.h"
@@ -9,6 +12,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +32,32 @@ typedef struct daemon_ctx {
 	struct MHD_Daemon *d;
 } daemon_ctx;
 
+/* At most this many /health checks wait on workers; more are routed inline. */
+#define MAX_HEALTH_WORKERS 16
+
 struct srv_http {
 	srv_http_config cfg;
 	daemon_ctx dm[N_KINDS];
 	srv_gateway *gw; /* /v3 on client URLs, when cfg.rpc is set */
 	atomic_bool stopping;
+	pthread_mutex_t mu; /* guards workers */
+	pthread_cond_t idle; /* signalled when workers drops */
+	int workers;         /* /health checks running on worker threads */
 };
+
+/* A /health request routed on a worker (its con_cls). */
+typedef struct health_job {
+	const void *tag; /* &health_tag: tells it from the extensions' con_cls */
+	srv_http *h;
+	daemon_ctx *dc;
+	struct MHD_Connection *c;
+	srv_http_query q; /* its strings are the connection's, alive while suspended */
+	char method[16];
+	srv_http_reply r;
+	bool done; /* guarded by h->mu */
+} health_job;
+
+static const char health_tag = 0;
 
 /* ---- the handlers ------------------------------------------------------------------- */
 
@@ -83,6 +107,8 @@ static void route_health(const srv_http_config *cfg, const srv_http_query *q, sr
 		ok = excluded(q, names[i]);
 	if (ok)
 		ok = has_leader(cfg);
+	if (ok && cfg->quorum_read != NULL) /* etcd 3.4: a QGET through raft, 1 s */
+		ok = cfg->quorum_read(cfg->ctx);
 	if (ok) {
 		srv_counter_add(&srv_mserver.health_success, 1);
 		reply_text(out, 200, false, "{\"health\":\"true\"}");
@@ -299,11 +325,124 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 	return MHD_YES;
 }
 
+void srv_http_cors(struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+	                        "accept, content-type, authorization");
+	MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+	                        "POST, GET, OPTIONS, PUT, DELETE");
+	MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+}
+
+/* Send @r (and free its body). */
+static enum MHD_Result queue_reply(const daemon_ctx *dc, struct MHD_Connection *c,
+                                   srv_http_reply *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	        r->body.len, r->body.len ? r->body.p : (void *)"", MHD_RESPMEM_MUST_COPY);
+	srv_mbuf_free(&r->body);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", r->content_type);
+	if (r->nosniff)
+		MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r->allow != NULL)
+		MHD_add_response_header(resp, "Allow", r->allow);
+	if (dc->mux == SRV_HTTP_CLIENT) /* etcd's CORS wrapper on client URLs */
+		srv_http_cors(resp);
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void *health_main(void *arg)
+{
+	health_job *j = arg;
+	srv_http *h = j->h;
+	srv_http_route(&h->cfg, j->dc->mux, j->method, "/health", &j->q, &j->r);
+	pthread_mutex_lock(&h->mu);
+	j->done = true;
+	MHD_resume_connection(j->c);
+	h->workers--;
+	pthread_cond_broadcast(&h->idle);
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/*
+ * /health with a quorum read: the first call suspends the connection and
+ * starts a worker; the call after the worker resumed it sends the answer.
+ * MHD_NO when nothing can be started (the caller then routes inline).
+ */
+static enum MHD_Result health_async(daemon_ctx *dc, struct MHD_Connection *c, const char *method,
+                                    const srv_http_query *q, void **con_cls)
+{
+	srv_http *h = dc->http;
+	health_job *j = *con_cls;
+	if (j != NULL) {
+		pthread_mutex_lock(&h->mu);
+		bool done = j->done;
+		pthread_mutex_unlock(&h->mu);
+		if (!done)
+			return MHD_YES; /* not expected: resumed before the worker finished */
+		enum MHD_Result ret = queue_reply(dc, c, &j->r);
+		*con_cls = NULL;
+		free(j);
+		return ret;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return MHD_NO;
+	*j = (health_job){.tag = &health_tag, .h = h, .dc = dc, .c = c, .q = *q};
+	snprintf(j->method, sizeof j->method, "%s", method);
+	pthread_mutex_lock(&h->mu);
+	bool go = !atomic_load(&h->stopping) && h->workers < MAX_HEALTH_WORKERS;
+	if (go) {
+		h->workers++;
+		MHD_suspend_connection(c);
+	}
+	pthread_mutex_unlock(&h->mu);
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (go && pthread_create(&th, &at, health_main, j) != 0) {
+		pthread_mutex_lock(&h->mu);
+		h->workers--;
+		pthread_cond_broadcast(&h->idle);
+		MHD_resume_connection(c);
+		pthread_mutex_unlock(&h->mu);
+		go = false;
+	}
+	pthread_attr_destroy(&at);
+	if (!go) {
+		free(j);
+		return MHD_NO;
+	}
+	*con_cls = j;
+	return MHD_YES;
+}
+
 /* A request is over: the gateway's state, if it kept any, goes. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	(void)cls, (void)c, (void)toe;
+	daemon_ctx *dc = cls;
+	(void)c, (void)toe;
+	health_job *j = *con_cls;
+	if (j != NULL && j->tag == &health_tag) {
+		/* ended before its answer was sent: the worker is done (it resumed
+		 * the connection) */
+		srv_mbuf_free(&j->r.body);
+		free(j);
+		*con_cls = NULL;
+		return;
+	}
+	for (size_t i = 0; dc != NULL && i < SRV_HTTP_MAX_EXT; i++) {
+		const srv_http_ext *x = &dc->http->cfg.ext[i];
+		if (x->match != NULL && x->completed != NULL)
+			x->completed(x->ctx, con_cls);
+	}
 	srv_gateway_completed(con_cls);
 }
 
@@ -314,6 +453,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	daemon_ctx *dc = cls;
 	srv_http *h = dc->http;
 	(void)version;
+	for (size_t i = 0; dc->mux == SRV_HTTP_CLIENT && i < SRV_HTTP_MAX_EXT; i++) {
+		const srv_http_ext *x = &h->cfg.ext[i];
+		if (x->match == NULL || !x->match(url))
+			continue;
+		if (dc->tls && *con_cls == NULL && !client_cert_ok(h, c))
+			return MHD_NO;
+		return x->serve(x->ctx, c, url, method, upload_data, upload_data_size, con_cls,
+		                dc->tls);
+	}
 	if (dc->mux == SRV_HTTP_CLIENT && h->gw != NULL && srv_gateway_path(url)) {
 		if (dc->tls && *con_cls == NULL && !client_cert_ok(h, c))
 			return MHD_NO;
@@ -329,28 +477,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_NO; /* close without a reply, as a refused handshake */
 	srv_http_query q = {0};
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &q);
+	if (h->cfg.quorum_read != NULL && strcmp(url, "/health") == 0 && strcmp(method, "GET") == 0) {
+		if (*con_cls != NULL) /* resumed: its answer */
+			return health_async(dc, c, method, &q, con_cls);
+		if (health_async(dc, c, method, &q, con_cls) == MHD_YES)
+			return MHD_YES; /* suspended; else answered inline below */
+	}
 	srv_http_reply r = {0};
 	srv_http_route(&h->cfg, dc->mux, method, url, &q, &r);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(
-	        r.body.len, r.body.len ? r.body.p : (void *)"", MHD_RESPMEM_MUST_COPY);
-	srv_mbuf_free(&r.body);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", r.content_type);
-	if (r.nosniff)
-		MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	if (r.allow != NULL)
-		MHD_add_response_header(resp, "Allow", r.allow);
-	if (dc->mux == SRV_HTTP_CLIENT) { /* etcd's CORS wrapper on client URLs */
-		MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-		                        "accept, content-type, authorization");
-		MHD_add_response_header(resp, "Access-Control-Allow-Methods",
-		                        "POST, GET, OPTIONS, PUT, DELETE");
-		MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-	}
-	enum MHD_Result ret = MHD_queue_response(c, (unsigned)r.status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return queue_reply(dc, c, &r);
 }
 
 int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t errlen)
@@ -361,6 +496,8 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 		srv_errf(err, errlen, "out of memory");
 		return -1;
 	}
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->idle, NULL);
 	h->cfg = *cfg;
 	atomic_init(&h->stopping, false);
 	srv_tls_ref(h->cfg.tls);
@@ -376,7 +513,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 		if (!dc->tls) {
 			dc->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, dc,
 			                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-			                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+			                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, dc,
 			                         MHD_OPTION_END);
 		} else if (cfg->tls == NULL) {
 			srv_errf(err, errlen, "https:// URL without a TLS certificate and key");
@@ -391,7 +528,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 				dc->d = MHD_start_daemon(
 				        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, dc,
 				        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, dc,
 				        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
 				        cert, MHD_OPTION_HTTPS_MEM_TRUST, ca,
 				        MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_END);
@@ -399,7 +536,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 				dc->d = MHD_start_daemon(
 				        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, dc,
 				        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				        MHD_OPTION_NOTIFY_COMPLETED, on_completed, dc,
 				        MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
 				        cert, MHD_OPTION_HTTPS_PRIORITIES, prio, MHD_OPTION_END);
 		}
@@ -450,10 +587,19 @@ void srv_http_stop(srv_http *h)
 		return;
 	atomic_store(&h->stopping, true);
 	srv_gateway_quiesce(h->gw); /* no suspended connection may outlive this */
+	pthread_mutex_lock(&h->mu);
+	while (h->workers > 0)
+		pthread_cond_wait(&h->idle, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	for (size_t i = 0; i < SRV_HTTP_MAX_EXT; i++)
+		if (h->cfg.ext[i].match != NULL && h->cfg.ext[i].quiesce != NULL)
+			h->cfg.ext[i].quiesce(h->cfg.ext[i].ctx);
 	for (unsigned k = 0; k < N_KINDS; k++)
 		if (h->dm[k].d != NULL)
 			MHD_stop_daemon(h->dm[k].d);
 	srv_gateway_free(h->gw);
 	srv_tls_unref(h->cfg.tls);
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->idle);
 	free(h);
 }

@@ -28,10 +28,36 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <microhttpd.h>
+
 #include "server/srv_metrics.h"
 #include "server/srv_tls.h"
 
 typedef struct srv_http srv_http;
+
+/*
+ * More handlers on client URLs (the v2 API with --enable-v2: srv_v2admin.h,
+ * srv_v2.h), tried in order before the /v3 gateway. A handler whose match
+ * accepts a path (no query string) gets libmicrohttpd's access-handler
+ * arguments in serve (@tls: a TLS connection whose client certificate, if the
+ * side requires one, was already checked) and returns what the access handler
+ * returns. It may keep state in *@con_cls but must set it back to NULL when
+ * done, in serve or in completed (called for every finished request, before
+ * the gateway's; a handler ignores a *@con_cls it does not own). quiesce (may
+ * be NULL) runs before the daemons stop: it must resume every connection it
+ * suspended.
+ */
+typedef struct srv_http_ext {
+	bool (*match)(const char *url);
+	enum MHD_Result (*serve)(void *ctx, struct MHD_Connection *c, const char *url,
+	                         const char *method, const char *upload_data,
+	                         size_t *upload_data_size, void **con_cls, bool tls);
+	void (*completed)(void *ctx, void **con_cls);
+	void (*quiesce)(void *ctx);
+	void *ctx;
+} srv_http_ext;
+
+#define SRV_HTTP_MAX_EXT 4
 
 /* Which handler set a connection gets. */
 typedef enum {
@@ -55,6 +81,9 @@ typedef struct srv_http_config {
 	 *              @names (at most @cap), returning how many;
 	 * metrics    - append every metric family to @out (Prometheus text). */
 	bool (*has_leader)(void *ctx);
+	/* quorum_read - etcd 3.4's /health QGET: whether a linearizable read
+	 * completes within a second (may block that long; NULL: not checked). */
+	bool (*quorum_read)(void *ctx);
 	size_t (*alarms)(void *ctx, const char **names, size_t cap);
 	void (*metrics)(void *ctx, srv_mbuf *out);
 	void *ctx;
@@ -64,6 +93,8 @@ typedef struct srv_http_config {
 	 * enabled: etcd then refuses a CN on /v3 requests; NULL: never). */
 	struct srv_rpc *rpc;
 	bool (*auth_by_cn)(void *ctx);
+	/* Handlers for more client-URL paths (match NULL: unused slot). */
+	srv_http_ext ext[SRV_HTTP_MAX_EXT];
 	const char *server_version;  /* /version "etcdserver", e.g. "3.4.23" */
 	const char *cluster_version; /* /version "etcdcluster", e.g. "3.4.0" */
 } srv_http_config;
@@ -113,5 +144,9 @@ typedef struct srv_http_reply {
  */
 void srv_http_route(const srv_http_config *cfg, srv_http_mux mux, const char *method,
                     const char *path, const srv_http_query *q, srv_http_reply *out);
+
+/* srv_http_cors - etcd's CORS wrapper of client URLs: the three
+ * Access-Control-Allow-* headers every answer there carries. */
+void srv_http_cors(struct MHD_Response *resp);
 
 #endif

@@ -47,8 +47,9 @@ typedef struct ev_item {
 
 typedef struct lsock {
 	ev_item ev;
-	int fd;
+	int fd; /* -1 for the second URL of a shared address */
 	bool tls;
+	bool both; /* http:// and https:// share it: a TLS record's first byte picks TLS */
 	bool is_unix;
 	char *unix_path; /* removed at stop */
 	int port;
@@ -59,6 +60,7 @@ typedef struct sniff_conn {
 	ev_item ev;
 	int fd;
 	bool tls;
+	bool both; /* tls not decided yet (a shared address) */
 	uint64_t deadline_ms;
 	struct sniff_conn *prev, *next;
 } sniff_conn;
@@ -97,13 +99,6 @@ struct srv_listen {
 	relay *relays;
 	relay *dead; /* closed this round, freed at its end */
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
 
 /* ---- sniffing ---------------------------------------------------------------------- */
 
@@ -314,6 +309,22 @@ static void listen_free(srv_listen *l)
 	free(l);
 }
 
+/* The earlier http:// or https:// URL of the other scheme and the same
+ * host:port as @u (an http:// or https:// URL), or NULL. */
+static lsock *find_twin(srv_listen *l, const char *u)
+{
+	bool tls = u[4] == 's';
+	const char *addr = u + (tls ? 8 : 7);
+	for (size_t i = 0; i < l->n_socks; i++) {
+		lsock *t = &l->socks[i];
+		if (t->fd < 0 || t->is_unix || t->tls == tls || t->url == NULL)
+			continue;
+		if (strcmp(t->url + (t->tls ? 8 : 7), addr) == 0)
+			return t;
+	}
+	return NULL;
+}
+
 int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -346,10 +357,20 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 		s->ev = (ev_item){EV_LISTENER, s};
 		char why[256] = "not a URL";
 		int rc = -1;
-		if (strncmp(u, "http://", 7) == 0) {
+		lsock *twin = NULL;
+		if (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) {
+			s->tls = u[4] == 's';
+			twin = find_twin(l, u);
+		}
+		if (twin != NULL) {
+			/* as etcd: one socket serves both schemes */
+			twin->both = true;
+			s->tls = !twin->tls;
+			s->port = twin->port;
+			rc = 0;
+		} else if (strncmp(u, "http://", 7) == 0) {
 			rc = bind_tcp(s, u + 7, why, sizeof why);
 		} else if (strncmp(u, "https://", 8) == 0) {
-			s->tls = true;
 			rc = bind_tcp(s, u + 8, why, sizeof why);
 		} else if (strncmp(u, "unix://", 7) == 0) {
 			rc = bind_unix(s, u + 7, why, sizeof why);
@@ -359,7 +380,9 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 		}
 		if (rc == 0 && s->tls && cfg->mux == SRV_HTTP_CLIENT && l->tls_grpc_addr == NULL) {
 			srv_errf(why, sizeof why, "no TLS gRPC address");
-			close(s->fd);
+			if (s->fd >= 0)
+				close(s->fd);
+			s->fd = -1;
 			rc = -1;
 		}
 		if (rc != 0) {
@@ -578,13 +601,20 @@ static void relay_start(srv_listen *l, int fd)
 static void sniff_run(srv_listen *l, sniff_conn *c)
 {
 	static unsigned char buf[PEEK_MAX]; /* the loop's thread only */
-	ssize_t n = recv(c->fd, buf, c->tls ? sizeof buf : H2_PREFACE_LEN, MSG_PEEK);
+	ssize_t n = recv(c->fd, buf, c->tls || c->both ? sizeof buf : H2_PREFACE_LEN, MSG_PEEK);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		close(sniff_take(l, c));
 		return;
 	}
 	if (n < 0)
 		return;
+	if (c->both) {
+		/* etcd's cmux: a TLS handshake record starts with 0x16 */
+		c->both = false;
+		c->tls = buf[0] == 0x16;
+		if (!c->tls && n > (ssize_t)H2_PREFACE_LEN)
+			n = H2_PREFACE_LEN;
+	}
 	srv_sniff v = c->tls ? srv_listen_sniff_tls(buf, (size_t)n)
 	                     : srv_listen_sniff_plain(buf, (size_t)n);
 	if (v == SRV_SNIFF_MORE)
@@ -624,7 +654,8 @@ static void accept_all(srv_listen *l, lsock *s)
 		c->ev = (ev_item){EV_SNIFF, c};
 		c->fd = fd;
 		c->tls = s->tls;
-		c->deadline_ms = mono_ms() + (uint64_t)l->cfg.sniff_timeout_ms;
+		c->both = s->both;
+		c->deadline_ms = (uint64_t)srv_mono_ms() + (uint64_t)l->cfg.sniff_timeout_ms;
 		c->next = l->sniffs;
 		if (l->sniffs)
 			l->sniffs->prev = c;
@@ -640,7 +671,7 @@ static void accept_all(srv_listen *l, lsock *s)
 /* Close sniffing connections past their deadline; the next deadline's wait. */
 static int sweep_sniffs(srv_listen *l)
 {
-	uint64_t now = mono_ms(), next = UINT64_MAX;
+	uint64_t now = (uint64_t)srv_mono_ms(), next = UINT64_MAX;
 	for (sniff_conn *c = l->sniffs, *nx; c != NULL; c = nx) {
 		nx = c->next;
 		if (c->deadline_ms <= now)
@@ -695,6 +726,8 @@ int srv_listen_start(srv_listen *l, srv_rpc *rpc, srv_http *http)
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->wake_ev};
 	epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev);
 	for (size_t i = 0; i < l->n_socks; i++) {
+		if (l->socks[i].fd < 0)
+			continue; /* the twin of an earlier URL */
 		ev.events = EPOLLIN;
 		ev.data.ptr = &l->socks[i].ev;
 		epoll_ctl(l->ep, EPOLL_CTL_ADD, l->socks[i].fd, &ev);

@@ -18,6 +18,9 @@
  *     listener on an abstract unix socket (@tls_grpc_addr), so the core does
  *     the handshake, client certificate checks and srv_call_peer_cn exactly as
  *     when it owned the port.
+ *   - an address given both as http:// and https:// (etcd serves both on one
+ *     port) is one socket: a connection whose first byte starts a TLS record
+ *     (0x16) is taken as https://, any other as http:// (etcd's cmux);
  * The metrics mux never serves gRPC: every connection goes to srv_http.
  * A connection that sends nothing decisive within sniff_timeout_ms, or closes
  * first, is closed.

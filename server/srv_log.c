@@ -636,3 +636,10 @@ void srv_log_reset(void)
 	atomic_store(&srv_log_min_, SRV_LOG_INFO);
 	pthread_mutex_unlock(&log_mu);
 }
+
+int64_t srv_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -121,6 +121,10 @@ void srv_log_write(srv_log_level lvl, const char *file, int line, const char *ms
 void srv_log_writef(srv_log_level lvl, const char *file, int line, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/* srv_mono_ms - CLOCK_MONOTONIC in milliseconds: the server's one clock for
+ * deadlines, timeouts and intervals (never wall time). */
+int64_t srv_mono_ms(void);
+
 /*
  * srv_log_setup - configure from etcd's flags: @logger "zap" | "capnslog",
  * @level "debug" | "info" | "warn" | "error" | "panic" | "fatal" (etcd's

@@ -48,13 +48,6 @@ struct srv_maint {
 	bool running;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* go-humanize's Bytes (SI units), as etcd logs quota sizes: "2.1 GB". */
 static void humanize_bytes(int64_t v, char *buf, size_t cap)
 {
@@ -282,7 +275,7 @@ int srv_maint_compact(srv_app *app, int64_t rev, const atomic_bool *stop)
 /* The backend size, re-read when the cached value is older than SIZE_CACHE_MS. */
 static int64_t backend_size(srv_maint *m)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = (uint64_t)srv_mono_ms();
 	uint64_t at = atomic_load(&m->size_at);
 	if (at != 0 && now - at < SIZE_CACHE_MS)
 		return atomic_load(&m->size);

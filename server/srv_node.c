@@ -149,13 +149,6 @@ struct srv_node {
 	raft_conf_state snap_img_conf;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -1792,12 +1785,12 @@ static void *node_main(void *arg)
 	pthread_setname_np(pthread_self(), "ms-node");
 	tl_node = arg;
 	srv_node *n = arg;
-	uint64_t next_tick = mono_ms() + n->cfg.tick_ms;
+	uint64_t next_tick = (uint64_t)srv_mono_ms() + n->cfg.tick_ms;
 	int stopping_rounds = 0;
 	for (;;) {
 		pthread_mutex_lock(&n->mu);
 		while (!n->head && !n->stopping) {
-			uint64_t now = mono_ms();
+			uint64_t now = (uint64_t)srv_mono_ms();
 			if (now >= next_tick)
 				break;
 			uint64_t wait = next_tick - now;
@@ -1816,7 +1809,7 @@ static void *node_main(void *arg)
 		int stop = n->stopping;
 		pthread_mutex_unlock(&n->mu);
 
-		uint64_t now = mono_ms();
+		uint64_t now = (uint64_t)srv_mono_ms();
 		if (atomic_load(&n->failed)) {
 			fail_inputs(n, batch, EC_STOPPED);
 			fail_everything(n, EC_STOPPED);
@@ -1884,7 +1877,7 @@ int srv_node_propose_within(srv_node *n, Metastore__InternalRequest *req, int64_
 	p->req = req;
 	srv_gauge_add(&srv_mserver.proposals_pending, 1); /* until prop_free */
 	/* 0 = the request timeout, set when the node thread queues it */
-	p->deadline_ms = timeout_ms >= 0 ? mono_ms() + (uint64_t)timeout_ms : 0;
+	p->deadline_ms = timeout_ms >= 0 ? (uint64_t)srv_mono_ms() + (uint64_t)timeout_ms : 0;
 	metastore__internal_request__pack(req, p->blob->data);
 	if (srv_wait_add(&n->wait, p->id, fn, ctx) != 0) {
 		prop_free(p);
@@ -2041,7 +2034,7 @@ int srv_node_start(const srv_node_config *cfg, srv_node **out, char *errbuf, siz
 	}
 	n->role = RAFT_FOLLOWER;
 	/* Re-apply committed entries past the applied index before serving. */
-	if (drive(n, mono_ms()) != 0) {
+	if (drive(n, (uint64_t)srv_mono_ms()) != 0) {
 		snprintf(errbuf, errlen, "replaying the log failed");
 		goto fail;
 	}

@@ -196,13 +196,6 @@ const char *srv_peer_strerror(int err)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static gpr_timespec deadline_in(int ms)
 {
 	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
@@ -509,7 +502,7 @@ static void pcall_free_locked(pcall *c)
 	if (pe->raft == c) {
 		pe->raft = NULL;
 		pe->state = PS_BACKOFF;
-		pe->retry_at = now_ms() + BACKOFF_MIN_MS;
+		pe->retry_at = srv_mono_ms() + BACKOFF_MIN_MS;
 	}
 	if (pe->snap == c) {
 		pe->snap = NULL;
@@ -627,7 +620,7 @@ static void raft_open_locked(srv_peer *sp, peer *pe)
 		if (peer_drop_queue_locked(sp, pe) > 0)
 			pe->unreach_pending = true;
 		pe->state = PS_BACKOFF;
-		pe->retry_at = now_ms() + BACKOFF_MIN_MS;
+		pe->retry_at = srv_mono_ms() + BACKOFF_MIN_MS;
 		return;
 	}
 	atomic_fetch_add(&sp->st_opened, 1);
@@ -756,7 +749,7 @@ static void raft_event_locked(srv_peer *sp, pcall *c, ptag_kind k, bool ok, repo
 			pe->backoff_ms = BACKOFF_MIN_MS;
 		if (pe->backoff_ms > BACKOFF_MAX_MS)
 			pe->backoff_ms = BACKOFF_MAX_MS;
-		pe->retry_at = now_ms() + pe->backoff_ms;
+		pe->retry_at = srv_mono_ms() + pe->backoff_ms;
 		if (pe->n_targets > 1)
 			pe->cur = (pe->cur + 1) % pe->n_targets;
 		break;
@@ -880,7 +873,7 @@ static void sweep(srv_peer *sp)
 	size_t nu, ns;
 	do {
 		nu = ns = 0;
-		int64_t now = now_ms();
+		int64_t now = srv_mono_ms();
 		pthread_mutex_lock(&sp->mu);
 		if (sp->stopping) {
 			if (sp->n_calls == 0 && !sp->cq_shut) {
@@ -923,7 +916,7 @@ static void *transport_main(void *arg)
 			break;
 		if (ev.type == GRPC_OP_COMPLETE)
 			on_event(sp, ev.tag, ev.success != 0);
-		int64_t now = now_ms();
+		int64_t now = srv_mono_ms();
 		if (ev.type == GRPC_QUEUE_TIMEOUT || now - sp->last_sweep >= TICK_MS) {
 			sp->last_sweep = now;
 			sweep(sp);
@@ -948,7 +941,7 @@ int srv_peer_new(const srv_peer_config *cfg, srv_peer **out)
 	pthread_mutex_init(&sp->mu, NULL);
 	grpc_init();
 	sp->cq = grpc_completion_queue_create_for_next(NULL);
-	sp->last_sweep = now_ms();
+	sp->last_sweep = srv_mono_ms();
 	if (pthread_create(&sp->thread, NULL, transport_main, sp) != 0) {
 		grpc_completion_queue_shutdown(sp->cq);
 		while (grpc_completion_queue_next(sp->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)

@@ -19,6 +19,7 @@
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_member.h"
 #include "etcdcompat/ec_snapshot.h"
+#include "server/srv_config.h"
 #include "server/srv_identity.h"
 #include "server/srv_log.h"
 #include "server/srv_node.h"
@@ -293,44 +294,6 @@ static void usage(FILE *f)
 }
 
 /* Match "--flag value" or "--flag=value" (also "-flag"); *@i advances. */
-static bool flag_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-	const char *a = argv[*i];
-	if (a[0] != '-')
-		return false;
-	a += a[1] == '-' ? 2 : 1;
-	size_t n = strlen(name);
-	if (strncmp(a, name, n) != 0)
-		return false;
-	if (a[n] == '=') {
-		*out = a + n + 1;
-		return true;
-	}
-	if (a[n] != '\0' || *i + 1 >= argc)
-		return false;
-	*out = argv[++*i];
-	return true;
-}
-
-static bool flag_bool(const char *arg, const char *name, bool *out)
-{
-	if (arg[0] != '-')
-		return false;
-	arg += arg[1] == '-' ? 2 : 1;
-	size_t n = strlen(name);
-	if (strncmp(arg, name, n) != 0)
-		return false;
-	if (arg[n] == '\0' || strcmp(arg + n, "=true") == 0) {
-		*out = true;
-		return true;
-	}
-	if (strcmp(arg + n, "=false") == 0) {
-		*out = false;
-		return true;
-	}
-	return false;
-}
-
 int srv_restore_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -342,15 +305,15 @@ int srv_restore_main(int argc, char **argv)
 	const char *data_dir = NULL, *ic = NULL, *fmt = "simple", *wal = NULL;
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
-		if (flag_value(argc, argv, &i, "name", &s.name) ||
-		    flag_value(argc, argv, &i, "data-dir", &data_dir) ||
-		    flag_value(argc, argv, &i, "wal-dir", &wal) ||
-		    flag_value(argc, argv, &i, "initial-cluster-token", &s.token) ||
-		    flag_value(argc, argv, &i, "initial-cluster", &ic) ||
-		    flag_value(argc, argv, &i, "initial-advertise-peer-urls", &s.peer_urls) ||
-		    flag_value(argc, argv, &i, "write-out", &fmt) ||
-		    flag_value(argc, argv, &i, "w", &fmt) ||
-		    flag_bool(a, "skip-hash-check", &s.skip_hash_check))
+		if (srv_flag_value(argc, argv, &i, "name", &s.name) ||
+		    srv_flag_value(argc, argv, &i, "data-dir", &data_dir) ||
+		    srv_flag_value(argc, argv, &i, "wal-dir", &wal) ||
+		    srv_flag_value(argc, argv, &i, "initial-cluster-token", &s.token) ||
+		    srv_flag_value(argc, argv, &i, "initial-cluster", &ic) ||
+		    srv_flag_value(argc, argv, &i, "initial-advertise-peer-urls", &s.peer_urls) ||
+		    srv_flag_value(argc, argv, &i, "write-out", &fmt) ||
+		    srv_flag_value(argc, argv, &i, "w", &fmt) ||
+		    srv_flag_bool(a, "skip-hash-check", &s.skip_hash_check))
 			continue;
 		if (a[0] == '-') {
 			fprintf(stderr, "Error: unknown flag: %s\n", a);

@@ -96,13 +96,6 @@ struct srv_tls {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void side_log(srv_tls_log_fn log, void *ctx, const char *level, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 static void side_log(srv_tls_log_fn log, void *ctx, const char *level, const char *fmt, ...)
@@ -130,7 +123,7 @@ static void tls_log(srv_tls *t, const char *level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	int64_t now = mono_ms();
+	int64_t now = srv_mono_ms();
 	bool repeat = false;
 	pthread_mutex_lock(&t->log_mu);
 	for (size_t i = 0; i < LOG_RECENT && !repeat; i++)
@@ -1128,6 +1121,40 @@ struct grpc_server_credentials *srv_tls_server_creds(srv_tls *t)
 	return grpc_tls_server_credentials_create(o);
 }
 
+/*
+ * Channel credentials presenting @key_pem/@cert_pem (both NULL: no client
+ * certificate) and trusting @roots, with verifier @v (its reference passes to
+ * the credentials); !@verify: the server's certificate is not checked at all.
+ */
+static struct grpc_channel_credentials *channel_creds(const char *key_pem, const char *cert_pem,
+                                                      const char *roots, bool verify,
+                                                      grpc_tls_certificate_verifier *v)
+{
+	grpc_tls_credentials_options *o = grpc_tls_credentials_options_create();
+	grpc_tls_identity_pairs *pairs = NULL;
+	if (cert_pem != NULL) {
+		pairs = grpc_tls_identity_pairs_create();
+		grpc_tls_identity_pairs_add_pair(pairs, key_pem, cert_pem);
+	}
+	/* The core's static provider needs roots or an identity (it asserts). */
+	if (roots != NULL || pairs != NULL) {
+		grpc_tls_certificate_provider *p =
+		        grpc_tls_certificate_provider_static_data_create(roots, pairs);
+		grpc_tls_credentials_options_set_certificate_provider(o, p);
+		grpc_tls_certificate_provider_release(p);
+	}
+	if (pairs != NULL)
+		grpc_tls_credentials_options_watch_identity_key_cert_pairs(o);
+	if (roots != NULL)
+		grpc_tls_credentials_options_watch_root_certs(o);
+	grpc_tls_credentials_options_set_verify_server_cert(o, verify ? 1 : 0);
+	if (!verify)
+		grpc_tls_credentials_options_set_check_call_host(o, 0);
+	grpc_tls_credentials_options_set_certificate_verifier(o, v);
+	grpc_tls_certificate_verifier_release(v);
+	return grpc_tls_credentials_create(o);
+}
+
 struct grpc_channel_credentials *srv_tls_channel_creds(srv_tls *t)
 {
 	bool verify = t == NULL || !t->self_cert;
@@ -1140,30 +1167,81 @@ struct grpc_channel_credentials *srv_tls_channel_creds(srv_tls *t)
 		v = grpc_tls_certificate_verifier_host_name_create();
 	if (v == NULL)
 		return NULL;
-	grpc_tls_credentials_options *o = grpc_tls_credentials_options_create();
-	grpc_tls_identity_pairs *pairs = NULL;
-	if (t != NULL) {
-		pairs = grpc_tls_identity_pairs_create();
-		grpc_tls_identity_pairs_add_pair(pairs, t->key_pem, t->cert_pem);
-	}
 	const char *roots = NULL;
 	if (verify)
 		roots = t != NULL && given(t->ca_file) ? t->ca_pem : system_roots();
-	grpc_tls_certificate_provider *p =
-	        grpc_tls_certificate_provider_static_data_create(roots, pairs);
-	grpc_tls_credentials_options_set_certificate_provider(o, p);
-	grpc_tls_certificate_provider_release(p);
-	if (pairs != NULL)
-		grpc_tls_credentials_options_watch_identity_key_cert_pairs(o);
-	if (roots != NULL)
-		grpc_tls_credentials_options_watch_root_certs(o);
-	/* etcd's InsecureSkipVerify for its own self-signed certificates. */
-	grpc_tls_credentials_options_set_verify_server_cert(o, verify ? 1 : 0);
-	if (!verify)
-		grpc_tls_credentials_options_set_check_call_host(o, 0);
-	grpc_tls_credentials_options_set_certificate_verifier(o, v);
-	grpc_tls_certificate_verifier_release(v);
-	return grpc_tls_credentials_create(o);
+	/* !verify: etcd's InsecureSkipVerify for its own self-signed certificates. */
+	return channel_creds(t ? t->key_pem : NULL, t ? t->cert_pem : NULL, roots, verify, v);
+}
+
+int srv_tls_file_cn(const char *flag, const char *path, char *cn, size_t cnlen, char *err,
+                    size_t errlen)
+{
+	STACK_OF(X509) *sk = NULL;
+	if (load_certs(flag, path, &sk, err, errlen) != 0)
+		return -1;
+	subject_cn(sk_X509_value(sk, 0), cn, cnlen);
+	sk_X509_pop_free(sk, X509_free);
+	return 0;
+}
+
+struct grpc_channel_credentials *srv_tls_dial_creds(const srv_tls_dial *d, char *err,
+                                                    size_t errlen)
+{
+	STACK_OF(X509) *chain = NULL, *ca = NULL;
+	EVP_PKEY *key = NULL;
+	char *cert_pem = NULL, *key_pem_s = NULL, *ca_pem = NULL;
+	struct grpc_channel_credentials *c = NULL;
+	if (given(d->cert_file) != given(d->key_file)) {
+		srv_errf(err, errlen, "%s and %s must both be given (%s \"%s\", %s \"%s\")",
+		        d->cert_flag, d->key_flag, d->cert_flag, d->cert_file ? d->cert_file : "",
+		        d->key_flag, d->key_file ? d->key_file : "");
+		return NULL;
+	}
+	if (given(d->cert_file)) {
+		if (load_certs(d->cert_flag, d->cert_file, &chain, err, errlen) != 0 ||
+		    load_key(d->key_flag, d->key_file, &key, err, errlen) != 0)
+			goto out;
+		if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
+			ERR_clear_error();
+			srv_errf(err, errlen,
+			        "%s=%s: the private key does not match the certificate in %s=%s",
+			        d->key_flag, d->key_file, d->cert_flag, d->cert_file);
+			goto out;
+		}
+		cert_pem = certs_pem(chain);
+		key_pem_s = key_pem(key);
+		if (cert_pem == NULL || key_pem_s == NULL) {
+			srv_errf(err, errlen, "%s=%s: cannot re-encode the certificate or key",
+			        d->cert_flag, d->cert_file);
+			goto out;
+		}
+	}
+	if (given(d->ca_file)) {
+		if (load_certs(d->ca_flag, d->ca_file, &ca, err, errlen) != 0)
+			goto out;
+		if ((ca_pem = certs_pem(ca)) == NULL) {
+			srv_errf(err, errlen, "%s=%s: out of memory", d->ca_flag, d->ca_file);
+			goto out;
+		}
+	}
+	grpc_tls_certificate_verifier *v = d->skip_verify
+	                                           ? grpc_tls_certificate_verifier_no_op_create()
+	                                           : grpc_tls_certificate_verifier_host_name_create();
+	const char *roots = d->skip_verify ? NULL : ca_pem != NULL ? ca_pem : system_roots();
+	if (v == NULL || (c = channel_creds(key_pem_s, cert_pem, roots, !d->skip_verify, v)) == NULL)
+		srv_errf(err, errlen, "out of memory");
+out:
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(ca, X509_free);
+	EVP_PKEY_free(key);
+	free(cert_pem);
+	free(ca_pem);
+	if (key_pem_s != NULL) {
+		OPENSSL_cleanse(key_pem_s, strlen(key_pem_s));
+		free(key_pem_s);
+	}
+	return c;
 }
 
 /* ---- per-call checks ------------------------------------------------------------- */
@@ -1328,7 +1406,7 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 	char key[512], list[256];
 	quote_list(dns, ndns, list, sizeof list);
 	snprintf(key, sizeof key, "%s|%s", host, list);
-	int64_t now = mono_ms();
+	int64_t now = srv_mono_ms();
 	pthread_mutex_lock(&t->san_mu);
 	for (size_t i = 0; i < SAN_CACHE_SLOTS; i++) {
 		san_entry *e = &t->san[i];

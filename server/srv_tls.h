@@ -77,7 +77,9 @@ typedef void (*srv_tls_log_fn)(void *ctx, const char *level, const char *line);
 
 /* One side's flags, as given (strings may be NULL or "" for "not given"). */
 typedef struct srv_tls_side {
-	const char *side;             /* "client" or "peer" (names flags in messages) */
+	const char *side;             /* "client" or "peer" (names flags in messages);
+	                                 "proxy": a client side whose auto-TLS files go to
+	                                 fixtures/proxy (etcd's grpc-proxy) */
 	const char *cert_file;        /* --cert-file / --peer-cert-file */
 	const char *key_file;         /* --key-file / --peer-key-file */
 	const char *trusted_ca_file;  /* --trusted-ca-file / --peer-trusted-ca-file */
@@ -140,6 +142,37 @@ struct grpc_server_credentials *srv_tls_server_creds(srv_tls *t);
  * on out of memory.
  */
 struct grpc_channel_credentials *srv_tls_channel_creds(srv_tls *t);
+
+/* The flags of a client dialing etcd servers (grpc-proxy's --cert, --key,
+ * --cacert, --insecure-skip-tls-verify): the *_flag names are used in
+ * messages; files may be NULL or "". */
+typedef struct srv_tls_dial {
+	const char *cert_flag, *cert_file; /* client certificate (with key_file) */
+	const char *key_flag, *key_file;
+	const char *ca_flag, *ca_file; /* roots for the servers; none: the system bundle */
+	bool skip_verify;              /* the servers' certificates are not checked */
+} srv_tls_dial;
+
+/*
+ * srv_tls_dial_creds - new channel credentials for @d (as a Go client with
+ * that TLSInfo): the client certificate if given, the servers' certificates
+ * verified against the CA file (or the system's bundle) and their host names
+ * against the target's, or nothing verified with skip_verify. Release with
+ * grpc_channel_credentials_release. NULL with @err set: only one of cert/key,
+ * a file that cannot be read or holds no PEM certificate / key, a key that does
+ * not match the certificate, out of memory.
+ */
+struct grpc_channel_credentials *srv_tls_dial_creds(const srv_tls_dial *d, char *err,
+                                                    size_t errlen);
+
+/*
+ * srv_tls_file_cn - the Common Name (the last CN attribute of the subject, ""
+ * when it has none) of the first certificate in PEM file @path into @cn
+ * (truncated to @cnlen). Returns 0, or -1 with @err naming @flag: the file
+ * cannot be read or holds no PEM certificate.
+ */
+int srv_tls_file_cn(const char *flag, const char *path, char *cn, size_t cnlen, char *err,
+                    size_t errlen);
 
 /*
  * srv_tls_pems - the PEM texts a TLS server of @t's side outside the gRPC core

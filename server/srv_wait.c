@@ -6,7 +6,9 @@
  */
 #include "server/srv_wait.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define SRV_WAIT_MIN_BUCKETS 1024
 
@@ -126,4 +128,63 @@ void srv_wait_destroy(srv_wait *w, int err)
 	free(w->buckets);
 	w->buckets = NULL;
 	pthread_mutex_destroy(&w->mu);
+}
+
+/* ---- srv_waitone ---------------------------------------------------------- */
+
+void srv_waitone_init(srv_waitone *w, void (*release)(srv_waitone *w))
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 2;
+	w->done = 0;
+	w->err = 0;
+	w->release = release;
+}
+
+void srv_waitone_post(srv_waitone *w, int err)
+{
+	pthread_mutex_lock(&w->mu);
+	w->done = 1;
+	w->err = err;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	srv_waitone_unref(w);
+}
+
+int srv_waitone_wait(srv_waitone *w, int64_t ms, int timeout_err)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+			break;
+	int err = w->done ? w->err : timeout_err;
+	pthread_mutex_unlock(&w->mu);
+	return err;
+}
+
+void srv_waitone_unref(srv_waitone *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int left = --w->refs;
+	pthread_mutex_unlock(&w->mu);
+	if (left > 0)
+		return;
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	w->release(w);
+}
+
+void srv_waitone_abandon(srv_waitone *w)
+{
+	srv_waitone_unref(w);
+	srv_waitone_unref(w);
 }

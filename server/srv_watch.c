@@ -80,13 +80,6 @@ struct srv_watch {
 	int64_t no_leader_since; /* ms; 0 while there is a leader */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wake(srv_watch *sw)
 {
 	atomic_fetch_add(&sw->pending, 1);
@@ -409,12 +402,12 @@ static void *watch_main(void *arg)
 {
 	pthread_setname_np(pthread_self(), "ms-watch");
 	srv_watch *sw = arg;
-	int64_t next_progress = now_ms() + sw->cfg.progress_ms;
+	int64_t next_progress = srv_mono_ms() + sw->cfg.progress_ms;
 	for (;;) {
 		pthread_mutex_lock(&sw->mu);
 		while (!sw->stop && sw->chead == NULL && sw->bhead == NULL && !sw->kick &&
 		       !(sw->lost && ec_hub_watchers(sw->hub) > 0)) {
-			int64_t now = now_ms();
+			int64_t now = srv_mono_ms();
 			if (now >= next_progress)
 				break;
 			int64_t wait = next_progress - now;
@@ -478,7 +471,7 @@ static void *watch_main(void *arg)
 			more = ec_hub_step(sw->hub);
 			pthread_mutex_unlock(&sw->hub_mu);
 		}
-		int64_t now = now_ms();
+		int64_t now = srv_mono_ms();
 		pthread_mutex_lock(&sw->hub_mu);
 		atomic_store(&sw->unsynced, ec_hub_unsynced(sw->hub));
 		if (now >= next_progress) {

@@ -175,10 +175,13 @@ Test(config_file, full_sample)
 	/* settings without effect are listed as such flags are */
 	const char *names[SRV_CONFIG_MAX_FLAGS];
 	size_t n = srv_config_ignored(&c, names, SRV_CONFIG_MAX_FLAGS);
-	bool v2 = false;
-	for (size_t i = 0; i < n && i < SRV_CONFIG_MAX_FLAGS; i++)
+	bool v2 = false, pprof = false;
+	for (size_t i = 0; i < n && i < SRV_CONFIG_MAX_FLAGS; i++) {
 		v2 = v2 || strcmp(names[i], "enable-v2") == 0;
-	cr_expect(v2, "enable-v2: true is listed as having no effect");
+		pprof = pprof || strcmp(names[i], "enable-pprof") == 0;
+	}
+	cr_expect(pprof, "enable-pprof: true is listed as having no effect");
+	cr_expect(!v2, "enable-v2 is acted upon (/v2/keys): not listed");
 	srv_config_free(&c);
 }
 

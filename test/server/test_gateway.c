@@ -17,10 +17,7 @@
 #include <unistd.h>
 
 #include "etcdcompat/ec_errors.h"
-#include "rpc.pb-c.h"
-#include "server/srv_http.h"
-#include "server/srv_methods.h"
-#include "server/srv_rpc.h"
+#include "gw_testutil.h"
 
 static srv_rpc *g_rpc;
 static srv_http *g_http;
@@ -56,24 +53,13 @@ static void watch_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 		srv_stream_finish(st, EC_OK);
 		return;
 	}
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	h.revision = 9;
-	Etcdserverpb__WatchResponse w = ETCDSERVERPB__WATCH_RESPONSE__INIT;
-	w.header = &h;
-	w.created = 1;
-	srv_stream_send(st, &w.base);
-}
-
-static void stream_close(srv_stream *st, void *ctx, bool cancelled)
-{
-	(void)ctx, (void)cancelled;
-	srv_stream_unref(st);
+	gwt_send_created(st);
 }
 
 static void fake_watch(srv_stream *st, const ProtobufCMessage *req)
 {
 	(void)req;
-	srv_stream_ops ops = {.on_recv = watch_recv, .on_close = stream_close};
+	srv_stream_ops ops = {.on_recv = watch_recv, .on_close = gwt_stream_close};
 	srv_stream_set_ops(st, &ops, NULL);
 }
 
@@ -84,48 +70,38 @@ static void setup(void)
 	tab[SRV_M_KV_RANGE].unary = fake_range;
 	tab[SRV_M_KV_PUT].unary = fake_put;
 	tab[SRV_M_WATCH].stream = fake_watch;
-	srv_rpc_config rc = {.adopt_fds = true};
-	char err[256];
-	cr_assert_eq(srv_rpc_start(&rc, tab, SRV_M__COUNT, NULL, &g_rpc, err, sizeof err), 0, "%s",
-	             err);
-	srv_http_config hc = {.kinds = SRV_HTTP_KIND(SRV_HTTP_CLIENT, false), .rpc = g_rpc};
-	cr_assert_eq(srv_http_start(&hc, &g_http, err, sizeof err), 0, "%s", err);
+	gwt_start(tab, 0, &g_rpc, &g_http);
 }
 
 static void teardown(void)
 {
-	srv_http_stop(g_http);
-	srv_rpc_shutdown(g_rpc);
+	gwt_stop(g_rpc, g_http);
 }
 
 TestSuite(gateway, .init = setup, .fini = teardown, .timeout = 30);
 
-/* Send @req (a whole HTTP/1.1 request, "Connection: close") and return the
- * whole answer (malloc'd). */
-static char *exchange(const char *req)
+/* The whole answer on @fd (read until the server closes), then close @fd
+ * (malloc'd). exchange: of @req (a whole HTTP/1.1 request, "Connection:
+ * close"); post: of gwt_post's request. */
+static char *read_all(int fd)
 {
-	int sv[2];
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	cr_assert_eq(srv_http_add(g_http, sv[0], SRV_HTTP_CLIENT, false), 0);
-	size_t n = strlen(req);
-	cr_assert_eq(write(sv[1], req, n), (ssize_t)n);
 	size_t cap = 1 << 16, len = 0;
 	char *out = calloc(1, cap);
 	ssize_t r;
-	while (len + 1 < cap && (r = read(sv[1], out + len, cap - 1 - len)) > 0)
+	while (len + 1 < cap && (r = read(fd, out + len, cap - 1 - len)) > 0)
 		len += (size_t)r;
-	close(sv[1]);
+	close(fd);
 	return out;
+}
+
+static char *exchange(const char *req)
+{
+	return read_all(gwt_send(g_http, req));
 }
 
 static char *post(const char *path, const char *extra_headers, const char *body)
 {
-	char req[4096];
-	snprintf(req, sizeof req,
-	         "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: "
-	         "%zu\r\n\r\n%s",
-	         path, extra_headers, strlen(body), body);
-	return exchange(req);
+	return read_all(gwt_post(g_http, path, extra_headers, body));
 }
 
 /* The body of an answer (after the blank line). */

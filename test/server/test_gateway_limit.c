@@ -17,10 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rpc.pb-c.h"
-#include "server/srv_http.h"
-#include "server/srv_methods.h"
-#include "server/srv_rpc.h"
+#include "gw_testutil.h"
 
 static srv_rpc *g_rpc;
 static srv_http *g_http;
@@ -41,26 +38,14 @@ static void fake_range(srv_call *call, const ProtobufCMessage *req)
 static void watch_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 {
 	(void)ctx;
-	if (msg == NULL)
-		return;
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	h.revision = 9;
-	Etcdserverpb__WatchResponse w = ETCDSERVERPB__WATCH_RESPONSE__INIT;
-	w.header = &h;
-	w.created = 1;
-	srv_stream_send(st, &w.base);
-}
-
-static void stream_close(srv_stream *st, void *ctx, bool cancelled)
-{
-	(void)ctx, (void)cancelled;
-	srv_stream_unref(st);
+	if (msg != NULL)
+		gwt_send_created(st);
 }
 
 static void fake_watch(srv_stream *st, const ProtobufCMessage *req)
 {
 	(void)req;
-	srv_stream_ops ops = {.on_recv = watch_recv, .on_close = stream_close};
+	srv_stream_ops ops = {.on_recv = watch_recv, .on_close = gwt_stream_close};
 	srv_stream_set_ops(st, &ops, NULL);
 }
 
@@ -70,36 +55,19 @@ static void setup(void)
 	srv_etcd_methods(tab);
 	tab[SRV_M_KV_RANGE].unary = fake_range;
 	tab[SRV_M_WATCH].stream = fake_watch;
-	srv_rpc_config rc = {.adopt_fds = true, .max_concurrent_streams = 1};
-	char err[256];
-	cr_assert_eq(srv_rpc_start(&rc, tab, SRV_M__COUNT, NULL, &g_rpc, err, sizeof err), 0, "%s",
-	             err);
-	srv_http_config hc = {.kinds = SRV_HTTP_KIND(SRV_HTTP_CLIENT, false), .rpc = g_rpc};
-	cr_assert_eq(srv_http_start(&hc, &g_http, err, sizeof err), 0, "%s", err);
+	gwt_start(tab, 1, &g_rpc, &g_http);
 }
 
 static void teardown(void)
 {
-	srv_http_stop(g_http);
-	srv_rpc_shutdown(g_rpc);
+	gwt_stop(g_rpc, g_http);
 }
 
 TestSuite(gateway_limit, .init = setup, .fini = teardown, .timeout = 30);
 
-/* Open a client connection and send a POST of @body to @path with
- * @extra_headers; returns the client's end. */
 static int send_post(const char *path, const char *extra_headers, const char *body)
 {
-	int sv[2];
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	cr_assert_eq(srv_http_add(g_http, sv[0], SRV_HTTP_CLIENT, false), 0);
-	char req[1024];
-	int n = snprintf(req, sizeof req,
-	                 "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: "
-	                 "%zu\r\n\r\n%s",
-	                 path, extra_headers, strlen(body), body);
-	cr_assert_eq(write(sv[1], req, (size_t)n), (ssize_t)n);
-	return sv[1];
+	return gwt_post(g_http, path, extra_headers, body);
 }
 
 /* Whether @fd has something to read (or hung up) within @ms. */
@@ -134,13 +102,11 @@ static char *read_all(int fd)
 	return out;
 }
 
-static const char CREATED[] = "{\"result\":{\"header\":{\"revision\":\"9\"},\"created\":true}}";
-
 Test(gateway_limit, queued_until_a_stream_ends)
 {
 	int w = send_post("/v3/watch", "", "{\"create_request\":{\"key\":\"YQ==\"}}");
-	char *r = read_until(w, CREATED);
-	cr_assert(strstr(r, CREATED) != NULL, "watch: %s", r);
+	char *r = read_until(w, GWT_CREATED);
+	cr_assert(strstr(r, GWT_CREATED) != NULL, "watch: %s", r);
 	free(r);
 
 	/* the slot is the watch's: a Range waits, in order */
@@ -182,8 +148,8 @@ Test(gateway_limit, unary_calls_free_their_slot)
 	}
 	/* a watch queued behind nothing starts, and a Range waits behind it */
 	int w = send_post("/v3/watch", "", "{\"create_request\":{\"key\":\"YQ==\"}}");
-	char *r = read_until(w, CREATED);
-	cr_assert(strstr(r, CREATED) != NULL, "watch: %s", r);
+	char *r = read_until(w, GWT_CREATED);
+	cr_assert(strstr(r, GWT_CREATED) != NULL, "watch: %s", r);
 	free(r);
 	int a = send_post("/v3/kv/range", "", "{}");
 	cr_assert(!readable(a, 300));
@@ -197,8 +163,8 @@ Test(gateway_limit, queued_at_shutdown)
 {
 	/* a waiter still queued when the server stops: resumed, refused, freed */
 	int w = send_post("/v3/watch", "", "{\"create_request\":{\"key\":\"YQ==\"}}");
-	char *r = read_until(w, CREATED);
-	cr_assert(strstr(r, CREATED) != NULL, "watch: %s", r);
+	char *r = read_until(w, GWT_CREATED);
+	cr_assert(strstr(r, GWT_CREATED) != NULL, "watch: %s", r);
 	free(r);
 	int a = send_post("/v3/kv/range", "", "{}");
 	cr_assert(!readable(a, 200));

@@ -1,11 +1,15 @@
 /*
  * Unit tests for srv_wait, the pending-proposal wait table: add/take by id,
  * duplicates refused, growth past the initial bucket count, fail-all completes
- * every waiter once, and concurrent add/take from several threads.
+ * every waiter once, and concurrent add/take from several threads. And
+ * srv_waitone: a post before or during the wait, a post after the waiter gave
+ * up (the result is freed by the last reference, exactly once), an abandoned
+ * call.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "etcdcompat/ec_errors.h"
 #include "server/srv_wait.h"
@@ -88,4 +92,77 @@ Test(wait, concurrent_add_take)
 	}
 	cr_assert_eq(shared.count, 0);
 	srv_wait_destroy(&shared, EC_STOPPED);
+}
+
+typedef struct one {
+	srv_waitone base;
+	int *result; /* owned: freed by release */
+	int *released;
+} one;
+
+static void one_release(srv_waitone *b)
+{
+	one *o = (one *)b;
+	free(o->result);
+	(*o->released)++;
+	free(o);
+}
+
+static one *one_new(int *released)
+{
+	one *o = calloc(1, sizeof(*o));
+	cr_assert_not_null(o);
+	o->released = released;
+	srv_waitone_init(&o->base, one_release);
+	return o;
+}
+
+static void *late_post(void *arg)
+{
+	one *o = arg;
+	usleep(50 * 1000);
+	o->result = malloc(sizeof(int));
+	*o->result = 7;
+	srv_waitone_post(&o->base, EC_OK);
+	return NULL;
+}
+
+Test(waitone, post_before_and_during_the_wait)
+{
+	int released = 0;
+	one *o = one_new(&released);
+	o->result = malloc(sizeof(int));
+	*o->result = 3;
+	srv_waitone_post(&o->base, EC_COMPACTED);
+	cr_assert_eq(srv_waitone_wait(&o->base, 1000, EC_TIMEOUT), EC_COMPACTED);
+	cr_assert_eq(*o->result, 3);
+	cr_assert_eq(released, 0);
+	srv_waitone_unref(&o->base);
+	cr_assert_eq(released, 1);
+
+	o = one_new(&released);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, late_post, o), 0);
+	cr_assert_eq(srv_waitone_wait(&o->base, 5000, EC_TIMEOUT), EC_OK);
+	cr_assert_eq(*o->result, 7);
+	pthread_join(th, NULL);
+	srv_waitone_unref(&o->base);
+	cr_assert_eq(released, 2);
+}
+
+Test(waitone, a_post_after_the_timeout_frees_once)
+{
+	int released = 0;
+	one *o = one_new(&released);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, late_post, o), 0);
+	cr_assert_eq(srv_waitone_wait(&o->base, 10, EC_TIMEOUT), EC_TIMEOUT);
+	srv_waitone_unref(&o->base); /* the waiter leaves first */
+	cr_assert_eq(released, 0, "freed while the callback still holds it");
+	pthread_join(th, NULL);
+	cr_assert_eq(released, 1);
+
+	o = one_new(&released);
+	srv_waitone_abandon(&o->base); /* no callback will come */
+	cr_assert_eq(released, 2);
 }
