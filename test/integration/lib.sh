@@ -451,8 +451,21 @@ _cl_start_proxy() {
 
 # _cl_alloc K: fresh ports and data dir for member K.
 _cl_alloc() {
-    local k=$1 c p a
-    read -r c p a < <(free_ports 3)
+    local k=$1 c p a j used try
+    # Ports handed to other members are not bound yet (a member starts after
+    # all are allocated) while the fault proxy binds its ports at once: never
+    # hand out one of those again.
+    for try in $(seq 1 20); do
+        read -r c p a < <(free_ports 3)
+        used=0
+        for j in "${!CL_EP[@]}"; do
+            [ "$j" = "$k" ] && continue
+            case " ${CL_EP[$j]#127.0.0.1:} ${CL_PPORT[$j]:-} ${CL_APORT[$j]:-} " in
+                *" $c "* | *" $p "* | *" $a "*) used=1 ;;
+            esac
+        done
+        [ $used = 0 ] && break
+    done
     CL_NAME[$k]=m$k
     CL_EP[$k]=127.0.0.1:$c
     CL_CURL[$k]=http://127.0.0.1:$c

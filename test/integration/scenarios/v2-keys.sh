@@ -191,8 +191,14 @@ check_eq cluster-ttl-expired " 404 404 404" "$all"
 # a member that was down catches up (metastore: by a raft snapshot, the log having
 # been compacted past it; etcd keeps 5000 entries for it) with the v2 store
 kill_member 3
+# m3 may have been the leader: a put can fail until a new one is elected, so
+# each put is retried until it is acknowledged
 for i in $(seq 1 60); do
-    curl -s -o /dev/null -X PUT "${CL_CURL[1]}/v2/keys/snap/k$i" -d value=v$i
+    for try in $(seq 1 40); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "${CL_CURL[1]}/v2/keys/snap/k$i" -d value=v$i)
+        [ "$code" = 200 ] || [ "$code" = 201 ] && break
+        sleep 0.25
+    done
 done
 req GET "${CL_CURL[1]}/v2/keys/snap/k60"
 SIDX=$(fields 'd["node"]["modifiedIndex"]')
