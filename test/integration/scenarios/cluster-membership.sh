@@ -137,6 +137,7 @@ out=$(reconf cl_ectl "$ldr" member remove "${CL_ID[$f]}" 2>&1)
 check_eq remove-follower "Member $(id16 "${CL_ID[$f]}") removed from cluster $(id16 "$CID")" "$out"
 CL_GONE[$f]=1
 check_true removed-follower-stops "removed member still running after 60 s" wait_pid_exit "$fpid" 60
+kill -0 "$fpid" 2>/dev/null && kill -KILL "$fpid" 2>/dev/null   # never wait forever
 wait "$fpid" 2>/dev/null; rc=$?
 echo "# removed follower m$f exited with status $rc"
 _it_forget_pid "$fpid"; CL_PID[$f]=
@@ -150,6 +151,7 @@ out=$(reconf cl_ectl "$other" member remove "${CL_ID[$ldr]}" 2>&1)
 check_eq remove-leader "Member $(id16 "${CL_ID[$ldr]}") removed from cluster $(id16 "$CID")" "$out"
 CL_GONE[$ldr]=1
 check_true removed-leader-stops "removed leader still running after 60 s" wait_pid_exit "$lpid" 60
+kill -0 "$lpid" 2>/dev/null && kill -KILL "$lpid" 2>/dev/null   # never wait forever
 wait "$lpid" 2>/dev/null; rc=$?
 echo "# removed leader m$ldr exited with status $rc"
 _it_forget_pid "$lpid"; CL_PID[$ldr]=

@@ -46,7 +46,8 @@ check_eq round-robin-members 3 "$(printf '%s\n' "${ids[@]}" | sort -u | wc -l)"
 
 # watch through the gateway sees a put made directly on a member
 wout=$_IT_TMP/watch.out
-gw watch gw/w >"$wout" 2>&1 &
+# etcdctl itself in the background (not gw's subshell): $! is what to stop
+etcdctl --endpoints="127.0.0.1:$GW_PORT" --command-timeout=10s watch gw/w >"$wout" 2>&1 &
 wpid=$!
 track_pid "$wpid"
 sleep 1

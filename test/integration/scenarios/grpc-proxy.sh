@@ -67,7 +67,9 @@ pctl() {
 # meanwhile (through the proxy too; repeated until seen, bounded).
 check_watch() {
     local name=$1 key=$2 out=$_IT_TMP/watch-$1.out wpid i
-    pctl watch "$key" >"$out" 2>&1 &
+    # etcdctl itself in the background (not the pctl function's subshell), so
+    # that $! is the process to stop
+    etcdctl --endpoints="$GP_EP" --dial-timeout=5s --command-timeout=30s watch "$key" >"$out" 2>&1 &
     wpid=$!
     track_pid "$wpid"
     for i in $(seq 1 50); do
