@@ -99,6 +99,9 @@ enum {
 	X(EC_CORRUPT, DATA_LOSS, "etcdserver: corrupt cluster")                              \
 	X(EC_NOT_SUPPORTED_FOR_LEARNER, UNAVAILABLE, "etcdserver: rpc not supported for learner") \
 	X(EC_BAD_LEADER_TRANSFEREE, FAILED_PRECONDITION, "etcdserver: bad leader transferee") \
+	/* Peer port only: a removed member's Raft stream is refused with rafthttp's text. */ \
+	X(EC_MEMBER_REMOVED, FAILED_PRECONDITION,                                           \
+	  "the member has been permanently removed from the cluster")                       \
 	/* The auth store's own errors, which etcd 3.4 sends unconverted (code Unknown): \
 	 * from CheckPassword, and from the Maintenance service's admin check        \
 	 * (ec_auth_raw maps the converted rows to these). */                         \

@@ -198,14 +198,23 @@ static int str_from_json(json_t *j, char **out)
 	return (*out = strdup(json_string_value(j))) != NULL ? 0 : -1;
 }
 
+/* @len bytes at @text as a JSON object (the caller decrefs), or NULL. */
+static json_t *object_load(const char *text, size_t len)
+{
+	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+	if (j != NULL && !json_is_object(j)) {
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
 int ec_v2a_user_parse(const char *text, size_t len, ec_v2a_user *out)
 {
 	memset(out, 0, sizeof *out);
-	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, NULL);
-	if (j == NULL || !json_is_object(j)) {
-		json_decref(j);
+	json_t *j = object_load(text, len);
+	if (j == NULL)
 		return -1;
-	}
 	int rc = 0;
 	rc |= str_from_json(json_object_get(j, "user"), &out->name);
 	rc |= str_from_json(json_object_get(j, "password"), &out->password);
@@ -247,11 +256,9 @@ static int perms_from_json(json_t *j, ec_v2a_perms *p, bool *present)
 int ec_v2a_role_parse(const char *text, size_t len, ec_v2a_role *out)
 {
 	memset(out, 0, sizeof *out);
-	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, NULL);
-	if (j == NULL || !json_is_object(j)) {
-		json_decref(j);
+	json_t *j = object_load(text, len);
+	if (j == NULL)
 		return -1;
-	}
 	int rc = 0;
 	rc |= str_from_json(json_object_get(j, "role"), &out->name);
 	rc |= perms_from_json(json_object_get(j, "permissions"), &out->perms, NULL);

@@ -36,6 +36,7 @@
 #include "server/srv_handlers.h"
 #include "server/srv_http.h"
 #include "server/srv_listen.h"
+#include "server/srv_tlsfront.h"
 #include "server/srv_metrics.h"
 #include "server/srv_identity.h"
 #include "server/srv_restore.h"
@@ -150,6 +151,10 @@ static int setup_tls(const srv_config *cfg)
 		g_peer_tls = NULL;
 		return -1;
 	}
+	/* A member that refuses this one's certificate says so with a TLS alert,
+	 * which only the core's log lines tell: watch them (srv_tls.h). */
+	if (g_peer_tls != NULL)
+		srv_tls_watch_core_log(tls_log, NULL);
 	return 0;
 }
 
@@ -276,7 +281,8 @@ static int check_flags_match_dir(const srv_config *cfg)
  * Settle member and cluster id and prepare the raft state: a data dir that
  * holds a member restarts as it is (after checking that the flags describe the
  * same cluster); an empty one becomes an initial member of a new cluster or
- * joins a running one, as --initial-cluster-state says.
+ * joins a running one, as --initial-cluster-state says. Returns 0, -1 (logged
+ * fatal) or 1 when the data dir's member has been removed from the cluster.
  */
 static int settle_identity(srv_app *app, const srv_config *cfg)
 {
@@ -318,6 +324,12 @@ static int settle_identity(srv_app *app, const srv_config *cfg)
 				srv_logf(SRV_LOG_FATAL, "upgrading %s: cannot write the member set", cfg->data_dir);
 				return -1;
 			}
+		}
+		if (ec_cluster_is_removed(app->cluster, mid)) {
+			/* it applied its own removal before it stopped: nothing would ever
+			 * talk to it again (etcd learns it from its peers' "410 Gone") */
+			srv_logf(SRV_LOG_WARN, "%s; stopping", ec_strerror(EC_MEMBER_REMOVED));
+			return 1;
 		}
 		srv_log_info("restarting local member", SRV_LF_ID("cluster-id", cid),
 		             SRV_LF_ID("local-member-id", mid));
@@ -480,10 +492,16 @@ static int open_auth(srv_app *app, srv_config *cfg)
 	return 0;
 }
 
+static bool peer_is_removed(void *ctx, uint64_t id)
+{
+	glue *g = ctx;
+	return ec_cluster_is_removed(g->app->cluster, id);
+}
+
 static void peer_on_message(void *ctx, raft_message *msg)
 {
 	glue *g = ctx;
-	if (g->app->node == NULL || ec_cluster_is_removed(g->app->cluster, msg->from)) {
+	if (g->app->node == NULL || peer_is_removed(ctx, msg->from)) {
 		srv_peer_msg_free(msg);
 		return;
 	}
@@ -495,6 +513,13 @@ static void peer_on_unreachable(void *ctx, uint64_t to)
 	glue *g = ctx;
 	if (g->app->node)
 		srv_node_report_unreachable(g->app->node, to);
+}
+
+static void peer_on_removed(void *ctx, uint64_t by)
+{
+	glue *g = ctx;
+	if (g->app->node)
+		srv_node_report_removed(g->app->node, by);
 }
 
 static void peer_on_snapshot_status(void *ctx, uint64_t to, bool failed)
@@ -846,6 +871,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	srv_rpc_tune_runtime(); /* before any thread takes a gRPC core lock */
 
 	int exit_code = 1;
 	srv_app app = {0};
@@ -856,6 +882,7 @@ int main(int argc, char **argv)
 	app.client_urls = &cfg.advertise_client;
 	app.kv_cfg.max_txn_ops = cfg.max_txn_ops;
 	srv_rpc *rpc = NULL, *peer_rpc = NULL;
+	srv_tlsfront *peer_front = NULL; /* the peer port's own TLS, when it has one */
 	srv_listen *client_listen = NULL, *metrics_listen = NULL;
 	srv_http *http = NULL;
 	srv_v2a *v2a = NULL;
@@ -875,8 +902,11 @@ int main(int argc, char **argv)
 		srv_logf(SRV_LOG_FATAL, "cannot open data dir %s: %s", cfg.data_dir, err[0] ? err : st_strerror(rc));
 		goto out;
 	}
-	if (settle_identity(&app, &cfg) != 0)
+	if ((rc = settle_identity(&app, &cfg)) != 0) {
+		if (rc > 0) /* this member was removed from the cluster */
+			exit_code = 0;
 		goto out;
+	}
 	/* Physical compaction off the node thread (the log loop never waits for it). */
 	st_mvcc_set_compact_report(app.db, compact_report, NULL);
 	st_mvcc_set_background(app.db, true);
@@ -918,6 +948,8 @@ int main(int argc, char **argv)
 		.on_message = peer_on_message,
 		.on_unreachable = peer_on_unreachable,
 		.on_snapshot_status = peer_on_snapshot_status,
+		.is_removed = peer_is_removed,
+		.on_removed = peer_on_removed,
 		.on_forward = peer_on_forward,
 		.ctx = &g,
 		.tls = g_peer_tls,
@@ -933,10 +965,37 @@ int main(int argc, char **argv)
 	pcfg.n_listen = cfg.listen_peer.n;
 	pcfg.threads = 2;
 	pcfg.max_request_bytes = SRV_PEER_MAX_REQUEST_BYTES;
+	/* Allowed CN / hostname: metastore's own TLS server takes the https://
+	 * and unixs:// peer URLs (srv_tlsfront.h), the core the plaintext behind. */
+	const char *peer_tls_urls[SRV_MAX_URLS], *peer_plain_urls[SRV_MAX_URLS];
+	size_t n_peer_tls = 0, n_peer_plain = 0;
+	if (srv_tls_wants_front(g_peer_tls)) {
+		for (size_t i = 0; i < cfg.listen_peer.n; i++) {
+			const char *u = cfg.listen_peer.url[i];
+			if (url_is_tls(u))
+				peer_tls_urls[n_peer_tls++] = u;
+			else
+				peer_plain_urls[n_peer_plain++] = u;
+		}
+		srv_tlsfront_config fcfg = {.urls = peer_tls_urls, .n_urls = n_peer_tls,
+		                            .tls = g_peer_tls};
+		if (n_peer_tls > 0 && srv_tlsfront_bind(&fcfg, &peer_front, err, sizeof(err)) != 0) {
+			srv_logf(SRV_LOG_FATAL, "cannot listen for peers: %s", err);
+			goto out;
+		}
+		pcfg.listen = peer_plain_urls;
+		pcfg.n_listen = n_peer_plain;
+		pcfg.tls = NULL;
+		pcfg.adopt_fds = true;
+	}
 	srv_method prows[SRV_PEER_N_METHODS];
 	size_t np = srv_peer_methods(prows, SRV_PEER_N_METHODS);
 	if (srv_rpc_start(&pcfg, prows, np, g.peer, &peer_rpc, err, sizeof(err)) != 0) {
 		srv_logf(SRV_LOG_FATAL, "cannot listen for peers: %s", err);
+		goto out;
+	}
+	if (peer_front != NULL && srv_tlsfront_start(peer_front, peer_rpc) != 0) {
+		srv_logf(SRV_LOG_FATAL, "cannot listen for peers: out of threads");
 		goto out;
 	}
 	glue_on_members(&g);
@@ -1178,8 +1237,7 @@ int main(int argc, char **argv)
 			srv_node_status st;
 			srv_node_get_status(app.node, &st);
 			if (st.removed) {
-				srv_logf(SRV_LOG_WARN, "the member has been permanently removed from the cluster; "
-					      "stopping");
+				srv_logf(SRV_LOG_WARN, "%s; stopping", ec_strerror(EC_MEMBER_REMOVED));
 				exit_code = 0;
 			} else {
 				srv_logf(SRV_LOG_FATAL, "storage failed; stopping (no unacknowledged write was "
@@ -1225,6 +1283,7 @@ out:
 	srv_maint_free(&app);
 	srv_watch_stop(app.watch); /* after the node: no commit reaches its hook */
 	app.watch = NULL;
+	srv_tlsfront_stop(peer_front); /* before the core: no new peer connection */
 	srv_rpc_shutdown(peer_rpc);
 	srv_peer_stop(g.peer);
 	srv_tls_unref(g_client_tls);

@@ -405,6 +405,25 @@ int srv_listen_port(const srv_listen *l, size_t i)
 	return i < l->n_socks ? l->socks[i].port : 0;
 }
 
+int srv_listen_socket(const char *url, int *port, char *why, size_t whylen)
+{
+	lsock s;
+	memset(&s, 0, sizeof s);
+	s.fd = -1;
+	int rc = -1;
+	if (strncmp(url, "http://", 7) == 0 || strncmp(url, "unix://", 7) == 0)
+		rc = url[1] == 't' ? bind_tcp(&s, url + 7, why, whylen)
+		                   : bind_unix(&s, url + 7, why, whylen);
+	else if (strncmp(url, "https://", 8) == 0 || strncmp(url, "unixs://", 8) == 0)
+		rc = url[1] == 't' ? bind_tcp(&s, url + 8, why, whylen)
+		                   : bind_unix(&s, url + 8, why, whylen);
+	else
+		srv_errf(why, whylen, "not a URL");
+	free(s.unix_path); /* the caller removes the socket file: the URL's path */
+	*port = s.port;
+	return rc == 0 ? s.fd : -1;
+}
+
 /* ---- connections ------------------------------------------------------------------------ */
 
 static void sniff_unlink(srv_listen *l, sniff_conn *c)

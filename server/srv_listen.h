@@ -64,6 +64,17 @@ int srv_listen_bind(const srv_listen_config *cfg, srv_listen **out, char *err, s
 int srv_listen_port(const srv_listen *l, size_t i);
 
 /*
+ * srv_listen_socket - a listening socket (non-blocking, close-on-exec) for one
+ * http://, https://, unix:// or unixs:// URL, bound as srv_listen_bind binds
+ * it (a stale unix socket file replaced), for another listener
+ * (srv_tlsfront). The caller closes it and removes a unix socket's file (the
+ * URL's path). Returns the fd and *@port (the TCP port bound; 0 for unix
+ * sockets), or -1 with the reason in @why (not such a URL, a host that does
+ * not resolve, the address in use, no permission).
+ */
+int srv_listen_socket(const char *url, int *port, char *why, size_t whylen);
+
+/*
  * srv_listen_start - start accepting: gRPC connections go to @rpc (client mux:
  * required; it must have been started with adopt_fds and, for TLS URLs, the
  * listen address "unixs-abstract:<tls_grpc_addr>"), HTTP ones to @http. Both

@@ -71,6 +71,7 @@ typedef enum {
 	IN_TRANSFER,
 	IN_UNREACHABLE,
 	IN_SNAPSTATUS,
+	IN_REMOVED,
 } in_kind;
 
 typedef struct srv_input {
@@ -783,11 +784,21 @@ static void read_complete_all(read_waiter *w, int err)
 	}
 }
 
-/* Give every pending read a new round and ask raft to confirm it. */
+/*
+ * Give every pending read a new round and ask raft to confirm it — once the
+ * round in flight, if any, has been confirmed: as etcd's linearizable read
+ * loop, one confirmation (a heartbeat round on the leader, a ReadIndex round
+ * trip on a follower) is outstanding at a time, and every read that arrives
+ * meanwhile shares the next one. Starting a round per loop turn instead cost
+ * each member a heartbeat exchange per handful of reads.
+ */
 static void reads_start_round(srv_node *n, uint64_t now)
 {
 	if (!n->pending_reads)
 		return;
+	for (const read_round *rr = n->rounds; rr; rr = rr->next)
+		if (!rr->confirmed)
+			return;
 	read_round *rr = calloc(1, sizeof(*rr));
 	if (rr == NULL) {
 		read_complete_all(n->pending_reads, EC_NOMEM);
@@ -1367,10 +1378,13 @@ static int drive(srv_node *n, uint64_t now)
 			return -1;
 		for (size_t i = 0; i < rd.n_read_states; i++)
 			reads_on_state(n, &rd.read_states[i]);
+		bool confirmed = rd.n_read_states > 0;
 		bool soft = rd.has_soft_state;
 		raft_soft_state ss = rd.soft;
 		if (raft_advance(n->r, &rd) != 0)
 			return -1;
+		if (confirmed) /* the reads that waited for it get the next round */
+			reads_start_round(n, now);
 		publish_status(n);
 		if (soft)
 			on_soft_state(n, &ss, now);
@@ -1622,6 +1636,11 @@ void srv_node_report_snapshot(srv_node *n, uint64_t id, bool failed)
 	report(n, IN_SNAPSTATUS, id, failed);
 }
 
+void srv_node_report_removed(srv_node *n, uint64_t by)
+{
+	report(n, IN_REMOVED, by, false);
+}
+
 /* -------------------------------------------------------------- loop -- */
 
 /* Step one drained input; frees it. Normal proposals are batched by the caller. */
@@ -1665,6 +1684,14 @@ static void step_input(srv_node *n, srv_input *in, uint64_t now)
 		raft_step(n->r, &ev);
 		break;
 	}
+	case IN_REMOVED:
+		if (!n->st.removed)
+			srv_log_warn("a peer refused this member's messages: it has been removed "
+			             "from the cluster", SRV_LF_ID("remote-peer-id", in->id));
+		pthread_mutex_lock(&n->mu);
+		n->st.removed = true;
+		pthread_mutex_unlock(&n->mu);
+		break;
 	}
 	free(in);
 }

@@ -207,6 +207,13 @@ void srv_node_step_message(srv_node *n, raft_message *msg, void (*free_msg)(raft
 void srv_node_report_unreachable(srv_node *n, uint64_t id);
 void srv_node_report_snapshot(srv_node *n, uint64_t id, bool failed);
 
+/* srv_node_report_removed - peer @by refused this member's Raft stream because
+ * it applied this member's removal (one this member may never apply itself when
+ * the leader stopped replicating to it first): the node stops as on applying
+ * its own removal (srv_node_get_status().removed, srv_node_failed()). Any
+ * thread. */
+void srv_node_report_removed(srv_node *n, uint64_t by);
+
 /* srv_node_hdr - the header identity (cluster, member, current term). */
 ec_hdr srv_node_hdr(srv_node *n);
 

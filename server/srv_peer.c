@@ -158,6 +158,8 @@ typedef struct report {
 	bool snap;
 	bool snap_failed;
 	uint64_t snap_id;
+	bool removed; /* a peer refused our Raft stream: we were removed */
+	uint64_t removed_by;
 	srv_peer_forward_cb cb;
 	void *cbctx;
 	int err;
@@ -738,6 +740,11 @@ static void raft_event_locked(srv_peer *sp, pcall *c, ptag_kind k, bool ok, repo
 		break;
 	case PT_STATUS:
 		c->got_status = true;
+		if (c->code == (grpc_status_code)ec_grpc_code(EC_MEMBER_REMOVED) &&
+		    grpc_slice_str_cmp(c->details, ec_strerror(EC_MEMBER_REMOVED)) == 0) {
+			r->removed = true;
+			r->removed_by = pe->id;
+		}
 		if (pe->raft != c)
 			break; /* replaced or removed meanwhile */
 		pe->raft = NULL;
@@ -756,7 +763,6 @@ static void raft_event_locked(srv_peer *sp, pcall *c, ptag_kind k, bool ok, repo
 	default:
 		break;
 	}
-	(void)r;
 }
 
 static void snap_event_locked(srv_peer *sp, pcall *c, ptag_kind k, bool ok, report *r)
@@ -830,6 +836,8 @@ static void fire(srv_peer *sp, report *r)
 		cfg->on_snapshot_status(cfg->ctx, r->snap_id, r->snap_failed);
 	if (r->unreach && cfg->on_unreachable != NULL)
 		cfg->on_unreachable(cfg->ctx, r->unreach_id);
+	if (r->removed && cfg->on_removed != NULL)
+		cfg->on_removed(cfg->ctx, r->removed_by);
 	if (r->cb != NULL) {
 		const uint8_t *d = NULL;
 		size_t n = 0;
@@ -1482,6 +1490,13 @@ static void raft_rx_recv(srv_stream *st, void *ctx, const ProtobufCMessage *msg)
 	const Metastore__RaftBatch *b = (const Metastore__RaftBatch *)msg;
 	if (!batch_ok(sp, b))
 		return;
+	if (sp->cfg.is_removed != NULL && sp->cfg.is_removed(sp->cfg.ctx, b->from)) {
+		atomic_fetch_add(&sp->st_rejected, 1);
+		srv_log_warn("rejected stream from remote peer because it was removed",
+		             SRV_LF_ID("remote-peer-id", b->from));
+		srv_stream_finish(st, EC_MEMBER_REMOVED);
+		return;
+	}
 	for (size_t i = 0; i < b->n_msgs; i++) {
 		raft_message *m;
 		int rc = srv_peer_codec_decode(b->msgs[i], NULL, &m);

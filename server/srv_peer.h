@@ -108,6 +108,15 @@ typedef struct srv_peer_config {
 	 * when srv_peer_remove(@to) or srv_peer_stop() runs are dropped without a
 	 * report (one in flight at srv_peer_remove reports failed). May be NULL. */
 	void (*on_snapshot_status)(void *ctx, uint64_t to, bool failed);
+	/* Whether member @id has been removed from the cluster (an srv_rpc thread;
+	 * must not block). A Raft stream from a removed member is ended with
+	 * EC_MEMBER_REMOVED, as etcd's rafthttp answers such a peer "410 Gone", so
+	 * that a member that missed its own removal learns of it. May be NULL. */
+	bool (*is_removed)(void *ctx, uint64_t id);
+	/* A peer ended our Raft stream with EC_MEMBER_REMOVED: this member has been
+	 * removed from the cluster and should stop (a transport thread). May be
+	 * called more than once. May be NULL. */
+	void (*on_removed)(void *ctx, uint64_t by);
 	/*
 	 * Serve a peer's srv_peer_forward/srv_peer_fetch (an srv_rpc thread; must not
 	 * block long). @from is the caller's member id (0 from srv_peer_fetch). On

@@ -41,6 +41,7 @@
  */
 #include "server/srv_rpc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1073,6 +1074,26 @@ static void rpc_abort_start(srv_rpc *rpc)
 		}
 	}
 	rpc_free(rpc);
+}
+
+bool srv_rpc_tune_runtime(void)
+{
+	/* absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore), under
+	 * Debian's inline namespace and abseil's plain one (kIgnore is 0) */
+	static const char *const names[] = {
+	        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+	        "_ZN4absl29SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		void *sym = dlsym(RTLD_DEFAULT, names[i]);
+		if (sym != NULL) {
+			void (*set_mode)(int);
+			memcpy(&set_mode, &sym, sizeof set_mode);
+			set_mode(0);
+			return true;
+		}
+	}
+	return false;
 }
 
 int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n, void *app,

@@ -126,6 +126,16 @@ typedef struct srv_rpc_config {
 } srv_rpc_config;
 
 /*
+ * srv_rpc_tune_runtime - turn off the gRPC core's absl::Mutex deadlock
+ * detection, which Debian's abseil (built without NDEBUG) leaves on: every
+ * lock then updates a global lock graph (GraphCycles), a few per cent of the
+ * server's CPU under load. The abseil call is C++ and found by its symbol at
+ * run time; when no abseil of a known name is loaded, nothing changes. Call
+ * once, before the first grpc_init(). Returns whether detection was turned off.
+ */
+bool srv_rpc_tune_runtime(void);
+
+/*
  * srv_rpc_start - bind, start the completion-queue threads and serve @methods.
  * @cfg:     listen addresses and limits (see srv_rpc_config).
  * @methods: @n rows; copied. Names must be unique and start with '/'; each row

@@ -12,6 +12,11 @@
  * behind it. etcd's checkSAN needs the connection's address, which a verifier
  * is not told: it runs per call (srv_tls_check_client_addr) on the auth
  * context's SAN properties and the call's peer address.
+ *
+ * The same checks serve srv_tlsfront's OpenSSL server (names_allowed in its
+ * verify callback, crl_check and san_check after its handshake), and the
+ * core's log lines pass through core_log, which turns a TLS alert received
+ * by the core into Go's words.
  */
 #include "server/srv_log.h"
 #include "server/srv_tls.h"
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,12 +45,14 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/string_util.h>
 
 #define SAN_CACHE_SLOTS 16
@@ -939,6 +947,18 @@ static void quote_list(char *const *v, size_t n, char *buf, size_t len)
 		snprintf(buf + o, len - o, "]");
 }
 
+/* Whether @leaf passes --peer-cert-allowed-cn (its CN) or the allowed hostname
+ * (its SANs); true when neither is set. */
+static bool names_allowed(const srv_tls *t, X509 *leaf)
+{
+	if (given(t->allowed_cn)) {
+		char cn[256];
+		subject_cn(leaf, cn, sizeof cn);
+		return strcmp(cn, t->allowed_cn) == 0;
+	}
+	return !given(t->allowed_hostname) || cert_matches_host(leaf, t->allowed_hostname);
+}
+
 /*
  * The checks the core leaves to us, on the other end's certificate: allowed
  * CN / hostname (both sides, as etcd's baseConfig.VerifyPeerCertificate) and,
@@ -963,16 +983,7 @@ static int check_peer_cert(srv_tls *t, bool server, const char *pem, const char 
 		srv_errf(why, whylen, "cannot parse the peer certificate");
 		return -1;
 	}
-	int rc = 0;
-	X509 *leaf = sk_X509_value(certs, 0);
-	if (given(t->allowed_cn)) {
-		char cn[256];
-		subject_cn(leaf, cn, sizeof cn);
-		if (strcmp(cn, t->allowed_cn) != 0)
-			rc = -1;
-	} else if (given(t->allowed_hostname) && !cert_matches_host(leaf, t->allowed_hostname)) {
-		rc = -1;
-	}
+	int rc = names_allowed(t, sk_X509_value(certs, 0)) ? 0 : -1;
 	if (rc != 0) {
 		srv_errf(why, whylen, "client certificate authentication failed");
 	} else if (want_crl) {
@@ -1366,6 +1377,67 @@ static bool host_in_dns(const char *host, char *const *names, size_t n)
 	return false;
 }
 
+/*
+ * etcd's checkCertSAN for a client at @host whose certificate has the IP SANs
+ * @ips and the DNS SANs @dns (at least one of either): 0, or -1 with Go's
+ * reason in @why. Verdicts on DNS lookups are cached for SAN_CACHE_MS.
+ */
+static int san_check(srv_tls *t, const char *host, char *const *ips, size_t nip,
+                     char *const *dns, size_t ndns, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < nip; i++)
+		if (same_ip(ips[i], host))
+			return 0;
+	if (ndns == 0) {
+		char list[256] = "";
+		for (size_t i = 0; i < nip; i++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+			         i ? ", " : "", ips[i]);
+		srv_errf(why, whylen, "x509: certificate is valid for %s, not %s", list, host);
+		return -1;
+	}
+	/* DNS SANs: lookups, with a short-lived cache of verdicts. */
+	char key[512], list[256];
+	quote_list(dns, ndns, list, sizeof list);
+	snprintf(key, sizeof key, "%s|%s", host, list);
+	int64_t now = srv_mono_ms();
+	pthread_mutex_lock(&t->san_mu);
+	for (size_t i = 0; i < SAN_CACHE_SLOTS; i++) {
+		san_entry *e = &t->san[i];
+		if (e->at_ms != 0 && now - e->at_ms < SAN_CACHE_MS && strcmp(e->key, key) == 0) {
+			int rc = e->ok ? 0 : -1;
+			srv_errf(why, whylen, "%s", e->why);
+			pthread_mutex_unlock(&t->san_mu);
+			return rc;
+		}
+	}
+	pthread_mutex_unlock(&t->san_mu);
+	bool ok = host_in_dns(host, dns, ndns);
+	if (!ok)
+		srv_errf(why, whylen, "tls: \"%s\" does not match any of DNSNames %s", host, list);
+	pthread_mutex_lock(&t->san_mu);
+	san_entry *e = &t->san[t->san_next++ % SAN_CACHE_SLOTS];
+	snprintf(e->key, sizeof e->key, "%s", key);
+	snprintf(e->why, sizeof e->why, "%s", ok ? "" : why);
+	e->ok = ok;
+	e->at_ms = now;
+	pthread_mutex_unlock(&t->san_mu);
+	return ok ? 0 : -1;
+}
+
+/* etcd's "rejected connection from ..." line for a refused client at @peer. */
+static void log_rejected(srv_tls *t, const char *peer, const char *why, char *const *ips,
+                         size_t nip, char *const *dns, size_t ndns)
+{
+	char ipl[256], dnl[256];
+	quote_list(ips, nip, ipl, sizeof ipl);
+	quote_list(dns, ndns, dnl, sizeof dnl);
+	tls_log(t, "info",
+	        "rejected connection from \"%s\" (error \"%s\", ServerName \"\", IPAddresses %s, "
+	        "DNSNames %s)",
+	        peer, why, ipl, dnl);
+}
+
 int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, size_t whylen)
 {
 	if (!srv_tls_checks_client_addr(t) || call == NULL)
@@ -1388,59 +1460,11 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
 	if (peer == NULL || !peer_host(peer, host, sizeof host)) {
 		srv_errf(why, whylen, "address %s: missing port in address", peer ? peer : "");
 		rc = -1;
-		goto log;
+	} else {
+		rc = san_check(t, host, ips, nip, dns, ndns, why, whylen);
 	}
-	for (size_t i = 0; i < nip; i++)
-		if (same_ip(ips[i], host))
-			goto out;
-	if (ndns == 0) {
-		char list[256] = "";
-		for (size_t i = 0; i < nip; i++)
-			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-			         i ? ", " : "", ips[i]);
-		srv_errf(why, whylen, "x509: certificate is valid for %s, not %s", list, host);
-		rc = -1;
-		goto log;
-	}
-	/* DNS SANs: lookups, with a short-lived cache of verdicts. */
-	char key[512], list[256];
-	quote_list(dns, ndns, list, sizeof list);
-	snprintf(key, sizeof key, "%s|%s", host, list);
-	int64_t now = srv_mono_ms();
-	pthread_mutex_lock(&t->san_mu);
-	for (size_t i = 0; i < SAN_CACHE_SLOTS; i++) {
-		san_entry *e = &t->san[i];
-		if (e->at_ms != 0 && now - e->at_ms < SAN_CACHE_MS && strcmp(e->key, key) == 0) {
-			rc = e->ok ? 0 : -1;
-			srv_errf(why, whylen, "%s", e->why);
-			pthread_mutex_unlock(&t->san_mu);
-			goto out;
-		}
-	}
-	pthread_mutex_unlock(&t->san_mu);
-	bool ok = host_in_dns(host, dns, ndns);
-	if (!ok) {
-		srv_errf(why, whylen, "tls: \"%s\" does not match any of DNSNames %s", host, list);
-		rc = -1;
-	}
-	pthread_mutex_lock(&t->san_mu);
-	san_entry *e = &t->san[t->san_next++ % SAN_CACHE_SLOTS];
-	snprintf(e->key, sizeof e->key, "%s", key);
-	snprintf(e->why, sizeof e->why, "%s", ok ? "" : why);
-	e->ok = ok;
-	e->at_ms = now;
-	pthread_mutex_unlock(&t->san_mu);
-log:
-	if (rc != 0) {
-		char ipl[256], dnl[256];
-		quote_list(ips, nip, ipl, sizeof ipl);
-		quote_list(dns, ndns, dnl, sizeof dnl);
-		tls_log(t, "info",
-		        "rejected connection from \"%s\" (error \"%s\", ServerName \"\", "
-		        "IPAddresses "
-		        "%s, DNSNames %s)",
-		        peer ? peer : "", why, ipl, dnl);
-	}
+	if (rc != 0)
+		log_rejected(t, peer ? peer : "", why, ips, nip, dns, ndns);
 out:
 	free_values(ips, nip);
 	free_values(dns, ndns);
@@ -1476,6 +1500,292 @@ int srv_tls_call_cn(struct grpc_call *call, char *buf, size_t cap)
 		buf[0] = '\0';
 	grpc_auth_context_release(ctx);
 	return rc;
+}
+
+/* ---- metastore's own TLS server (srv_tlsfront) ----------------------------------- */
+
+bool srv_tls_wants_front(const srv_tls *t)
+{
+	return t != NULL && strcmp(t->side, "peer") == 0 && t->require_client &&
+	       (given(t->allowed_cn) || given(t->allowed_hostname));
+}
+
+/* The handshake's verify callback: after OpenSSL verified the chain, the leaf
+ * must pass the allowed CN / hostname; a refusal is X509_V_ERR_CERT_REJECTED,
+ * which OpenSSL sends as alert bad_certificate (as Go does for an error from
+ * VerifyPeerCertificate). */
+static int front_verify(int ok, X509_STORE_CTX *xs)
+{
+	if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0)
+		return ok;
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const srv_tls *t = ssl != NULL ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+	if (t == NULL || names_allowed(t, X509_STORE_CTX_get_current_cert(xs)))
+		return 1;
+	X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+	return 0;
+}
+
+/* ALPN: an HTTP/2 protocol the client offers ("grpc-exp" first, as the core's
+ * server); a client offering neither gets no ALPN (and HTTP/2 all the same). */
+static int front_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                      const unsigned char *in, unsigned inlen, void *arg)
+{
+	(void)ssl, (void)arg;
+	static const unsigned char ours[] = "\x08grpc-exp\x02h2";
+	unsigned char *sel = NULL;
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Load @t's certificate chain, key and client CAs into @ctx. 0 or -1. */
+static int front_load(srv_tls *t, SSL_CTX *ctx)
+{
+	int rc = -1;
+	STACK_OF(X509) *chain = parse_certs(t->cert_pem, strlen(t->cert_pem));
+	STACK_OF(X509) *ca = parse_certs(t->ca_pem, strlen(t->ca_pem));
+	BIO *kb = BIO_new_mem_buf(t->key_pem, -1);
+	EVP_PKEY *key = kb != NULL ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+	if (chain == NULL || sk_X509_num(chain) == 0 || ca == NULL || key == NULL ||
+	    SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+		goto out;
+	for (int i = 1; i < sk_X509_num(chain); i++)
+		if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) != 1)
+			goto out;
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	for (int i = 0; i < sk_X509_num(ca); i++) {
+		X509 *x = sk_X509_value(ca, i);
+		if (X509_STORE_add_cert(store, x) != 1 || SSL_CTX_add_client_CA(ctx, x) != 1)
+			goto out;
+	}
+	rc = 0;
+out:
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(ca, X509_free);
+	EVP_PKEY_free(key);
+	BIO_free(kb);
+	return rc;
+}
+
+struct ssl_ctx_st *srv_tls_front_ctx(srv_tls *t, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	const char *ciphers = getenv("GRPC_SSL_CIPHER_SUITES"); /* srv_tls_use_cipher_suites */
+	if (ctx == NULL || !t->require_client || t->ca_pem == NULL ||
+	    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    (given(ciphers) && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) ||
+	    front_load(t, ctx) != 0) {
+		unsigned long e = ERR_peek_last_error();
+		srv_errf(err, errlen, "%s TLS server: %s", t->side,
+		        e != 0 ? ERR_reason_error_string(e) : "no client certificates required");
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/* Every connection is verified afresh: no resumption. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, front_verify);
+	SSL_CTX_set_alpn_select_cb(ctx, front_alpn, NULL);
+	SSL_CTX_set_app_data(ctx, t);
+	return ctx;
+}
+
+/* The SANs of @x: IP addresses as text and DNS names, malloc'd (at most @cap
+ * of each). */
+static void cert_sans(X509 *x, char **ips, size_t *nip, char **dns, size_t *ndns, size_t cap)
+{
+	*nip = *ndns = 0;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		char buf[INET6_ADDRSTRLEN];
+		if (g->type == GEN_IPADD && *nip < cap) {
+			int len = ASN1_STRING_length(g->d.iPAddress);
+			const unsigned char *p = ASN1_STRING_get0_data(g->d.iPAddress);
+			if ((len == 4 || len == 16) &&
+			    inet_ntop(len == 4 ? AF_INET : AF_INET6, p, buf, sizeof buf) != NULL &&
+			    (ips[*nip] = strdup(buf)) != NULL)
+				(*nip)++;
+		} else if (g->type == GEN_DNS && *ndns < cap) {
+			int len = ASN1_STRING_length(g->d.dNSName);
+			char *s = malloc((size_t)len + 1);
+			if (s != NULL) {
+				memcpy(s, ASN1_STRING_get0_data(g->d.dNSName), (size_t)len);
+				s[len] = '\0';
+				dns[(*ndns)++] = s;
+			}
+		}
+	}
+	GENERAL_NAMES_free(gens);
+}
+
+int srv_tls_front_check(srv_tls *t, struct ssl_st *ssl, const char *host, const char *peer,
+                        char *why, size_t whylen)
+{
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	if (leaf == NULL)
+		return 0; /* never: the front requires one */
+	int rc = 0;
+	char *ips[32], *dns[32];
+	size_t nip = 0, ndns = 0;
+	cert_sans(leaf, ips, &nip, dns, &ndns, 32);
+	if (given(t->crl_file)) {
+		/* etcd checks every certificate the client sent (the server side's
+		 * peer chain lacks the leaf). */
+		STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl);
+		STACK_OF(X509) *certs = sk_X509_new_null();
+		if (certs == NULL || !sk_X509_push(certs, leaf)) {
+			srv_errf(why, whylen, "out of memory");
+			rc = -1;
+		}
+		for (int i = 0; rc == 0 && sent != NULL && i < sk_X509_num(sent); i++)
+			if (X509_cmp(sk_X509_value(sent, i), leaf) != 0)
+				sk_X509_push(certs, sk_X509_value(sent, i));
+		if (rc == 0 && crl_check(t, certs, why, whylen) != 0)
+			rc = -1;
+		sk_X509_free(certs); /* the certificates stay the connection's */
+	}
+	if (rc == 0 && !t->skip_client_san && (nip > 0 || ndns > 0)) {
+		if (host == NULL) {
+			srv_errf(why, whylen, "address %s: missing port in address", peer);
+			rc = -1;
+		} else {
+			rc = san_check(t, host, ips, nip, dns, ndns, why, whylen);
+		}
+	}
+	if (rc != 0)
+		log_rejected(t, peer, why, ips, nip, dns, ndns);
+	free_values(ips, nip);
+	free_values(dns, ndns);
+	return rc;
+}
+
+void srv_tls_front_refused(srv_tls *t, const char *peer, const char *why)
+{
+	tls_log(t, "info", "rejected connection from \"%s\" (error \"%s\", ServerName \"\")", peer,
+	        why);
+}
+
+/* ---- TLS alerts in Go's words --------------------------------------------------- */
+
+/* Go's crypto/tls alert texts (alert.go), by alert number. */
+static const struct {
+	unsigned char alert;
+	const char *go;
+} alerts[] = {
+        {10, "unexpected message"},       {20, "bad record MAC"},
+        {21, "decryption failed"},        {22, "record overflow"},
+        {30, "decompression failure"},    {40, "handshake failure"},
+        {42, "bad certificate"},          {43, "unsupported certificate"},
+        {44, "revoked certificate"},      {45, "expired certificate"},
+        {46, "unknown certificate"},      {47, "illegal parameter"},
+        {48, "unknown certificate authority"}, {49, "access denied"},
+        {50, "error decoding message"},   {51, "error decrypting message"},
+        {70, "protocol version not supported"}, {71, "insufficient security level"},
+        {80, "internal error"},           {86, "inappropriate fallback"},
+        {90, "user canceled"},            {100, "no renegotiation"},
+        {109, "missing extension"},       {110, "unsupported extension"},
+        {112, "unrecognized name"},       {113, "bad certificate status response"},
+        {115, "unknown PSK identity"},    {116, "certificate required"},
+        {120, "no application protocol"},
+};
+#define N_ALERTS (sizeof alerts / sizeof alerts[0])
+
+int srv_tls_remote_alert_text(unsigned long ossl_err, char *buf, size_t len)
+{
+	if (ERR_GET_LIB(ossl_err) != ERR_LIB_SSL)
+		return -1;
+	int reason = ERR_GET_REASON(ossl_err) - SSL_AD_REASON_OFFSET;
+	if (reason < 0 || reason > 255)
+		return -1;
+	for (size_t i = 0; i < N_ALERTS; i++)
+		if (alerts[i].alert == reason) {
+			snprintf(buf, len, "remote error: tls: %s", alerts[i].go);
+			return 0;
+		}
+	snprintf(buf, len, "remote error: tls: alert(%d)", reason);
+	return 0;
+}
+
+/* ---- the core's log lines (gpr_log) ------------------------------------------------ */
+
+#define CORE_ALERT_REPEAT_MS 5000
+
+static srv_tls_log_fn core_log_fn;
+static void *core_log_ctx;
+static gpr_log_severity core_log_min; /* what the core printed before us */
+static bool core_log_none;            /* GRPC_VERBOSITY=NONE */
+static char core_alert_ossl[N_ALERTS][64]; /* OpenSSL's reason text per alert */
+static pthread_mutex_t core_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t core_alert_at[N_ALERTS];
+
+/* A line the core would have printed, as its default log function prints it
+ * (gRPC 1.51): "E1203 15:26:44.191408000   12345 file.cc:382]" padded to 70
+ * columns, a space and the message, on stderr. */
+static void core_log_print(const gpr_log_func_args *a)
+{
+	const char *file = strrchr(a->file, '/');
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	char when[32], prefix[160];
+	strftime(when, sizeof when, "%m%d %H:%M:%S", &tm);
+	snprintf(prefix, sizeof prefix, "%s%s.%09ld %7ld %s:%d]",
+	         gpr_log_severity_string(a->severity), when, ts.tv_nsec, (long)syscall(SYS_gettid),
+	         file != NULL ? file + 1 : a->file, a->line);
+	fprintf(stderr, "%-70s %s\n", prefix, a->message);
+}
+
+static void core_log(gpr_log_func_args *a)
+{
+	if (a->message != NULL && strstr(a->message, "alert") != NULL) {
+		for (size_t i = 0; i < N_ALERTS; i++) {
+			if (core_alert_ossl[i][0] == '\0' || strstr(a->message, core_alert_ossl[i]) == NULL)
+				continue;
+			int64_t now = srv_mono_ms();
+			pthread_mutex_lock(&core_log_mu);
+			bool say = core_alert_at[i] == 0 || now - core_alert_at[i] >= CORE_ALERT_REPEAT_MS;
+			if (say)
+				core_alert_at[i] = now;
+			pthread_mutex_unlock(&core_log_mu);
+			if (say)
+				side_log(core_log_fn, core_log_ctx, "warn",
+				         "TLS handshake failed: remote error: tls: %s", alerts[i].go);
+			return; /* said in our words instead, and not at every retry */
+		}
+	}
+	if (!core_log_none && a->severity >= core_log_min)
+		core_log_print(a);
+}
+
+void srv_tls_watch_core_log(srv_tls_log_fn log, void *log_ctx)
+{
+	core_log_fn = log;
+	core_log_ctx = log_ctx;
+	const char *v = getenv("GRPC_VERBOSITY");
+	core_log_min = GPR_LOG_SEVERITY_ERROR;
+	if (v != NULL && strcasecmp(v, "DEBUG") == 0)
+		core_log_min = GPR_LOG_SEVERITY_DEBUG;
+	else if (v != NULL && strcasecmp(v, "INFO") == 0)
+		core_log_min = GPR_LOG_SEVERITY_INFO;
+	core_log_none = v != NULL && strcasecmp(v, "NONE") == 0;
+	OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS, NULL);
+	for (size_t i = 0; i < N_ALERTS; i++) {
+		const char *r = ERR_reason_error_string(
+		        ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + alerts[i].alert));
+		snprintf(core_alert_ossl[i], sizeof core_alert_ossl[i], "%s", r != NULL ? r : "");
+	}
+	gpr_set_log_function(core_log);
+	gpr_set_log_verbosity(core_log_min < GPR_LOG_SEVERITY_INFO ? core_log_min
+	                                                           : GPR_LOG_SEVERITY_INFO);
 }
 
 /* ---- cipher suites ---------------------------------------------------------------- */

@@ -35,9 +35,16 @@
  *     verifier no address, so this check runs on each call
  *     (srv_tls_check_client_addr, called by srv_rpc) instead of at the
  *     handshake; a refused call ends with UNAVAILABLE.
- * The first three happen in the TLS handshake (a custom verifier), so a
- * refused client never gets a connection. Refusals are logged ("rejected
+ * The first three happen in the core's TLS handshake (a custom verifier that
+ * runs once the core's handshake is done), so a refused client never gets a
+ * connection, but no TLS alert either. Refusals are logged ("rejected
  * connection ...").
+ *
+ * A peer side with --peer-cert-allowed-cn / -hostname (srv_tls_wants_front)
+ * is served by metastore's own TLS server (srv_tlsfront.h) on an OpenSSL
+ * context from srv_tls_front_ctx: the same checks, the allowed CN / hostname
+ * inside the handshake (alert bad_certificate, as etcd), the CRL and checkSAN
+ * once after it (srv_tls_front_check), as etcd's TLS listener.
  *
  * Peer channels (srv_tls_channel_creds) present the peer certificate, verify
  * the member's certificate against --peer-trusted-ca-file (or the system
@@ -217,6 +224,77 @@ int srv_tls_check_client_addr(srv_tls *t, struct grpc_call *call, char *why, siz
  * verify, so any certificate seen here was verified.
  */
 int srv_tls_call_cn(struct grpc_call *call, char *buf, size_t cap);
+
+/* ---- metastore's own TLS server (srv_tlsfront.h) ---------------------------------- */
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_st;     /* OpenSSL's SSL */
+
+/*
+ * srv_tls_wants_front - whether @t's server ports must terminate TLS in
+ * metastore (srv_tlsfront) rather than in the gRPC core: the peer side with
+ * required client certificates and --peer-cert-allowed-cn or
+ * --peer-cert-allowed-hostname. The core judges a client certificate only
+ * after its handshake, so a member it refuses never gets the TLS alert etcd
+ * sends (and logs Go's "remote error: tls: bad certificate" for). false for
+ * NULL and every other configuration.
+ */
+bool srv_tls_wants_front(const srv_tls *t);
+
+/*
+ * srv_tls_front_ctx - a new OpenSSL server context for @t's side (the caller
+ * frees it with SSL_CTX_free, before dropping its reference to @t, which the
+ * context points to): @t's certificate chain and key, TLS 1.2 only (so the
+ * client's certificate is judged inside the handshake and a refusal reaches
+ * the client as a handshake failure), --cipher-suites as the core has them,
+ * no session resumption, ALPN "grpc-exp" / "h2", client certificates
+ * required and verified against @t's CA, and the allowed CN / hostname
+ * applied to the leaf in the handshake: a refused certificate fails it with
+ * X509_V_ERR_CERT_REJECTED, sent as alert bad_certificate (42). The CRL and
+ * checkSAN are left to srv_tls_front_check, after the handshake, as etcd's
+ * TLS listener does. Returns NULL with @err set: @t requires no client
+ * certificates, or OpenSSL refuses the files or the cipher list.
+ */
+struct ssl_ctx_st *srv_tls_front_ctx(srv_tls *t, char *err, size_t errlen);
+
+/*
+ * srv_tls_front_check - the checks etcd's TLS listener makes after a
+ * successful handshake on an SSL of srv_tls_front_ctx(@t): no certificate the
+ * client sent is in the CRL, and (peer side, unless skip_client_san) the
+ * leaf's SANs match @host, the address the connection comes from (NULL: not
+ * known), as srv_tls_check_client_addr. @peer ("host:port") names the client
+ * in the log. Returns 0, or -1 with etcd's reason in @why after logging
+ * "rejected connection from ...". May block on DNS lookups.
+ */
+int srv_tls_front_check(srv_tls *t, struct ssl_st *ssl, const char *host, const char *peer,
+                        char *why, size_t whylen);
+
+/* srv_tls_front_refused - log etcd's "rejected connection from \"@peer\"
+ * (error \"@why\", ServerName \"\")" for a failed handshake (repeats within a
+ * few seconds are dropped). */
+void srv_tls_front_refused(srv_tls *t, const char *peer, const char *why);
+
+/*
+ * srv_tls_remote_alert_text - Go's text for an OpenSSL error that reports a
+ * TLS alert received from the other end (ERR_LIB_SSL, reason
+ * SSL_AD_REASON_OFFSET + alert): "remote error: tls: bad certificate", ...,
+ * "remote error: tls: alert(N)" for alerts Go has no name for. Returns 0, or
+ * -1 (not a received alert; @buf untouched).
+ */
+int srv_tls_remote_alert_text(unsigned long ossl_err, char *buf, size_t len);
+
+/*
+ * srv_tls_watch_core_log - take over the gRPC core's log lines (gpr_log): a
+ * TLS handshake that failed because the other end sent an alert (gRPC 1.51
+ * logs it at ERROR, "Handshake failed with fatal error SSL_ERROR_SSL: ...
+ * sslv3 alert bad certificate.", at every reconnect; later cores at INFO) is
+ * logged through @log as a warning in Go's words instead, "TLS handshake
+ * failed: remote error: tls: bad certificate", the same alert at most once
+ * per 5 s. Every other line the core printed before (GRPC_VERBOSITY, default
+ * ERROR) still goes to stderr in about its format; the rest is dropped.
+ * Process-wide; call once at start, before the first channel is made.
+ */
+void srv_tls_watch_core_log(srv_tls_log_fn log, void *log_ctx);
 
 /*
  * srv_tls_self_cert - etcd's transport.SelfCert: in @dir (created 0700 with its

@@ -317,13 +317,18 @@ static void on_proposed(void *ctx, int err, Metastore__V2Response *resp)
 	finish(ctx, err, resp);
 }
 
-static void on_watch(void *ctx, Metastore__V2Response *ev)
+/* @r's watch is over (an event @ev, or @err): it is no longer watching. */
+static void watch_done(v2_req *r, int err, Metastore__V2Response *ev)
 {
-	v2_req *r = ctx;
 	pthread_mutex_lock(&r->mu);
 	r->watching = false;
 	pthread_mutex_unlock(&r->mu);
-	finish(r, EC_OK, ev);
+	finish(r, err, ev);
+}
+
+static void on_watch(void *ctx, Metastore__V2Response *ev)
+{
+	watch_done(ctx, EC_OK, ev);
 }
 
 static void local_get(v2_req *r)
@@ -645,10 +650,7 @@ static void start(v2_req *r, const char *url, const char *method)
 		err = ec_v2_watch(v->app->v2store, r->path, q->recursive, q->since, on_watch, r, &now_ev,
 		                  &r->watch_id);
 		if (err != EC_OK || now_ev != NULL) {
-			pthread_mutex_lock(&r->mu);
-			r->watching = false;
-			pthread_mutex_unlock(&r->mu);
-			finish(r, err, now_ev);
+			watch_done(r, err, now_ev);
 			return;
 		}
 		pthread_mutex_lock(&r->mu);
@@ -982,12 +984,8 @@ static void drop_hung_up(srv_v2 *v)
 		struct pollfd pf = {.fd = ci->connect_fd, .events = POLLRDHUP};
 		if (poll(&pf, 1, 0) <= 0 || !(pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
 			continue;
-		if (ec_v2_unwatch(v->app->v2store, r->watch_id)) {
-			pthread_mutex_lock(&r->mu);
-			r->watching = false;
-			pthread_mutex_unlock(&r->mu);
-			finish(r, EC_STOPPED, NULL);
-		}
+		if (ec_v2_unwatch(v->app->v2store, r->watch_id))
+			watch_done(r, EC_STOPPED, NULL);
 	}
 }
 
@@ -1008,10 +1006,7 @@ static void v2_quiesce(void *ctx)
 			if (!w)
 				continue;
 			if (watching && ec_v2_unwatch(v->app->v2store, r->watch_id)) {
-				pthread_mutex_lock(&r->mu);
-				r->watching = false;
-				pthread_mutex_unlock(&r->mu);
-				finish(r, EC_STOPPED, NULL);
+				watch_done(r, EC_STOPPED, NULL);
 			} else {
 				waiting = true;
 			}

@@ -554,6 +554,22 @@ static void members_post(v2req *rq)
 	strv_free(urls, n);
 }
 
+/* Answer a member change of @id whose start returned @err, with its waiter @w
+ * (NULL when none could be made): 204 once applied, else etcd's error. */
+static void member_finish(v2req *rq, node_wait *w, int err, uint64_t id)
+{
+	if (err == EC_OK) {
+		err = node_wait_for(w);
+		node_wait_unref(w);
+	} else if (w != NULL) {
+		srv_waitone_abandon(&w->base);
+	}
+	if (err != EC_OK)
+		member_error(rq, err, id);
+	else
+		srv_v2a__reply(rq, 204, NULL, NULL);
+}
+
 static void members_delete(v2req *rq, const char *rest)
 {
 	uint64_t id;
@@ -569,18 +585,7 @@ static void members_delete(v2req *rq, const char *rest)
 	node_wait *w = node_wait_new();
 	int err = w != NULL ? srv_node_member(app->node, SRV_MEMBER_REMOVE, &m, node_done, w)
 	                    : EC_NOMEM;
-	if (err != EC_OK) {
-		if (w != NULL)
-			srv_waitone_abandon(&w->base);
-		member_error(rq, err, id);
-		return;
-	}
-	err = node_wait_for(w);
-	node_wait_unref(w);
-	if (err != EC_OK)
-		member_error(rq, err, id);
-	else
-		srv_v2a__reply(rq, 204, NULL, NULL);
+	member_finish(rq, w, err, id);
 }
 
 static void members_put(v2req *rq, const char *rest)
@@ -616,18 +621,7 @@ static void members_put(v2req *rq, const char *rest)
 	w->mu_req.n_peer_urls = n;
 	w->ir.request_case = METASTORE__INTERNAL_REQUEST__REQUEST_MEMBER_UPDATE;
 	w->ir.member_update = &w->mu_req;
-	err = srv_node_propose(app->node, &w->ir, node_done, w);
-	if (err != EC_OK) {
-		srv_waitone_abandon(&w->base);
-		member_error(rq, err, id);
-		return;
-	}
-	err = node_wait_for(w);
-	node_wait_unref(w);
-	if (err != EC_OK)
-		member_error(rq, err, id);
-	else
-		srv_v2a__reply(rq, 204, NULL, NULL);
+	member_finish(rq, w, srv_node_propose(app->node, &w->ir, node_done, w), id);
 }
 
 static void route_members(v2req *rq)

@@ -377,54 +377,115 @@ static int split_sub(const char *sub, char *name, size_t cap)
 	return n;
 }
 
-static void base_users(v2req *rq)
+/*
+ * What /v2/auth/users/NAME and /v2/auth/roles/NAME differ in (etcd's forUser
+ * and forRole are otherwise the same handler). put parses @body, checks that
+ * its name is @name and applies it: 0 with *@json (malloc'd) and *@created,
+ * -1 with @e set, -2 when @body is not a document of that kind, -3 when its
+ * name differs.
+ */
+typedef struct entity_ops {
+	const char *name_mismatch; /* etcd's 400 text for -3 */
+	char *(*list_json)(ec_v2a *a, ec_v2a_err *e); /* GET of the collection */
+	bool json_ctype;           /* Content-Type set before the answer (forUser) */
+	char *(*get_json)(ec_v2a *a, const char *name, ec_v2a_err *e);
+	int (*del)(ec_v2a *a, const char *name, ec_v2a_err *e);
+	int (*put)(ec_v2a *a, const char *body, size_t len, const char *name, char **json,
+	           bool *created, ec_v2a_err *e);
+} entity_ops;
+
+static int user_put(ec_v2a *a, const char *body, size_t len, const char *name, char **json,
+                    bool *created, ec_v2a_err *e)
 {
-	if (!srv_v2a__allow_method(rq, "GET", "GET", NULL))
-		return;
+	ec_v2a_user in, out;
+	if (ec_v2a_user_parse(body, len, &in) != 0)
+		return -2;
+	int rc = strcmp(in.name, name) != 0 ? -3 : ec_v2a_put_user(a, &in, &out, created, e);
+	if (rc == 0) {
+		*json = ec_v2a_user_json(&out, false);
+		ec_v2a_user_free(&out);
+	}
+	ec_v2a_user_free(&in);
+	return rc;
+}
+
+static char *role_get_json(ec_v2a *a, const char *name, ec_v2a_err *e)
+{
+	ec_v2a_role r;
+	if (ec_v2a_get_role(a, name, false, &r, e) != 0)
+		return NULL;
+	char *s = ec_v2a_role_json(&r);
+	ec_v2a_role_free(&r);
+	return s;
+}
+
+static int role_put(ec_v2a *a, const char *body, size_t len, const char *name, char **json,
+                    bool *created, ec_v2a_err *e)
+{
+	ec_v2a_role in, out;
+	if (ec_v2a_role_parse(body, len, &in) != 0)
+		return -2;
+	int rc = strcmp(in.name, name) != 0 ? -3 : ec_v2a_put_role(a, &in, &out, created, e);
+	if (rc == 0) {
+		*json = ec_v2a_role_json(&out);
+		ec_v2a_role_free(&out);
+	}
+	ec_v2a_role_free(&in);
+	return rc;
+}
+
+static const entity_ops USER_OPS = {
+        .name_mismatch = "User JSON name does not match the name in the URL",
+        .json_ctype = true,
+        .list_json = ec_v2a_users_list_json,
+        .get_json = ec_v2a_user_get_json,
+        .del = ec_v2a_delete_user,
+        .put = user_put,
+};
+
+static const entity_ops ROLE_OPS = {
+        .name_mismatch = "Role JSON name does not match the name in the URL",
+        .list_json = ec_v2a_roles_list_json,
+        .get_json = role_get_json,
+        .del = ec_v2a_delete_role,
+        .put = role_put,
+};
+
+/* The root-access rule of every users/roles call: false after answering 401. */
+static bool root_only(v2req *rq)
+{
 	if (!srv_v2a__root_access(rq)) {
 		srv_v2a__reply_no_auth(rq);
-		return;
+		return false;
 	}
 	rq->cluster_hdr = true;
+	return true;
+}
+
+/* GET /v2/auth/users, /v2/auth/roles (etcd's baseUsers, baseRoles). */
+static void base_entity(v2req *rq, const entity_ops *ops)
+{
+	if (!srv_v2a__allow_method(rq, "GET", "GET", NULL) || !root_only(rq))
+		return;
 	ec_v2a_err e;
-	char *s = ec_v2a_users_list_json(&rq->a->auth, &e);
+	char *s = ops->list_json(&rq->a->auth, &e);
 	if (s == NULL)
 		reply_auth_err(rq, &e);
 	else
 		srv_v2a__reply_json_text(rq, 200, s);
 }
 
-static void base_roles(v2req *rq)
+static void for_entity(v2req *rq, const char *name, const entity_ops *ops)
 {
-	if (!srv_v2a__allow_method(rq, "GET", "GET", NULL))
+	ec_v2a *auth = &rq->a->auth;
+	if (!srv_v2a__allow_method(rq, "GET,PUT,DELETE", "GET", "PUT", "DELETE", NULL) ||
+	    !root_only(rq))
 		return;
-	if (!srv_v2a__root_access(rq)) {
-		srv_v2a__reply_no_auth(rq);
-		return;
-	}
-	rq->cluster_hdr = true;
-	ec_v2a_err e;
-	char *s = ec_v2a_roles_list_json(&rq->a->auth, &e);
-	if (s == NULL)
-		reply_auth_err(rq, &e);
-	else
-		srv_v2a__reply_json_text(rq, 200, s);
-}
-
-static void for_user(v2req *rq, const char *name)
-{
-	srv_v2a *a = rq->a;
-	if (!srv_v2a__allow_method(rq, "GET,PUT,DELETE", "GET", "PUT", "DELETE", NULL))
-		return;
-	if (!srv_v2a__root_access(rq)) {
-		srv_v2a__reply_no_auth(rq);
-		return;
-	}
-	rq->cluster_hdr = true;
-	rq->resp_ctype = APP_JSON;
+	if (ops->json_ctype)
+		rq->resp_ctype = APP_JSON;
 	ec_v2a_err e;
 	if (strcmp(rq->method, "GET") == 0) {
-		char *s = ec_v2a_user_get_json(&a->auth, name, &e);
+		char *s = ops->get_json(auth, name, &e);
 		if (s == NULL)
 			reply_auth_err(rq, &e);
 		else
@@ -432,78 +493,28 @@ static void for_user(v2req *rq, const char *name)
 		return;
 	}
 	if (strcmp(rq->method, "DELETE") == 0) {
-		if (ec_v2a_delete_user(&a->auth, name, &e) != 0)
+		if (ops->del(auth, name, &e) != 0)
 			reply_auth_err(rq, &e);
 		else
 			srv_v2a__reply(rq, 200, APP_JSON, NULL);
 		return;
 	}
-	ec_v2a_user in, out;
-	if (ec_v2a_user_parse(rq->body ? rq->body : "", rq->len, &in) != 0) {
-		srv_v2a__reply_error(rq, 400, "Invalid JSON in request body.");
-		return;
-	}
-	if (strcmp(in.name, name) != 0) {
-		srv_v2a__reply_error(rq, 400, "User JSON name does not match the name in the URL");
-		ec_v2a_user_free(&in);
-		return;
-	}
+	char *json = NULL;
 	bool created = false;
-	if (ec_v2a_put_user(&a->auth, &in, &out, &created, &e) != 0) {
-		reply_auth_err(rq, &e);
-	} else {
-		srv_v2a__reply_json_text(rq, created ? 201 : 200, ec_v2a_user_json(&out, false));
-		ec_v2a_user_free(&out);
-	}
-	ec_v2a_user_free(&in);
-}
-
-static void for_role(v2req *rq, const char *name)
-{
-	srv_v2a *a = rq->a;
-	if (!srv_v2a__allow_method(rq, "GET,PUT,DELETE", "GET", "PUT", "DELETE", NULL))
-		return;
-	if (!srv_v2a__root_access(rq)) {
-		srv_v2a__reply_no_auth(rq);
-		return;
-	}
-	rq->cluster_hdr = true;
-	ec_v2a_err e;
-	if (strcmp(rq->method, "GET") == 0) {
-		ec_v2a_role r;
-		if (ec_v2a_get_role(&a->auth, name, false, &r, &e) != 0) {
-			reply_auth_err(rq, &e);
-		} else {
-			srv_v2a__reply_json_text(rq, 200, ec_v2a_role_json(&r));
-			ec_v2a_role_free(&r);
-		}
-		return;
-	}
-	if (strcmp(rq->method, "DELETE") == 0) {
-		if (ec_v2a_delete_role(&a->auth, name, &e) != 0)
-			reply_auth_err(rq, &e);
-		else
-			srv_v2a__reply(rq, 200, APP_JSON, NULL);
-		return;
-	}
-	ec_v2a_role in, out;
-	if (ec_v2a_role_parse(rq->body ? rq->body : "", rq->len, &in) != 0) {
+	switch (ops->put(auth, rq->body ? rq->body : "", rq->len, name, &json, &created, &e)) {
+	case 0:
+		srv_v2a__reply_json_text(rq, created ? 201 : 200, json);
+		break;
+	case -2:
 		srv_v2a__reply_error(rq, 400, "Invalid JSON in request body.");
-		return;
-	}
-	if (strcmp(in.name, name) != 0) {
-		srv_v2a__reply_error(rq, 400, "Role JSON name does not match the name in the URL");
-		ec_v2a_role_free(&in);
-		return;
-	}
-	bool created = false;
-	if (ec_v2a_put_role(&a->auth, &in, &out, &created, &e) != 0) {
+		break;
+	case -3:
+		srv_v2a__reply_error(rq, 400, ops->name_mismatch);
+		break;
+	default:
 		reply_auth_err(rq, &e);
-	} else {
-		srv_v2a__reply_json_text(rq, created ? 201 : 200, ec_v2a_role_json(&out));
-		ec_v2a_role_free(&out);
+		break;
 	}
-	ec_v2a_role_free(&in);
 }
 
 void srv_v2a__route_auth(v2req *rq)
@@ -512,19 +523,17 @@ void srv_v2a__route_auth(v2req *rq)
 	char name[512];
 	if (strcmp(sub, "/enable") == 0) {
 		auth_enable(rq);
-	} else if (strcmp(sub, "/users") == 0) {
-		base_users(rq);
-	} else if (strcmp(sub, "/roles") == 0) {
-		base_roles(rq);
+	} else if (strcmp(sub, "/users") == 0 || strcmp(sub, "/roles") == 0) {
+		base_entity(rq, sub[1] == 'u' ? &USER_OPS : &ROLE_OPS);
 	} else if (strncmp(sub, "/users/", 7) == 0 || strncmp(sub, "/roles/", 7) == 0) {
-		bool users = sub[1] == 'u';
+		const entity_ops *ops = sub[1] == 'u' ? &USER_OPS : &ROLE_OPS;
 		int n = split_sub(sub, name, sizeof name);
 		if (n == 2)
-			users ? base_users(rq) : base_roles(rq);
+			base_entity(rq, ops);
 		else if (n != 3)
 			srv_v2a__reply_error(rq, 400, "Invalid path");
 		else
-			users ? for_user(rq, name) : for_role(rq, name);
+			for_entity(rq, name, ops);
 	} else {
 		srv_v2a__reply_not_found_page(rq);
 	}

@@ -43,11 +43,13 @@ typedef struct tnode {
 	srv_rpc *rpc;
 	int port;
 	bool no_forward; /* serve forwards with on_forward NULL */
+	uint64_t removed_id; /* is_removed answers true for this id (0: none) */
 	/* recorded, under g_mu */
 	raft_message **msgs;
 	size_t n_msgs, cap_msgs;
 	int unreach[MAX_NODES + 2]; /* by peer id (ids are small) */
 	int snap_ok[MAX_NODES + 2], snap_failed[MAX_NODES + 2];
+	int removed_by[MAX_NODES + 2]; /* on_removed calls, by refusing peer id */
 } tnode;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -164,6 +166,25 @@ static void cb_snapshot(void *ctx, uint64_t to, bool failed)
 	pthread_mutex_unlock(&g_mu);
 }
 
+static bool cb_is_removed(void *ctx, uint64_t id)
+{
+	tnode *n = ctx;
+	pthread_mutex_lock(&g_mu);
+	bool r = n->removed_id != 0 && n->removed_id == id;
+	pthread_mutex_unlock(&g_mu);
+	return r;
+}
+
+static void cb_removed(void *ctx, uint64_t by)
+{
+	tnode *n = ctx;
+	pthread_mutex_lock(&g_mu);
+	if (by < MAX_NODES + 2)
+		n->removed_by[by]++;
+	pthread_cond_broadcast(&g_cv);
+	pthread_mutex_unlock(&g_mu);
+}
+
 static int cb_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
                       uint8_t **out, size_t *outlen)
 {
@@ -230,6 +251,8 @@ static tnode *node_new(uint64_t id, uint64_t cluster, bool forward)
 	        .on_message = cb_message,
 	        .on_unreachable = cb_unreachable,
 	        .on_snapshot_status = cb_snapshot,
+	        .is_removed = cb_is_removed,
+	        .on_removed = cb_removed,
 	        .on_forward = forward ? cb_forward : NULL,
 	        .ctx = n,
 	};
@@ -634,6 +657,31 @@ Test(server_peer, cluster_id_mismatch_is_dropped)
 	cr_assert_geq(st.batches_rejected, 1);
 	cr_assert_eq(n_msgs(c), 0);
 	cr_assert_eq(st.msgs_received, 0);
+	teardown();
+	CHECK_NO_LEAKS();
+}
+
+/* A member that applied 1's removal refuses 1's Raft stream; 1 is told, by whom,
+ * and nothing 1 sent is delivered. Other senders are unaffected. */
+Test(server_peer, removed_sender_is_refused_and_told)
+{
+	tnode *a = node_new(1, 7, true), *b = node_new(2, 7, true), *c = node_new(3, 7, true);
+	link_to(a, b);
+	link_to(c, b);
+	pthread_mutex_lock(&g_mu);
+	b->removed_id = 1;
+	pthread_mutex_unlock(&g_mu);
+	raft_message m = msg_make(RAFT_MSG_VOTE, 1, 2, 1);
+	srv_peer_send(a->peer, &m, 1);
+	cr_assert(wait_int(&a->removed_by[2], 1, WAIT_MS), "sender was not told it is removed");
+	cr_assert_eq(n_msgs(b), 0, "a removed member's message was delivered");
+	raft_message m3 = msg_make(RAFT_MSG_VOTE, 3, 2, 2);
+	srv_peer_send(c->peer, &m3, 1);
+	cr_assert(wait_msgs(b, 1, WAIT_MS));
+	cr_assert_eq(b->msgs[0]->from, 3);
+	pthread_mutex_lock(&g_mu);
+	cr_assert_eq(c->removed_by[2], 0);
+	pthread_mutex_unlock(&g_mu);
 	teardown();
 	CHECK_NO_LEAKS();
 }

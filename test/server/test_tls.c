@@ -5,17 +5,25 @@
  * TLS connections from a C-core client to srv_rpc ports: client certificates
  * required and verified, the CN seen by srv_call_peer_cn, CRL refusal, the
  * peer side's per-call SAN check, and the peer channel credentials (host name,
- * allowed CN, auto-TLS without verification).
+ * allowed CN, auto-TLS without verification); the peer port's own TLS server
+ * (srv_tlsfront) with OpenSSL and C-core clients: the allowed CN refused in
+ * the handshake with alert bad_certificate, checkSAN after it, plaintext
+ * relayed to srv_rpc, and the core's alert log line in Go's words.
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <grpc/grpc.h>
@@ -24,6 +32,7 @@
 #include "rpc.pb-c.h"
 #include "server/srv_rpc.h"
 #include "server/srv_tls.h"
+#include "server/srv_tlsfront.h"
 #include "tc_client.h"
 
 #define M_WHO "/test.Tls/Who"
@@ -75,6 +84,9 @@ static void make_pki(void)
 	        "key badsan.key; openssl req -new -config ca.cnf -key badsan.key -subj /CN=badsan "
 	        "-out badsan.csr; openssl ca -batch -notext -config ca.cnf -extensions badsan -in "
 	        "badsan.csr -out badsan.crt\n"
+	        "key cnbadsan.key; openssl req -new -config ca.cnf -key cnbadsan.key -subj "
+	        "/CN=example.com -out cnbadsan.csr; openssl ca -batch -notext -config ca.cnf "
+	        "-extensions badsan -in cnbadsan.csr -out cnbadsan.crt\n"
 	        "key expired.key; openssl req -new -config ca.cnf -key expired.key -subj "
 	        "/CN=example.com -out expired.csr; openssl ca -batch -notext -config ca.cnf "
 	        "-extensions srv -startdate 20200101000000Z -enddate 20200102000000Z -in "
@@ -573,4 +585,274 @@ Test(tls, peer_channel_creds_verify_as_etcd, .init = make_pki, .fini = rm_pki)
 	srv_tls_unref(at);
 	srv_rpc_shutdown(rpc);
 	grpc_shutdown();
+}
+
+/* ---- the peer port's own TLS server (srv_tlsfront) ------------------------------- */
+
+/* The log lines of the front's threads (the last 64). */
+static pthread_mutex_t lines_mu = PTHREAD_MUTEX_INITIALIZER;
+static char lines[64][512];
+static int n_lines;
+static void front_log(void *ctx, const char *level, const char *line)
+{
+	(void)ctx, (void)level;
+	pthread_mutex_lock(&lines_mu);
+	snprintf(lines[n_lines % 64], sizeof lines[0], "%s", line);
+	n_lines++;
+	pthread_mutex_unlock(&lines_mu);
+}
+
+static void forget_lines(void)
+{
+	pthread_mutex_lock(&lines_mu);
+	n_lines = 0;
+	pthread_mutex_unlock(&lines_mu);
+}
+
+/* Whether a line containing @want is logged within 3 s (the front logs from
+ * its own threads, maybe after the client has seen the outcome). */
+static bool saw_line(const char *want)
+{
+	for (int tries = 0; tries < 300; tries++) {
+		bool seen = false;
+		pthread_mutex_lock(&lines_mu);
+		for (int i = 0; i < n_lines && i < 64 && !seen; i++)
+			seen = strstr(lines[i], want) != NULL;
+		pthread_mutex_unlock(&lines_mu);
+		if (seen)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* A peer side that checks --peer-cert-allowed-cn example.com (and, unless
+ * @skip_san, the client's SANs against its address). */
+static srv_tls *front_tls(bool skip_san)
+{
+	srv_tls_side s = side("peer");
+	s.log = front_log;
+	s.cert_file = path("server.crt");
+	s.key_file = path("server.key");
+	s.trusted_ca_file = path("ca.crt");
+	s.client_cert_auth = true;
+	s.allowed_cn = "example.com";
+	s.skip_client_san = skip_san;
+	return must_setup(&s);
+}
+
+/* The front on https://127.0.0.1:0 before a srv_rpc that serves who_table on
+ * adopted connections only. */
+static void front_serve(srv_tls *t, srv_rpc **rpc, srv_tlsfront **f, int *port)
+{
+	srv_rpc_config cfg = {.adopt_fds = true, .threads = 2};
+	char err[256] = "";
+	cr_assert_eq(srv_rpc_start(&cfg, who_table, 1, NULL, rpc, err, sizeof err), 0, "%s", err);
+	static const char *const urls[] = {"https://127.0.0.1:0"};
+	srv_tlsfront_config fc = {.urls = urls, .n_urls = 1, .tls = t, .handshake_timeout_ms = 2000};
+	cr_assert_eq(srv_tlsfront_bind(&fc, f, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(srv_tlsfront_start(*f, *rpc), 0);
+	*port = srv_tlsfront_port(*f, 0);
+	cr_assert_gt(*port, 0);
+}
+
+/* An OpenSSL client (TLS 1.2 or 1.3 offered, the test CA trusted) with
+ * @cert/@key (NULL: none) to 127.0.0.1:@port. Returns 0 when the handshake
+ * succeeded, else the first OpenSSL error (its text in @text). With a
+ * handshake, *@closed tells whether the server then closed without a byte. */
+static unsigned long ossl_client(int port, const char *cert, const char *key, bool *closed,
+                                 char *text, size_t textlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert_not_null(ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, path("ca.crt"), NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (cert != NULL) {
+		cr_assert_eq(SSL_CTX_use_certificate_chain_file(ctx, path(cert)), 1);
+		cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, path(key), SSL_FILETYPE_PEM), 1);
+	}
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	ERR_clear_error();
+	unsigned long e = 0;
+	text[0] = '\0';
+	if (SSL_connect(ssl) != 1) {
+		e = ERR_peek_error();
+		ERR_error_string_n(e, text, textlen);
+		if (e == 0)
+			e = (unsigned long)-1;
+	} else if (closed != NULL) {
+		char b;
+		*closed = SSL_read(ssl, &b, 1) <= 0; /* the server speaks no first */
+	}
+	ERR_clear_error();
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	return e;
+}
+
+Test(tlsfront, wanted_only_with_allowed_names_and_client_certs, .init = make_pki, .fini = rm_pki)
+{
+	srv_tls *t = front_tls(false);
+	cr_expect(srv_tls_wants_front(t));
+	srv_tls_unref(t);
+	srv_tls_side s = side("peer");
+	s.cert_file = path("server.crt");
+	s.key_file = path("server.key");
+	s.trusted_ca_file = path("ca.crt");
+	s.client_cert_auth = true;
+	t = must_setup(&s); /* no allowed CN / hostname */
+	cr_expect_not(srv_tls_wants_front(t));
+	srv_tls_unref(t);
+	s.allowed_hostname = "localhost";
+	t = must_setup(&s);
+	cr_expect(srv_tls_wants_front(t));
+	srv_tls_unref(t);
+	s.trusted_ca_file = NULL;
+	s.client_cert_auth = false; /* no client certificates: nothing to judge */
+	t = must_setup(&s);
+	cr_expect_not(srv_tls_wants_front(t));
+	srv_tls_unref(t);
+	s = side("client");
+	s.cert_file = path("server.crt");
+	s.key_file = path("server.key");
+	s.trusted_ca_file = path("ca.crt");
+	s.allowed_hostname = "localhost";
+	t = must_setup(&s);
+	cr_expect_not(srv_tls_wants_front(t));
+	srv_tls_unref(t);
+	cr_expect_not(srv_tls_wants_front(NULL));
+}
+
+Test(tlsfront, refuses_other_cn_in_handshake_and_relays_the_allowed, .init = make_pki,
+     .fini = rm_pki)
+{
+	srv_tls_watch_core_log(front_log, NULL);
+	grpc_init();
+	srv_tls *t = front_tls(false);
+	srv_rpc *rpc = NULL;
+	srv_tlsfront *f = NULL;
+	int port = 0;
+	front_serve(t, &rpc, &f, &port);
+
+	/* The member's own dial (its channel credentials, CN example.com) gets
+	 * through to the server; the core sees a plaintext connection. */
+	char cn[128] = "x", text[256];
+	int64_t rc = 99;
+	grpc_channel_credentials *cr = srv_tls_channel_creds(t);
+	cr_expect_eq(ask(cr, "127.0.0.1", port, cn, sizeof cn, &rc, NULL, 0), GRPC_STATUS_OK);
+	cr_expect_eq(rc, -1, "no client certificate behind the front");
+	grpc_channel_credentials_release(cr);
+
+	/* Another CN: alert bad_certificate inside the handshake. */
+	unsigned long e = ossl_client(port, "client.crt", "client.key", NULL, text, sizeof text);
+	cr_expect_eq(ERR_GET_REASON(e), SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, "%s", text);
+	cr_expect(strstr(text, "alert bad certificate") != NULL, "%s", text);
+	cr_expect(saw_line("(error \"client certificate authentication failed\", ServerName"));
+
+	/* No certificate at all: refused in the handshake too. */
+	forget_lines();
+	e = ossl_client(port, NULL, NULL, NULL, text, sizeof text);
+	cr_expect_neq(e, 0, "a client without a certificate got through");
+	cr_expect(saw_line("tls: client didn't provide a certificate"));
+
+	/* The allowed CN but SANs that do not match the address: etcd's checkSAN
+	 * after the handshake, which closes the connection. */
+	forget_lines();
+	bool closed = false;
+	e = ossl_client(port, "cnbadsan.crt", "cnbadsan.key", &closed, text, sizeof text);
+	cr_expect_eq(e, 0, "%s", text);
+	cr_expect(closed);
+	cr_expect(saw_line("x509: certificate is valid for 10.9.9.9, not 127.0.0.1"));
+
+	/* A core client refused by the front: the core's log line comes out in
+	 * Go's words. */
+	forget_lines();
+	cr = ssl_creds("ca.crt", "client.crt", "client.key");
+	cr_expect_neq(ask(cr, "127.0.0.1", port, cn, sizeof cn, &rc, NULL, 0), GRPC_STATUS_OK);
+	grpc_channel_credentials_release(cr);
+	cr_expect(saw_line("TLS handshake failed: remote error: tls: bad certificate"));
+
+	/* The allowed again, with a request of 1 MiB (the relay's backpressure),
+	 * then stop the front with the connection up. */
+	cr = srv_tls_channel_creds(t);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", port);
+	tc_conn *c = tc_connect_creds(target, cr, NULL);
+	Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+	req.key.len = 1 << 20;
+	req.key.data = calloc(1, req.key.len);
+	ProtobufCMessage *resp = NULL;
+	tc_status st = {0};
+	for (int i = 0; i < 3; i++) {
+		cr_expect_eq(tc_unary(c, M_WHO, &req.base, NULL, 0,
+		                      &etcdserverpb__range_response__descriptor, &resp, &st, 5000,
+		                      NULL, 0),
+		             0, "%s", st.msg);
+		if (resp != NULL)
+			protobuf_c_message_free_unpacked(resp, NULL);
+		resp = NULL;
+	}
+	free(req.key.data);
+	srv_tlsfront_stop(f);
+	tc_close(c);
+	grpc_channel_credentials_release(cr);
+	srv_rpc_shutdown(rpc);
+	srv_tls_unref(t);
+	grpc_shutdown();
+}
+
+Test(tlsfront, skip_client_san_and_bind_errors, .init = make_pki, .fini = rm_pki)
+{
+	grpc_init();
+	srv_tls *t = front_tls(true);
+	srv_rpc *rpc = NULL;
+	srv_tlsfront *f = NULL;
+	int port = 0;
+	front_serve(t, &rpc, &f, &port);
+	bool closed = true;
+	char text[256];
+	/* --experimental-peer-skip-client-san-verification: the SANs do not matter. */
+	unsigned long e = ossl_client(port, "cnbadsan.crt", "cnbadsan.key", &closed, text,
+	                              sizeof text);
+	cr_expect_eq(e, 0, "%s", text);
+
+	/* The port in use, and a URL that is not TLS. */
+	char url[64], err[256] = "";
+	snprintf(url, sizeof url, "https://127.0.0.1:%d", port);
+	const char *urls[] = {url};
+	srv_tlsfront_config fc = {.urls = urls, .n_urls = 1, .tls = t};
+	srv_tlsfront *g = NULL;
+	cr_expect_eq(srv_tlsfront_bind(&fc, &g, err, sizeof err), -1);
+	cr_expect(strstr(err, "cannot listen on https://127.0.0.1:") != NULL, "%s", err);
+	urls[0] = "http://127.0.0.1:0";
+	cr_expect_eq(srv_tlsfront_bind(&fc, &g, err, sizeof err), -1);
+	cr_expect(strstr(err, "not an https:// or unixs:// URL") != NULL, "%s", err);
+	srv_tlsfront_stop(f);
+	srv_rpc_shutdown(rpc);
+	srv_tls_unref(t);
+	grpc_shutdown();
+}
+
+Test(tlsfront, remote_alerts_in_gos_words)
+{
+	char buf[128] = "";
+	cr_expect_eq(srv_tls_remote_alert_text(ERR_PACK(ERR_LIB_SSL, 0,
+	                                                SSL_R_SSLV3_ALERT_BAD_CERTIFICATE),
+	                                       buf, sizeof buf),
+	             0);
+	cr_expect_str_eq(buf, "remote error: tls: bad certificate");
+	cr_expect_eq(srv_tls_remote_alert_text(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_TLSV1_ALERT_UNKNOWN_CA),
+	                                       buf, sizeof buf),
+	             0);
+	cr_expect_str_eq(buf, "remote error: tls: unknown certificate authority");
+	cr_expect_eq(srv_tls_remote_alert_text(ERR_PACK(ERR_LIB_SSL, 0,
+	                                                SSL_R_CERTIFICATE_VERIFY_FAILED),
+	                                       buf, sizeof buf),
+	             -1);
 }

@@ -11,6 +11,10 @@
 #     restarted listening on the new URL and rejoins);
 #   - member remove of a follower and of the leader: a new leader is elected among the
 #     rest, the removed members' processes stop on their own (etcd exits 0);
+#   - a removed member started again stops with status 0: one that applied its
+#     removal at once, one removed while it was down (it never applies its removal)
+#     once its peers refuse it ("the member has been permanently removed from the
+#     cluster");
 #   - error texts: unknown member, an existing peer URL, promoting a voter;
 #   - snapshot catch-up: members started with --snapshot-count 100; after
 #     IT_SNAP_WRITES (default 5500) writes a new member joins and must catch up —
@@ -24,6 +28,20 @@ start_cluster 3 || { fail start "3-member cluster did not start"; exit 1; }
 pass start
 for i in $(seq 1 20); do cl_ectl_all put "mem/k$i" "v$i" >/dev/null || fail "seed-$i" "put failed"; done
 CID=$(cl_ectl 1 -w json member list | jget '"%x" % d["header"]["cluster_id"]')
+
+# check_removed_exits TAG K: removed member K stops on its own within 60 s with
+# status 0 (etcd's exit); its log tail is shown, and it is killed, if it does not.
+check_removed_exits() {
+    local tag=$1 k=$2 pid=${CL_PID[$2]} rc
+    check_true "$tag-stops" "m$k still running after 60 s" wait_pid_exit "$pid" 60
+    if kill -0 "$pid" 2>/dev/null; then
+        tail -n 8 "${CL_LOG[$k]}" | sed "s/^/# m$k log: /"
+        kill -KILL "$pid" 2>/dev/null   # never wait forever
+    fi
+    wait "$pid" 2>/dev/null; rc=$?
+    check_eq "$tag-exit-status" 0 "$rc"
+    _it_forget_pid "$pid"; CL_PID[$k]=
+}
 
 # ---- learner
 if add_member --learner; then
@@ -132,29 +150,27 @@ check_eq updated-member-get yes "$(cl_ectl 1 get mem/after-update --print-value-
 ldr=$(leader_index)
 f=
 for k in $(voting_members); do [ "$k" != "$ldr" ] && f=$k; done
-fpid=${CL_PID[$f]}
 out=$(reconf cl_ectl "$ldr" member remove "${CL_ID[$f]}" 2>&1)
 check_eq remove-follower "Member $(id16 "${CL_ID[$f]}") removed from cluster $(id16 "$CID")" "$out"
 CL_GONE[$f]=1
-check_true removed-follower-stops "removed member still running after 60 s" wait_pid_exit "$fpid" 60
-kill -0 "$fpid" 2>/dev/null && kill -KILL "$fpid" 2>/dev/null   # never wait forever
-wait "$fpid" 2>/dev/null; rc=$?
-echo "# removed follower m$f exited with status $rc"
-_it_forget_pid "$fpid"; CL_PID[$f]=
+check_removed_exits removed-follower "$f"
 check_eq member-list-after-remove 4 "$(cl_ectl "$ldr" member list | wc -l)"
+
+# ---- the removed member started again on its data dir: its peers refuse its raft
+# messages ("the member has been permanently removed from the cluster") and it stops
+# with status 0, as etcd does, without disturbing the cluster
+restart_member "$f" --nowait
+check_removed_exits removed-member-restart "$f"
+check_eq removed-member-restart-leader-kept "$ldr" "$(leader_index)"
+check_out put-after-removed-restart OK cl_ectl "$ldr" put mem/after-removed-restart yes
 
 # ---- remove the leader (through another member)
 other=
 for k in $(voting_members); do [ "$k" != "$ldr" ] && other=$k; done
-lpid=${CL_PID[$ldr]}
 out=$(reconf cl_ectl "$other" member remove "${CL_ID[$ldr]}" 2>&1)
 check_eq remove-leader "Member $(id16 "${CL_ID[$ldr]}") removed from cluster $(id16 "$CID")" "$out"
 CL_GONE[$ldr]=1
-check_true removed-leader-stops "removed leader still running after 60 s" wait_pid_exit "$lpid" 60
-kill -0 "$lpid" 2>/dev/null && kill -KILL "$lpid" 2>/dev/null   # never wait forever
-wait "$lpid" 2>/dev/null; rc=$?
-echo "# removed leader m$ldr exited with status $rc"
-_it_forget_pid "$lpid"; CL_PID[$ldr]=
+check_removed_exits removed-leader "$ldr"
 nl=$(wait_leader 60)
 check_true new-leader-after-leader-removal "no leader among the remaining members" [ -n "$nl" ]
 check_true new-leader-is-another-member "leader m$nl" [ -n "$nl" ] && [ "$nl" != "$ldr" ]
@@ -163,6 +179,22 @@ check_eq three-left 3 "$(cl_ectl_all member list | wc -l)"
 for k in $(voting_members); do
     check_eq "data-on-m$k" "v1 yes yes" "$( (cl_ectl "$k" get mem/k1 --print-value-only; cl_ectl "$k" get mem/after-update --print-value-only; cl_ectl "$k" get mem/after-leader-removal --print-value-only) | paste -sd' ')"
 done 2>/dev/null
+
+# ---- a member removed while it was down never applies its removal: started
+# again, it is refused by its peers and stops with status 0
+ldr=$(leader_index)
+g=
+for k in $(voting_members); do [ "$k" != "$ldr" ] && g=$k; done
+kill_member "$g" KILL
+out=$(reconf cl_ectl "$ldr" member remove "${CL_ID[$g]}" 2>&1)
+check_eq remove-down-member "Member $(id16 "${CL_ID[$g]}") removed from cluster $(id16 "$CID")" "$out"
+CL_GONE[$g]=1
+restart_member "$g" --nowait
+check_removed_exits down-removed-member "$g"
+check_true down-removed-member-logs "no removal line in its log" \
+    grep -q 'the member has been permanently removed from the cluster' "${CL_LOG[$g]}"
+check_out put-after-down-removal OK cl_ectl "$ldr" put mem/after-down-removal yes
+check_eq two-left 2 "$(cl_ectl "$ldr" member list | wc -l)"
 stop_cluster
 
 # ---- snapshot catch-up

@@ -120,6 +120,10 @@ if wait_member_up 1 && wait_member_up 2 && wait_leader 60 1 2 >/dev/null; then
     check_true allowed-cn-rejection-logged "no rejection in m1/m2 logs" grep -Eq \
         'rejected connection .*(remote error: tls: bad certificate|client certificate authentication failed)' \
         "${CL_LOG[1]}" "${CL_LOG[2]}"
+    # The refusal is a TLS alert in the handshake: the refused member says so
+    # in Go's words (what etcd's e2e TestEtcdPeerCNAuth waits for).
+    check_true allowed-cn-refused-member-sees-alert "no bad certificate alert in m3's log" \
+        grep -Fq 'remote error: tls: bad certificate' "${CL_LOG[3]}"
 else
     fail allowed-cn-two-members-up "m1 and m2 did not form a cluster"
     cluster_log_tails
