@@ -794,10 +794,6 @@ static void http_metrics(void *ctx, srv_mbuf *b)
 	srv_metrics_process(b);
 }
 
-static bool url_is_tls(const char *u)
-{
-	return strncmp(u, "https://", 8) == 0 || strncmp(u, "unixs://", 8) == 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -972,7 +968,7 @@ int main(int argc, char **argv)
 	if (srv_tls_wants_front(g_peer_tls)) {
 		for (size_t i = 0; i < cfg.listen_peer.n; i++) {
 			const char *u = cfg.listen_peer.url[i];
-			if (url_is_tls(u))
+			if (srv_config_url_secure(u))
 				peer_tls_urls[n_peer_tls++] = u;
 			else
 				peer_plain_urls[n_peer_plain++] = u;
@@ -1081,9 +1077,11 @@ int main(int argc, char **argv)
 	const char *tls_grpc_listen[1] = {tls_grpc_addr};
 	unsigned http_kinds = 0;
 	for (size_t i = 0; i < cfg.listen_client.n; i++)
-		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_CLIENT, url_is_tls(cfg.listen_client.url[i]));
+		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_CLIENT,
+		                            srv_config_url_secure(cfg.listen_client.url[i]));
 	for (size_t i = 0; i < cfg.listen_metrics.n; i++)
-		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_METRICS, url_is_tls(cfg.listen_metrics.url[i]));
+		http_kinds |= SRV_HTTP_KIND(SRV_HTTP_METRICS,
+		                            srv_config_url_secure(cfg.listen_metrics.url[i]));
 	srv_listen_config lcfg_client = {
 		.urls = (const char *const *)cfg.listen_client.url,
 		.n_urls = cfg.listen_client.n,

@@ -1271,7 +1271,7 @@ static int validate(srv_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static bool url_secure(const char *url)
+bool srv_config_url_secure(const char *url)
 {
 	return strncmp(url, "https://", 8) == 0 || strncmp(url, "unixs://", 8) == 0;
 }
@@ -1303,7 +1303,7 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->listen_peer.n; i++) {
-		if (url_secure(cfg->listen_peer.url[i]) && !pcert && !cfg->peer_auto_tls) {
+		if (srv_config_url_secure(cfg->listen_peer.url[i]) && !pcert && !cfg->peer_auto_tls) {
 			srv_errf(err, errlen,
 			     "cannot listen on TLS for %s: KeyFile and CertFile are not presented",
 			     cfg->listen_peer.addr[i]);
@@ -1312,7 +1312,7 @@ static int validate_tls(const srv_config *cfg, char *err, size_t errlen)
 	}
 	bool ccert = *cfg->cert_file != '\0', ckey = *cfg->key_file != '\0';
 	for (size_t i = 0; i < cfg->listen_client.n; i++) {
-		if (url_secure(cfg->listen_client.url[i]) && !ccert && !ckey && !cfg->auto_tls) {
+		if (srv_config_url_secure(cfg->listen_client.url[i]) && !ccert && !ckey && !cfg->auto_tls) {
 			srv_errf(err, errlen,
 			     "TLS key/cert (--cert-file, --key-file) must be provided for client url %s "
 			     "with HTTPS scheme",

@@ -236,6 +236,9 @@ size_t srv_config_warnings(const srv_config *cfg, const char **lines, size_t cap
  * names: false. */
 bool srv_config_is_set(const srv_config *cfg, const char *name);
 
+/* srv_config_url_secure - whether @url is a TLS URL (https:// or unixs://). */
+bool srv_config_url_secure(const char *url);
+
 /*
  * srv_config_compaction_retention - --auto-compaction-retention as etcd reads
  * it: in periodic mode the retention in milliseconds (a bare integer is
