@@ -960,6 +960,9 @@ int main(int argc, char **argv)
 	pcfg.tls = g_peer_tls;
 	pcfg.n_listen = cfg.listen_peer.n;
 	pcfg.threads = 2;
+	/* The client port's workers poll every socket (docs/architecture.md, "Who
+	 * polls"); idle peer-port pollers only took turns as the poller. */
+	pcfg.no_polling = true;
 	pcfg.max_request_bytes = SRV_PEER_MAX_REQUEST_BYTES;
 	/* Allowed CN / hostname: metastore's own TLS server takes the https://
 	 * and unixs:// peer URLs (srv_tlsfront.h), the core the plaintext behind. */

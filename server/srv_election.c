@@ -1196,7 +1196,7 @@ int srv_election_new(srv_election **out, char *err, size_t errlen)
 	pthread_mutex_init(&el->mu, NULL);
 	pthread_cond_init(&el->cv, NULL);
 	grpc_init();
-	el->cq = grpc_completion_queue_create_for_next(NULL);
+	el->cq = srv_rpc_cq_create(false); /* in-process calls only */
 	int e = pthread_create(&el->thread, NULL, el_main, el);
 	if (e != 0) {
 		srv_errf(err, errlen, "election: cannot start thread: %s", strerror(e));

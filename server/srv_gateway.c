@@ -1484,7 +1484,7 @@ int srv_gateway_start(srv_rpc *rpc, srv_gateway **out, char *err, size_t errlen)
 	gw->max_calls = srv_rpc_max_concurrent_streams(rpc);
 	grpc_init();
 	gw->ch = srv_rpc_inproc_channel(rpc);
-	gw->cq = grpc_completion_queue_create_for_next(NULL);
+	gw->cq = srv_rpc_cq_create(false); /* in-process calls only */
 	if (gw->ch == NULL) {
 		srv_errf(err, errlen, "gateway: no in-process channel (server stopping)");
 		srv_gateway_free(gw);

@@ -140,6 +140,7 @@ typedef struct pcall {
 struct srv_peer {
 	srv_peer_config cfg;
 	pthread_mutex_t mu;
+	pthread_cond_t idle_cv; /* the thread waits here while there is no peer */
 	grpc_completion_queue *cq;
 	pthread_t thread;
 	peer *peers;
@@ -919,6 +920,14 @@ static void *transport_main(void *arg)
 	pthread_setname_np(pthread_self(), "ms-peer");
 	srv_peer *sp = arg;
 	for (;;) {
+		/* Without peers and calls there is nothing to poll or sweep. A thread
+		 * waiting on the queue would still take its turns as the process's
+		 * poller (srv_rpc_cq_create), a wake-up per turn: a lone member's
+		 * transport slept through ~0.25 of them per put. */
+		pthread_mutex_lock(&sp->mu);
+		while (sp->peers == NULL && sp->n_calls == 0 && !sp->stopping)
+			pthread_cond_wait(&sp->idle_cv, &sp->mu);
+		pthread_mutex_unlock(&sp->mu);
 		grpc_event ev = grpc_completion_queue_next(sp->cq, deadline_in(TICK_MS), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
@@ -947,6 +956,7 @@ int srv_peer_new(const srv_peer_config *cfg, srv_peer **out)
 	sp->cfg = *cfg;
 	srv_tls_ref(sp->cfg.tls);
 	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->idle_cv, NULL);
 	grpc_init();
 	sp->cq = grpc_completion_queue_create_for_next(NULL);
 	sp->last_sweep = srv_mono_ms();
@@ -957,6 +967,7 @@ int srv_peer_new(const srv_peer_config *cfg, srv_peer **out)
 			;
 		grpc_completion_queue_destroy(sp->cq);
 		grpc_shutdown();
+		pthread_cond_destroy(&sp->idle_cv);
 		pthread_mutex_destroy(&sp->mu);
 		srv_tls_unref(sp->cfg.tls);
 		free(sp);
@@ -972,6 +983,7 @@ void srv_peer_stop(srv_peer *sp)
 		return;
 	pthread_mutex_lock(&sp->mu);
 	sp->stopping = true;
+	pthread_cond_signal(&sp->idle_cv);
 	for (pcall *c = sp->calls; c != NULL; c = c->lnext)
 		grpc_call_cancel(c->call, NULL);
 	for (peer *pe = sp->peers; pe != NULL; pe = pe->next) {
@@ -987,6 +999,7 @@ void srv_peer_stop(srv_peer *sp)
 		peer_free(sp, pe);
 	}
 	grpc_completion_queue_destroy(sp->cq);
+	pthread_cond_destroy(&sp->idle_cv);
 	pthread_mutex_destroy(&sp->mu);
 	srv_tls_unref(sp->cfg.tls);
 	free(sp);
@@ -1057,6 +1070,7 @@ int srv_peer_add(srv_peer *sp, uint64_t id, const char *const *urls, size_t n)
 		targets = NULL;
 		chans = NULL;
 		peer_kick_locked(sp, pe);
+		pthread_cond_signal(&sp->idle_cv);
 	}
 	pthread_mutex_unlock(&sp->mu);
 	if (targets != NULL)

@@ -113,6 +113,7 @@ struct srv_rpc {
 	grpc_server *rpc_server;
 	srv_worker *rpc_workers;
 	int rpc_nworkers;
+	grpc_completion_queue *rpc_listen_cq; /* no_polling: the threadless polling queue */
 	srv_row *rpc_rows;
 	size_t rpc_nrows;
 	void *rpc_app;
@@ -1036,6 +1037,14 @@ static void rpc_free(srv_rpc *rpc)
 		}
 		grpc_completion_queue_destroy(w->cq);
 	}
+	if (rpc->rpc_listen_cq != NULL) {
+		grpc_completion_queue_shutdown(rpc->rpc_listen_cq);
+		while (grpc_completion_queue_next(rpc->rpc_listen_cq,
+						  gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+			       .type != GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(rpc->rpc_listen_cq);
+	}
 	free(rpc->rpc_workers);
 	free(rpc->rpc_rows);
 	free(rpc->rpc_ports);
@@ -1074,6 +1083,17 @@ static void rpc_abort_start(srv_rpc *rpc)
 		}
 	}
 	rpc_free(rpc);
+}
+
+grpc_completion_queue *srv_rpc_cq_create(bool polling)
+{
+	grpc_completion_queue_attributes a = {
+	        .version = 1,
+	        .cq_completion_type = GRPC_CQ_NEXT,
+	        .cq_polling_type = polling ? GRPC_CQ_DEFAULT_POLLING : GRPC_CQ_NON_POLLING,
+	};
+	const grpc_completion_queue_factory *f = grpc_completion_queue_factory_lookup(&a);
+	return f == NULL ? NULL : grpc_completion_queue_create(f, &a, NULL);
 }
 
 bool srv_rpc_tune_runtime(void)
@@ -1200,8 +1220,13 @@ int srv_rpc_start(const srv_rpc_config *cfg, const srv_method *methods, size_t n
 		srv_worker *w = &rpc->rpc_workers[i];
 		w->rpc = rpc;
 		w->index = i;
-		w->cq = grpc_completion_queue_create_for_next(NULL);
+		w->cq = srv_rpc_cq_create(!rpc->rpc_cfg.no_polling);
 		grpc_server_register_completion_queue(rpc->rpc_server, w->cq, NULL);
+	}
+	if (rpc->rpc_cfg.no_polling) {
+		/* Nothing is ever requested on it, so it never gets an event. */
+		rpc->rpc_listen_cq = srv_rpc_cq_create(true);
+		grpc_server_register_completion_queue(rpc->rpc_server, rpc->rpc_listen_cq, NULL);
 	}
 	for (size_t i = 0; i < n; i++) {
 		srv_row *r = &rpc->rpc_rows[i];

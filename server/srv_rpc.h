@@ -123,6 +123,13 @@ typedef struct srv_rpc_config {
 	                 * srv_rpc_adopt_fd (srv_listen); @listen may then be empty */
 	bool metrics;   /* count grpc-prometheus's grpc_server_* per method
 	                 * (srv_rpc_metrics) */
+	bool no_polling; /* the worker threads wait on non-polling queues
+	                  * (srv_rpc_cq_create(false)) and only run this server's
+	                  * calls; its sockets are driven by the process's other
+	                  * polling threads (another srv_rpc's workers), which must
+	                  * run whenever this server has traffic. A polling queue
+	                  * without a thread is registered as well: the core needs
+	                  * one to take connections. */
 } srv_rpc_config;
 
 /*
@@ -134,6 +141,20 @@ typedef struct srv_rpc_config {
  * once, before the first grpc_init(). Returns whether detection was turned off.
  */
 bool srv_rpc_tune_runtime(void);
+
+/*
+ * srv_rpc_cq_create - a completion queue for grpc_completion_queue_next().
+ * @polling: false for a queue that only carries in-process calls. The gRPC
+ *           core's epoll1 engine hands the role of the thread that polls every
+ *           socket of the process around among all threads waiting on polling
+ *           queues, and each hand-off wakes a thread; a thread waiting on a
+ *           non-polling queue is woken only for its own events. The core needs
+ *           a polling queue for calls over sockets (client calls assert it), so
+ *           only in-process channels (srv_rpc_inproc_channel) may use one.
+ * Returns the queue (the caller shuts it down and destroys it), or NULL.
+ */
+struct grpc_completion_queue;
+struct grpc_completion_queue *srv_rpc_cq_create(bool polling);
 
 /*
  * srv_rpc_start - bind, start the completion-queue threads and serve @methods.

@@ -114,11 +114,21 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req, const 
 	     size_t rawlen, const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	     tc_status *st, int timeout_ms, const grpc_metadata *md, size_t nmd)
 {
+	return tc_unary_via(c->ch, NULL, method, req, raw, rawlen, resp_desc, resp, st, timeout_ms,
+			    md, nmd);
+}
+
+int tc_unary_via(grpc_channel *ch, grpc_completion_queue *next_cq, const char *method,
+		 const ProtobufCMessage *req, const void *raw, size_t rawlen,
+		 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+		 tc_status *st, int timeout_ms, const grpc_metadata *md, size_t nmd)
+{
 	if (resp != NULL)
 		*resp = NULL;
-	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_completion_queue *cq =
+		next_cq != NULL ? next_cq : grpc_completion_queue_create_for_pluck(NULL);
 	grpc_slice m = grpc_slice_from_static_string(method);
-	grpc_call *call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m,
+	grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m,
 						   NULL, deadline_ms(timeout_ms), NULL);
 	grpc_byte_buffer *out = encode(req, raw, rawlen), *in = NULL;
 	grpc_metadata_array md_in, trailers;
@@ -144,8 +154,12 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req, const 
 	ops[5].data.recv_status_on_client.status_details = &details;
 	char tag;
 	grpc_call_error e = grpc_call_start_batch(call, ops, 6, &tag, NULL);
-	if (e == GRPC_CALL_OK)
+	if (e == GRPC_CALL_OK && next_cq == NULL)
 		grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	else if (e == GRPC_CALL_OK) /* the only batch on it: the next event is ours */
+		while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).tag !=
+		       &tag)
+			;
 	copy_details(st, code, details);
 	if (code == GRPC_STATUS_OK && in != NULL && resp != NULL && resp_desc != NULL)
 		*resp = decode(in, resp_desc);
@@ -156,11 +170,14 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req, const 
 	grpc_metadata_array_destroy(&md_in);
 	grpc_metadata_array_destroy(&trailers);
 	grpc_call_unref(call);
-	grpc_completion_queue_shutdown(cq);
-	while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-		       .type != GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(cq);
+	if (next_cq == NULL) {
+		grpc_completion_queue_shutdown(cq);
+		while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME),
+						   NULL)
+			       .type != GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(cq);
+	}
 	return e == GRPC_CALL_OK && code == GRPC_STATUS_OK ? 0 : -1;
 }
 

@@ -41,6 +41,17 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req, const 
 	     size_t rawlen, const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	     tc_status *st, int timeout_ms, const grpc_metadata *md, size_t nmd);
 
+/*
+ * tc_unary_via - tc_unary on channel @ch (any, e.g. srv_rpc_inproc_channel),
+ * its completion awaited with grpc_completion_queue_next() on @cq (a queue for
+ * next, owned by the caller and left with no event of this call), or on a
+ * queue of its own when @cq is NULL. Same arguments and result otherwise.
+ */
+int tc_unary_via(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+		 const ProtobufCMessage *req, const void *raw, size_t rawlen,
+		 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+		 tc_status *st, int timeout_ms, const grpc_metadata *md, size_t nmd);
+
 /* tc_stream_open - start a streaming call (initial metadata sent). */
 tc_stream *tc_stream_open(tc_conn *c, const char *method, int timeout_ms,
 			  const grpc_metadata *md, size_t nmd);

@@ -794,6 +794,45 @@ Test(server_peer, fetch_skips_a_dead_first_url)
 	CHECK_NO_LEAKS();
 }
 
+Test(server_peer, idle_transport_wakes_for_a_new_peer_and_stops_at_once)
+{
+	/* Without peers the transport thread sleeps on its condition variable
+	 * (it takes no turn as the process's poller); a peer added later must
+	 * wake it, and stop must too. */
+	tnode *a = node_new(1, 7, true), *b = node_new(2, 7, true);
+	sleep_ms(100); /* well past the transport's 10 ms sweep */
+	link_to(a, b);
+	raft_message m = msg_make(RAFT_MSG_HEARTBEAT, 1, 2, 1);
+	srv_peer_send(a->peer, &m, 1);
+	cr_assert(wait_msgs(b, 1, WAIT_MS), "the first message after an idle start arrives");
+	/* The next write starts only once the transport thread has taken the first
+	 * one's completion from its queue: it is awake. */
+	srv_peer_send(a->peer, &m, 1);
+	cr_assert(wait_msgs(b, 2, WAIT_MS), "a second write after an idle start arrives");
+	/* Removed again: idle once its stream has ended; re-added: it wakes. */
+	srv_peer_remove(a->peer, 2);
+	sleep_ms(100);
+	link_to(a, b);
+	bool arrived = false;
+	for (int i = 0; i < 200 && !arrived; i++) {
+		srv_peer_send(a->peer, &m, 1);
+		arrived = wait_msgs(b, 3, 50);
+	}
+	cr_assert(arrived, "a peer re-added to an idle transport is served");
+	size_t have = n_msgs(b);
+	srv_peer_send(a->peer, &m, 1);
+	cr_assert(wait_msgs(b, have + 1, WAIT_MS), "and its next write too");
+	srv_peer_remove(a->peer, 2);
+	sleep_ms(100);
+	/* Stop of an idle transport must wake its thread: if it did not, this
+	 * would hang and the suite's timeout fail the test. */
+	node_unserve(a);
+	srv_peer_stop(a->peer);
+	a->peer = NULL;
+	teardown();
+	CHECK_NO_LEAKS();
+}
+
 Test(server_peer, remove_and_readd)
 {
 	tnode *a = node_new(1, 7, true), *b = node_new(2, 7, true);

@@ -24,6 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+
 #include "etcdcompat/ec_errors.h"
 #include "rpc.pb-c.h"
 #include "v3election.pb-c.h"
@@ -554,6 +557,68 @@ static void *stress_main(void *arg)
 	}
 	tc_close(c);
 	return NULL;
+}
+
+Test(server_rpc, inproc_calls_complete_on_a_non_polling_queue)
+{
+	start(NULL);
+	grpc_completion_queue *cqs[2] = {srv_rpc_cq_create(false), srv_rpc_cq_create(true)};
+	for (int k = 0; k < 2; k++) {
+		cr_assert_not_null(cqs[k]);
+		grpc_channel *ch = srv_rpc_inproc_channel(g_rpc);
+		cr_assert_not_null(ch);
+		for (int i = 0; i < 20; i++) {
+			Etcdserverpb__LeaseGrantRequest req = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+			req.id = 100 * k + i;
+			req.ttl = 7;
+			ProtobufCMessage *resp = NULL;
+			tc_status st;
+			cr_assert_eq(tc_unary_via(ch, cqs[k], M_INLINE, &req.base, NULL, 0, LG_RESP,
+						  &resp, &st, 5000, NULL, 0),
+				     0, "queue %d call %d: %d %s", k, i, st.code, st.msg);
+			cr_assert_eq(((Etcdserverpb__LeaseGrantResponse *)resp)->id, req.id);
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		grpc_channel_destroy(ch);
+		grpc_completion_queue_shutdown(cqs[k]);
+		gpr_timespec dl = gpr_inf_future(GPR_CLOCK_REALTIME);
+		cr_assert_eq(grpc_completion_queue_next(cqs[k], dl, NULL).type, GRPC_QUEUE_SHUTDOWN);
+		grpc_completion_queue_destroy(cqs[k]);
+	}
+}
+
+Test(server_rpc, no_polling_server_is_driven_by_another_servers_threads)
+{
+	/* g_rpc (polling workers) is the process's poller; a second server whose
+	 * workers do not poll still takes connections and serves calls. */
+	start(NULL);
+	static const char *const addrs[] = {"127.0.0.1:0"};
+	srv_rpc_config cfg = {0};
+	cfg.listen = addrs;
+	cfg.n_listen = 1;
+	cfg.no_polling = true;
+	srv_rpc *quiet = NULL;
+	char err[256] = "";
+	cr_assert_eq(srv_rpc_start(&cfg, test_table, TEST_TABLE_N, &g_rpc, &quiet, err, sizeof err),
+		     0, "srv_rpc_start: %s", err);
+	tc_conn *c = tc_connect(srv_rpc_port(quiet, 0), NULL);
+	for (int i = 0; i < 50; i++) {
+		Etcdserverpb__LeaseGrantResponse *r;
+		tc_status st;
+		const char *m = (i % 2) ? M_DEFERRED : M_INLINE;
+		cr_assert_eq(lease_call(c, m, i, 3, &r, &st, 5000, NULL, 0), 0, "call %d: %d %s", i,
+			     st.code, st.msg);
+		cr_assert_eq(r->id, i);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	tc_stream *s = tc_stream_open(c, M_BIDI, 10000, NULL, 0);
+	watch_cmd(s, "echo", 41);
+	bool eof = false;
+	cr_assert_eq(recv_watch_id(s, &eof), 41, "a stream on it works both ways");
+	tc_stream_cancel(s);
+	tc_stream_free(s);
+	tc_close(c);
+	srv_rpc_shutdown(quiet);
 }
 
 Test(server_rpc, unary_concurrent_clients_mixed_threads)
