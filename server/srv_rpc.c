@@ -1016,6 +1016,16 @@ static struct timespec deadline_in(int ms)
 	return t;
 }
 
+/* Shut @cq down, take what is left on it and destroy it (no thread waits on it). */
+static void cq_drain_destroy(grpc_completion_queue *cq)
+{
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+	       GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+}
+
 /* Free everything; the server must be shut down (or never started) and the
  * worker threads joined (or never started). */
 static void rpc_free(srv_rpc *rpc)
@@ -1026,25 +1036,16 @@ static void rpc_free(srv_rpc *rpc)
 		srv_worker *w = &rpc->rpc_workers[i];
 		if (w->cq == NULL)
 			continue;
-		grpc_completion_queue_shutdown(w->cq);
-		if (w->started) {
+		if (w->started) { /* the thread takes the rest and exits */
+			grpc_completion_queue_shutdown(w->cq);
 			pthread_join(w->thread, NULL);
+			grpc_completion_queue_destroy(w->cq);
 		} else {
-			while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-							  NULL)
-				       .type != GRPC_QUEUE_SHUTDOWN)
-				;
+			cq_drain_destroy(w->cq);
 		}
-		grpc_completion_queue_destroy(w->cq);
 	}
-	if (rpc->rpc_listen_cq != NULL) {
-		grpc_completion_queue_shutdown(rpc->rpc_listen_cq);
-		while (grpc_completion_queue_next(rpc->rpc_listen_cq,
-						  gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-			       .type != GRPC_QUEUE_SHUTDOWN)
-			;
-		grpc_completion_queue_destroy(rpc->rpc_listen_cq);
-	}
+	if (rpc->rpc_listen_cq != NULL)
+		cq_drain_destroy(rpc->rpc_listen_cq);
 	free(rpc->rpc_workers);
 	free(rpc->rpc_rows);
 	free(rpc->rpc_ports);

@@ -144,13 +144,14 @@ bool srv_rpc_tune_runtime(void);
 
 /*
  * srv_rpc_cq_create - a completion queue for grpc_completion_queue_next().
- * @polling: false for a queue that only carries in-process calls. The gRPC
- *           core's epoll1 engine hands the role of the thread that polls every
- *           socket of the process around among all threads waiting on polling
- *           queues, and each hand-off wakes a thread; a thread waiting on a
- *           non-polling queue is woken only for its own events. The core needs
- *           a polling queue for calls over sockets (client calls assert it), so
- *           only in-process channels (srv_rpc_inproc_channel) may use one.
+ * @polling: false for a queue whose thread need not poll. The gRPC core's
+ *           epoll1 engine hands the role of the thread that polls every socket
+ *           of the process around among all threads waiting on polling queues,
+ *           and each hand-off wakes a thread; a thread waiting on a
+ *           non-polling queue is woken only for its own events. Client calls
+ *           over sockets need a polling queue (the core asserts it); in-process
+ *           client calls (srv_rpc_inproc_channel) and a server's calls (see
+ *           srv_rpc_config.no_polling) do not, as long as another thread polls.
  * Returns the queue (the caller shuts it down and destroys it), or NULL.
  */
 struct grpc_completion_queue;

@@ -46,13 +46,14 @@ snapshot() {
 }
 
 "$msbench" --endpoints "$endpoints" "$@" --total 5000 > /dev/null 2>&1
-before=$(mktemp) && after=$(mktemp) || exit 1
-trap 'rm -f "$before" "$after"' EXIT
+before=$(mktemp) && after=$(mktemp) && result=$(mktemp) || exit 1
+trap 'rm -f "$before" "$after" "$result"' EXIT
 snapshot > "$before"
 t0=$(date +%s%N)
-out=$("$msbench" --endpoints "$endpoints" "$@" 2>/dev/null | tail -1)
+"$msbench" --endpoints "$endpoints" "$@" > "$result" 2>/dev/null
 rc=$?
 t1=$(date +%s%N)
+out=$(tail -1 "$result")
 snapshot > "$after"
 ok=$(printf '%s' "$out" | sed -n 's/.*"ok":\([0-9]*\).*/\1/p')
 ops=$(printf '%s' "$out" | sed -n 's/.*"ops_per_s":\([0-9.]*\).*/\1/p')
