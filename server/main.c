@@ -1045,6 +1045,7 @@ int main(int argc, char **argv)
 		srv_logf(SRV_LOG_FATAL, "starting the reply thread: out of memory or threads");
 		goto out;
 	}
+	ncfg.replies = app.replies;
 	if (srv_node_start(&ncfg, &app.node, err, sizeof(err)) != 0) {
 		srv_logf(SRV_LOG_FATAL, "starting the node: %s", err);
 		goto out;

@@ -6,9 +6,12 @@
  * of the node thread's time per write, time the next synced log write waits
  * for.
  *
- * Thread-safe: post from any thread. The first completion of a burst (the
- * worker asleep, nothing queued) runs on the posting thread at once, so a lone
- * reply pays no hand-over; later ones go to the worker, woken once per burst.
+ * Thread-safe: post from any thread. A poster that has several completions
+ * at once (the node loop, one per write of an apply group) brackets them with
+ * srv_defer_hold/srv_defer_release: a burst of one, with the worker idle, runs
+ * on the poster at once, so a lone reply pays no hand-over; a longer burst goes
+ * to the worker, woken once. An unbracketed post with the worker idle and
+ * nothing queued also runs on its poster.
  */
 #ifndef METASTORE_SRV_DEFER_H
 #define METASTORE_SRV_DEFER_H
@@ -31,6 +34,21 @@ int srv_defer_start(const char *name, srv_defer **out);
  * NULL: a completion is never lost.
  */
 void srv_defer_post(srv_defer *d, srv_defer_fn fn, void *ctx, int err, void *resp);
+
+/*
+ * srv_defer_hold - begin a burst: until srv_defer_release, posts (from any
+ * thread) queue for the worker without waking it and none runs on its poster.
+ * Bursts do not nest; one poster brackets its own. NULL is ok.
+ */
+void srv_defer_hold(srv_defer *d);
+
+/*
+ * srv_defer_release - end the burst begun by srv_defer_hold. When it held
+ * exactly one completion and the worker is idle with nothing else queued,
+ * that completion runs on the calling thread before this returns; otherwise
+ * the worker is woken (once) for what is queued. NULL is ok.
+ */
+void srv_defer_release(srv_defer *d);
 
 /* srv_defer_stop - run everything still queued, join the worker and free @d.
  * Posts racing with it run inline. NULL is ok. */

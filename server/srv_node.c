@@ -1217,6 +1217,7 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 		ec_cluster_reload(n->cfg.cluster);
 	if (rc != 0 && n->cfg.alarms != NULL)
 		ec_alarms_reload(n->cfg.alarms);
+	srv_defer_hold(n->cfg.replies);
 	for (size_t i = 0; i < done; i++) {
 		phys_wait *pw;
 		if (rc == 0 && res[i].id && res[i].wait_compact && (pw = malloc(sizeof(*pw)))) {
@@ -1229,6 +1230,7 @@ static int apply_committed(srv_node *n, const raft_entry *ents, size_t cnt)
 			ec_msg_free(res[i].resp);
 		}
 	}
+	srv_defer_release(n->cfg.replies);
 	free(res);
 	return rc;
 }

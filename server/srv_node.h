@@ -34,6 +34,7 @@
 #include "etcdcompat/ec_cluster.h"
 #include "etcdcompat/ec_kv.h"
 #include "raft/raft.h"
+#include "server/srv_defer.h"
 #include "server/srv_wait.h"
 #include "storage/st_db.h"
 
@@ -83,6 +84,12 @@ typedef struct srv_node_config {
 	 * applied). Node thread; called with @quota_ctx. May be NULL. */
 	bool (*over_quota)(void *quota_ctx, const Metastore__InternalRequest *req);
 	void *quota_ctx;
+	/* Borrowed, may be NULL: the worker the waiters' completions post replies
+	 * to. The node brackets the completions of each apply group with
+	 * srv_defer_hold/release, so a group's replies leave as one burst from the
+	 * worker (a group of one from the node thread) while the node goes on to
+	 * its next log write. */
+	srv_defer *replies;
 } srv_node_config;
 
 typedef struct srv_node_status {

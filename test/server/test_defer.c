@@ -1,8 +1,10 @@
 /*
  * test_defer: the completion worker (server/srv_defer). Completions run in the
  * order posted, exactly once; the first of a burst runs on the posting thread,
- * the rest on the worker; stop runs what is queued; posts after stop or to no
- * worker run on the caller. Real threads, no mocks.
+ * the rest on the worker; a held burst (srv_defer_hold/release, as the node
+ * loop posts an apply group's replies) of several goes to the worker, a held
+ * burst of one runs on the releasing thread; stop runs what is queued; posts
+ * after stop or to no worker run on the caller. Real threads, no mocks.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -144,4 +146,77 @@ Test(defer, stop_runs_what_is_queued_and_later_posts_run_here)
 	srv_defer_post(NULL, record, (void *)(intptr_t)100, 100 % 7, (void *)(intptr_t)300);
 	cr_assert_eq(atomic_load(&ran), 100, "no worker: runs on the caller");
 	cr_assert(pthread_equal(ran_on[100], pthread_self()));
+}
+
+Test(defer, a_held_burst_goes_to_the_worker_in_order)
+{
+	reset();
+	srv_defer *d;
+	cr_assert_eq(srv_defer_start("t-defer", &d), 0);
+	usleep(20000); /* the worker is asleep */
+	pthread_t me = pthread_self();
+	for (int round = 0; round < 3; round++) {
+		int base = round * 20;
+		srv_defer_hold(d);
+		for (int i = base; i < base + 20; i++)
+			post(d, i); /* a held post never runs on its poster (checked below) */
+		srv_defer_release(d);
+		wait_ran(base + 20);
+	}
+	for (int i = 0; i < 60; i++) {
+		cr_assert_eq(order[i], i, "position %d", i);
+		cr_assert_not(pthread_equal(ran_on[i], me), "%d ran on the worker", i);
+	}
+	srv_defer_stop(d);
+	cr_assert_eq(atomic_load(&ran), 60, "nothing ran twice");
+}
+
+Test(defer, a_held_burst_of_one_runs_on_the_releasing_thread)
+{
+	reset();
+	srv_defer *d;
+	cr_assert_eq(srv_defer_start("t-defer", &d), 0);
+	usleep(20000);
+	for (int i = 0; i < 3; i++) {
+		srv_defer_hold(d);
+		post(d, i);
+		cr_assert_eq(atomic_load(&ran), i, "held until the release");
+		srv_defer_release(d);
+		cr_assert_eq(atomic_load(&ran), i + 1, "ran before release returned");
+		cr_assert(pthread_equal(ran_on[i], pthread_self()));
+	}
+	srv_defer_hold(d); /* an empty burst wakes nobody and runs nothing */
+	srv_defer_release(d);
+	usleep(20000);
+	cr_assert_eq(atomic_load(&ran), 3);
+	srv_defer_hold(NULL); /* no worker: harmless */
+	srv_defer_release(NULL);
+	srv_defer_stop(d);
+}
+
+Test(defer, a_held_burst_of_one_behind_a_busy_worker_stays_in_order)
+{
+	reset();
+	srv_defer *d;
+	cr_assert_eq(srv_defer_start("t-defer", &d), 0);
+	usleep(20000);
+	/* A burst of five holds the worker inside completion 0 (the gate); a
+	 * burst of one released meanwhile must queue behind the rest, not run
+	 * on the releasing thread ahead of them. */
+	pthread_mutex_lock(&gate);
+	srv_defer_hold(d);
+	for (int i = 0; i < 5; i++)
+		post(d, i);
+	srv_defer_release(d);
+	wait_entered(1);
+	srv_defer_hold(d);
+	post(d, 5);
+	srv_defer_release(d);
+	cr_assert_eq(atomic_load(&ran), 0, "nothing overtook the gated completion");
+	pthread_mutex_unlock(&gate);
+	wait_ran(6);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(order[i], i, "position %d", i);
+	cr_assert_not(pthread_equal(ran_on[5], pthread_self()), "5 ran on the worker");
+	srv_defer_stop(d);
 }

@@ -449,13 +449,13 @@ cluster_status_wait() {
 #  13 range_kvs  14 ok  15 machine_busy_cores  16 server CPU µs per successful op
 #  (sum over members)  17 per-member server cores, leader marked with *  18 target
 #  19 leader/term change during the run  20 fdatasync p50/p99 ms just before the run
-#  21 client CPU % of the machine
+#  21 client CPU % of the machine  22 loopback TCP round trip p50 ms just before the run
 # (no field may be empty: bash's read collapses adjacent tabs).
 ANY_ERRORS=0
 run_scenarios() {
 	local name="$1" line sname op clients conns ops extra reported target reps rep total
 	local out t0 t1 rc busy0 busy1 srv_cores mach_cores eps tdesc lead0 term0 lead1 term1
-	local event fsync_col cpu0 cpu1 srv_s per_member us_op st fsync_note
+	local event fsync_col rtt_col cpu0 cpu1 srv_s per_member us_op st fsync_note
 	local -n scen="$2"
 	mkdir -p "$WORK/results"
 	for line in "${scen[@]}"; do
@@ -470,12 +470,15 @@ run_scenarios() {
 		for rep in $(seq 1 "$reps"); do
 			out="$WORK/results/$name-$sname-$rep"
 			[ "$QUIET_WAIT" = 0 ] || wait_quiet
-			fsync_col="-"
+			fsync_col="-"; rtt_col="-"
 			if [ "$sname" = put-1 ]; then
-				# the disk's sync cost right now, beside the single-client put latency
+				# the disk's sync cost and the network's round trip right now,
+				# beside the single-client put latency (issue 10's put-1 target)
 				fsync_col=$("$MSBENCH" --fsync-probe "$WORK" --total 500 --fsync-block 4096 |
 					grep '^{' | jq -r '"\(.p50_ms)/\(.p99_ms)"' || true)
 				[ -n "$fsync_col" ] || fsync_col="-"
+				rtt_col=$("$MSBENCH" --rtt-probe --total 2000 | grep '^{' | jq -r '.p50_ms' || true)
+				[ -n "$rtt_col" ] || rtt_col="-"
 			fi
 			lead0=0; term0=0
 			if [ "${#SERVER_PIDS[@]}" -gt 1 ]; then
@@ -521,11 +524,11 @@ run_scenarios() {
 			us_op=$(jq -r --arg s "$srv_s" '(.ok // 0) as $ok | if $ok > 0 then ($s | tonumber) * 1e6 / $ok else 0 end' "$out.json")
 			jq -r --arg n "$name" --arg s "$sname" --arg r "$rep" --arg sc "$srv_cores" --arg mc "$mach_cores" \
 				--arg rep "$reported" --arg cmd "--op $op --clients $clients --conns $conns --total $total $COMMON_FLAGS $extra" \
-				--arg us "$us_op" --arg pm "$per_member" --arg tg "$tdesc" --arg ev "$event" --arg fs "$fsync_col" \
-				'[$n, $s, $r, $rep, .ops_per_s, .p50_ms, .p99_ms, .errors, .client_cores, $sc, $cmd, (.first_error // "" | if . == "" then "-" else . end), (.range_kvs // 0), (.ok // 0), $mc, $us, $pm, $tg, $ev, $fs, (.client_cpu_share_pct // 0)] | @tsv' \
+				--arg us "$us_op" --arg pm "$per_member" --arg tg "$tdesc" --arg ev "$event" --arg fs "$fsync_col" --arg rt "$rtt_col" \
+				'[$n, $s, $r, $rep, .ops_per_s, .p50_ms, .p99_ms, .errors, .client_cores, $sc, $cmd, (.first_error // "" | if . == "" then "-" else . end), (.range_kvs // 0), (.ok // 0), $mc, $us, $pm, $tg, $ev, $fs, (.client_cpu_share_pct // 0), $rt] | @tsv' \
 				"$out.json" >>"$WORK/results/$name.tsv"
 			fsync_note=""
-			[ "$fsync_col" = "-" ] || fsync_note=", fdatasync p50/p99 $fsync_col ms just before"
+			[ "$fsync_col" = "-" ] || fsync_note=", fdatasync p50/p99 $fsync_col ms and loopback round trip p50 $rtt_col ms just before"
 			log "$name $sname #$rep ($tdesc): $(sed -n 2p "$out.txt" | sed 's/^msbench: //'); server $srv_cores cores ($per_member), whole machine $mach_cores cores busy$fsync_note"
 		done
 	done
@@ -751,6 +754,17 @@ ELAPSED=$(( $(date +%s) - T_START ))
 # ---- report --------------------------------------------------------------------------
 fmt_ops() { awk -v x="$1" 'BEGIN { printf "%.0f", x }'; }
 fmt_ms() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
+# put1_floor NAME ROW...: a put-1 run's p50 against what one durable write over the
+# network must at least cost, fdatasync p50 + loopback TCP round trip p50, both
+# measured just before that run (issue 10 wants p50 <= 1.3x that floor).
+put1_floor() {
+	local name="$1"; shift
+	local -a r=("$@")
+	local f="${r[19]%%/*}" t="${r[21]:--}"
+	if [ "$f" = "-" ] || [ "$t" = "-" ]; then return 0; fi
+	awk -v n="$name" -v p="${r[5]}" -v f="$f" -v t="$t" 'BEGIN {
+		printf "- put-1 floor, %s: p50 %.3f ms = %.2f x (fdatasync p50 %.3f + loopback round trip p50 %.3f = %.3f ms)\n", n, p, p / (f + t), f, t, f + t }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 other_cores() { awk -v m="$1" -v c="$2" -v s="$3" 'BEGIN { o = m - c - s; printf "%.2f", (o < 0 ? 0 : o) }'; }
 flag_errors() { # errors first_error
@@ -1015,6 +1029,8 @@ report() {
 			printf ', %s ms just before metastore'"'"'s (p50 %s ms)' "${m[19]}" "$(fmt_ms "${m[5]}")"
 		fi
 		echo "."
+		put1_floor etcd "${e[@]}"
+		[ "$ETCD_ONLY" = 1 ] || put1_floor metastore "${m[@]}"
 		echo
 		echo "CPU during the reported runs, in cores (of $NPROC): load generator (msbench, getrusage) /" \
 			"server (/proc/PID/stat) / everything else on the machine (/proc/stat busy minus both;" \
@@ -1119,6 +1135,7 @@ report() {
 				if ($17 ~ /\//) printf "  members %s", $17
 				if ($2 ~ /^range/ && $14 > 0) printf "  keys found %.1f%%", 100 * $13 / $14
 				if ($20 != "-") printf "  fdatasync p50/p99 %s ms", $20
+				if ($22 != "" && $22 != "-") printf "  loopback RTT p50 %s ms", $22
 				if ($19 != "-") printf "  ELECTION: %s", $19
 				printf "\n" }' "$WORK/results/$f.tsv"
 		done
