@@ -546,7 +546,7 @@ static int forward_reply(int err, const uint8_t *data, size_t len, uint64_t cid,
 }
 
 static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
-			   uint8_t **out, size_t *outlen)
+			   uint8_t **out, size_t *outlen, srv_peer_reply *reply)
 {
 	glue *g = ctx;
 	srv_app *app = g->app;
@@ -578,7 +578,7 @@ static int peer_on_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_
 		return forward_reply(e, b, 8, app->cluster_id, out, outlen);
 	}
 	case SRV_FWD_HASHKV:
-		return srv_maint_serve_hashkv(app, in, inlen, out, outlen);
+		return srv_maint_serve_hashkv(app, in, inlen, out, outlen, reply);
 	case SRV_FWD_TIMETOLIVE: {
 		if (!atomic_load(&g->leader))
 			return forward_reply(EC_NOT_LEADER, NULL, 0, app->cluster_id, out, outlen);

@@ -8,9 +8,11 @@
  * waiter that gives up (shutdown) drops its reference and the node's callback
  * frees the object.
  *
- * Peer hashes: one HashKV forward to every other member at once, answered by
- * srv_maint_serve_hashkv on the peer's transport thread; the caller waits for
- * every callback (the transport runs each exactly once, also on shutdown).
+ * Peer hashes: one HashKV forward to every other member at once; each member
+ * hashes on a detached thread (srv_maint_serve_hashkv), not on the peer port's
+ * thread that also receives raft messages, so heartbeats never wait behind a
+ * whole-store pass. The caller waits for every callback (the transport runs
+ * each exactly once, also on shutdown).
  */
 #include "server/srv_maint.h"
 
@@ -511,16 +513,13 @@ void srv_maint_hash_kv(srv_call *call, const ProtobufCMessage *req)
 
 /* ---- peers' hashes -------------------------------------------------------- */
 
-int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_t **out,
-                           size_t *outlen)
+/* HashKV of @app at @rev as a packed ForwardReply in *@out (malloc'd): 0 or
+ * EC_NOMEM. */
+static int hashkv_reply(srv_app *app, int64_t rev, uint8_t **out, size_t *outlen)
 {
-	Etcdserverpb__HashKVRequest *r = etcdserverpb__hash_kvrequest__unpack(NULL, inlen, in);
-	if (r == NULL)
-		return EC_BAD_REQUEST;
 	Etcdserverpb__HashKVResponse resp;
 	Etcdserverpb__ResponseHeader hdr;
-	int err = hash_kv(app, r->revision, &resp, &hdr);
-	etcdserverpb__hash_kvrequest__free_unpacked(r, NULL);
+	int err = hash_kv(app, rev, &resp, &hdr);
 	uint8_t *data = NULL;
 	size_t dlen = 0;
 	if (err == EC_OK) {
@@ -540,6 +539,42 @@ int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_
 		metastore__forward_reply__pack(&fr, *out);
 	free(data);
 	return *out ? 0 : EC_NOMEM;
+}
+
+/* A peer's HashKV, hashed away from the peer port's threads. */
+typedef struct peer_hash_job {
+	srv_app *app;
+	int64_t rev;
+	srv_peer_reply *reply;
+} peer_hash_job;
+
+static void *peer_hash_main(void *arg)
+{
+	peer_hash_job *j = arg;
+	uint8_t *out = NULL;
+	size_t outlen = 0;
+	int rc = hashkv_reply(j->app, j->rev, &out, &outlen);
+	srv_peer_forward_reply(j->reply, rc, out, outlen);
+	free(j);
+	return NULL;
+}
+
+int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_t **out,
+                           size_t *outlen, srv_peer_reply *reply)
+{
+	Etcdserverpb__HashKVRequest *r = etcdserverpb__hash_kvrequest__unpack(NULL, inlen, in);
+	if (r == NULL)
+		return EC_BAD_REQUEST;
+	int64_t rev = r->revision;
+	etcdserverpb__hash_kvrequest__free_unpacked(r, NULL);
+	peer_hash_job *j = reply != NULL ? malloc(sizeof(*j)) : NULL;
+	if (j != NULL) {
+		*j = (peer_hash_job){app, rev, reply};
+		if (run_detached(peer_hash_main, j) == 0)
+			return SRV_PEER_LATER;
+		free(j);
+	}
+	return hashkv_reply(app, rev, out, outlen); /* no thread: here, then */
 }
 
 /* One peer's answer to a HashKV forward. */

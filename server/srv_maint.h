@@ -27,6 +27,7 @@
 
 #include "internal.pb-c.h"
 #include "server/srv_app.h"
+#include "server/srv_peer.h"
 #include "server/srv_rpc.h"
 
 typedef struct srv_maint srv_maint;
@@ -99,13 +100,17 @@ void srv_maint_raise(srv_app *app, uint64_t member, int type);
 int srv_maint_compact(srv_app *app, int64_t rev, const atomic_bool *stop);
 
 /*
- * srv_maint_serve_hashkv - answer a peer's SRV_FWD_HASHKV: @in is a packed
- * HashKVRequest; *@out receives a packed ForwardReply (err = the ec_err, data =
- * the packed HashKVResponse), malloc'd. Returns 0, or EC_BAD_REQUEST /
- * EC_NOMEM (no reply). Any thread; works before the node has started.
+ * srv_maint_serve_hashkv - answer a peer's SRV_FWD_HASHKV (an on_forward of
+ * srv_peer): @in is a packed HashKVRequest, decoded here. The answer is a
+ * packed ForwardReply (err = the ec_err, data = the packed HashKVResponse).
+ * The hash, a whole-store pass, runs on a detached thread that answers @reply
+ * with srv_peer_forward_reply: returns SRV_PEER_LATER. When no thread can
+ * start (or @reply is NULL) it runs here and *@out receives the answer,
+ * malloc'd: returns 0. EC_BAD_REQUEST / EC_NOMEM: no answer. Any thread;
+ * works before the node has started.
  */
 int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_t **out,
-                           size_t *outlen);
+                           size_t *outlen, srv_peer_reply *reply);
 
 /* The service's handlers (srv_rpc unary signature). */
 void srv_maint_status(srv_call *call, const ProtobufCMessage *req);

@@ -1640,32 +1640,50 @@ static void snap_rx_open(srv_stream *st, const ProtobufCMessage *req)
 	srv_stream_set_ops(st, &snap_rx_ops, rx);
 }
 
+/* End forward @call with @err as it goes on the wire (0, a handler's positive
+ * error, or a transport code) and the answer bytes (freed here). */
+static void fwd_answer(srv_call *call, int err, uint8_t *out, size_t outlen)
+{
+	Metastore__PeerForwardResponse rs = METASTORE__PEER_FORWARD_RESPONSE__INIT;
+	rs.err = err;
+	if (err == 0 && out != NULL) {
+		rs.data.data = out;
+		rs.data.len = outlen;
+	}
+	srv_call_reply(call, &rs.base);
+	free(out);
+}
+
+/* A srv_peer_reply is the forward's srv_call under another name. */
+void srv_peer_forward_reply(srv_peer_reply *reply, int rc, uint8_t *out, size_t outlen)
+{
+	fwd_answer((srv_call *)reply, rc < 0 ? SRV_PEER_EREMOTE : rc, out, outlen);
+}
+
 static void fwd_rx(srv_call *call, const ProtobufCMessage *req)
 {
 	srv_peer *sp = srv_call_app(call);
 	const Metastore__PeerForwardRequest *rq = (const Metastore__PeerForwardRequest *)req;
-	Metastore__PeerForwardResponse rs = METASTORE__PEER_FORWARD_RESPONSE__INIT;
 	uint8_t *out = NULL;
 	size_t outlen = 0;
+	int rc;
 	if (rq->format != SRV_PEER_FORMAT) {
-		rs.err = SRV_PEER_EPROTO;
+		rc = SRV_PEER_EPROTO;
 	} else if (rq->cluster_id != 0 && rq->cluster_id != sp->cfg.cluster_id) {
 		log_once(&sp->logged_cluster, "request cluster ID mismatch", "remote-peer-cluster-id",
 		         rq->cluster_id, "local-member-cluster-id", sp->cfg.cluster_id, rq->from);
-		rs.err = SRV_PEER_ECLUSTER;
+		rc = SRV_PEER_ECLUSTER;
 	} else if (sp->cfg.on_forward == NULL) {
-		rs.err = SRV_PEER_ENOHANDLER;
+		rc = SRV_PEER_ENOHANDLER;
 	} else {
-		int rc = sp->cfg.on_forward(sp->cfg.ctx, rq->from, rq->kind, rq->data.data,
-		                            rq->data.len, &out, &outlen);
-		rs.err = rc < 0 ? SRV_PEER_EREMOTE : rc;
-		if (rc == 0 && out != NULL) {
-			rs.data.data = out;
-			rs.data.len = outlen;
-		}
+		rc = sp->cfg.on_forward(sp->cfg.ctx, rq->from, rq->kind, rq->data.data, rq->data.len,
+		                        &out, &outlen, (srv_peer_reply *)call);
+		if (rc == SRV_PEER_LATER) /* the handler's thread answers */
+			return;
+		if (rc < 0)
+			rc = SRV_PEER_EREMOTE;
 	}
-	srv_call_reply(call, &rs.base);
-	free(out);
+	fwd_answer(call, rc, out, outlen);
 }
 
 size_t srv_peer_methods(srv_method *rows, size_t cap)

@@ -57,6 +57,8 @@
 #define SRV_PEER_EPROTO       (-8)  /* undecodable or unexpected answer */
 #define SRV_PEER_ESTOPPED     (-9)  /* srv_peer_stop() is under way */
 #define SRV_PEER_EREMOTE      (-10) /* the remote handler failed without a usable code */
+/* Not an error: on_forward's "the answer comes later" (srv_peer_forward_reply). */
+#define SRV_PEER_LATER        (-100)
 
 /* srv_peer_strerror - static text for an SRV_PEER_E* code ("ok" for 0; positive
  * codes: "remote handler error"). Never NULL. */
@@ -82,6 +84,8 @@ const char *srv_peer_strerror(int err);
 #define SRV_PEER_N_METHODS 3
 
 typedef struct srv_peer srv_peer;
+/* A forward being served: what on_forward hands on when it answers later. */
+typedef struct srv_peer_reply srv_peer_reply;
 
 typedef struct srv_peer_config {
 	uint64_t self_id;    /* this member's raft id (non-zero) */
@@ -118,16 +122,20 @@ typedef struct srv_peer_config {
 	 * called more than once. May be NULL. */
 	void (*on_removed)(void *ctx, uint64_t by);
 	/*
-	 * Serve a peer's srv_peer_forward/srv_peer_fetch (an srv_rpc thread; must not
-	 * block long). @from is the caller's member id (0 from srv_peer_fetch). On
-	 * success return 0 and optionally set *@out to malloc'd bytes (*@outlen long;
-	 * the transport frees them); or return a positive error that travels back
-	 * unchanged (*@out is then ignored but still freed if set). A negative return
-	 * reaches the caller as SRV_PEER_EREMOTE. May be NULL: every forward is then
+	 * Serve a peer's srv_peer_forward/srv_peer_fetch (an srv_rpc thread of the
+	 * peer port, the one that also receives raft messages: must not block
+	 * long). @from is the caller's member id (0 from srv_peer_fetch). On
+	 * success return 0 and optionally set *@out to malloc'd bytes (*@outlen
+	 * long; the transport frees them); or return a positive error that travels
+	 * back unchanged (*@out is then ignored but still freed if set). A negative
+	 * return reaches the caller as SRV_PEER_EREMOTE. Work that takes long (a
+	 * scan) returns SRV_PEER_LATER instead, after handing @reply to another
+	 * thread that answers with srv_peer_forward_reply (exactly once; @in is
+	 * valid only during this call). May be NULL: every forward is then
 	 * answered SRV_PEER_ENOHANDLER.
 	 */
 	int (*on_forward)(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
-	                  uint8_t **out, size_t *outlen);
+	                  uint8_t **out, size_t *outlen, srv_peer_reply *reply);
 	void *ctx; /* passed to every callback */
 	/* The identity and checks for dialing https:// / unixs:// peer URLs (the
 	 * peer side's srv_tls; the transport takes its own reference). NULL: such
@@ -219,6 +227,16 @@ int srv_peer_forward(srv_peer *p, uint64_t to, uint32_t kind, const uint8_t *in,
  */
 int srv_peer_fetch(const char *const *urls, size_t n, srv_tls *tls, uint32_t kind,
                    const uint8_t *in, size_t len, int timeout_ms, uint8_t **out, size_t *outlen);
+
+/*
+ * srv_peer_forward_reply - answer the forward @reply that on_forward deferred
+ * (it returned SRV_PEER_LATER), from any thread, exactly once. @rc and @out /
+ * @outlen as on_forward's return and outputs: 0 with optional malloc'd bytes
+ * (taken over and freed here), a positive error that travels back, or a
+ * negative one (SRV_PEER_EREMOTE there). If the peer server is shutting down
+ * the answer is dropped; the call still ends.
+ */
+void srv_peer_forward_reply(srv_peer_reply *reply, int rc, uint8_t *out, size_t outlen);
 
 /* srv_peer_msg_free - free a message handed to on_message: its blobs (one
  * reference each), entries array, snapshot and itself. NULL is ok. */

@@ -7,7 +7,9 @@
  * snapshot statuses) under one global mutex and condition; tests wait on those
  * counts with a generous deadline and never measure time otherwise. Forward
  * handlers: kind 1 echoes the request reversed, kind 2 fails with 42, kind 3
- * sleeps 1 s before answering (for timeouts).
+ * sleeps 1 s before answering (for timeouts); kinds 4 and 5 answer later from
+ * another thread (SRV_PEER_LATER), once the test opens a gate: 4 as kind 1, 5
+ * with error 43.
  */
 #include <criterion/criterion.h>
 
@@ -185,16 +187,57 @@ static void cb_removed(void *ctx, uint64_t by)
 	pthread_mutex_unlock(&g_mu);
 }
 
+/* The answer of kind 1 (and 4): @in reversed, then @from. */
+static uint8_t *echo_answer(uint64_t from, const uint8_t *in, size_t inlen, size_t *outlen)
+{
+	uint8_t *out = malloc(inlen + 8);
+	for (size_t i = 0; i < inlen; i++)
+		out[i] = in[inlen - 1 - i];
+	memcpy(out + inlen, &from, 8);
+	*outlen = inlen + 8;
+	return out;
+}
+
+static bool g_gate_open; /* under g_mu: deferred forwards may answer */
+static int g_deferred;   /* under g_mu: deferred forwards inside their handler */
+static int g_later_done; /* under g_mu: deferred answers sent, jobs freed */
+
+typedef struct later_job {
+	srv_peer_reply *reply;
+	uint32_t kind;
+	uint64_t from;
+	uint8_t *in;
+	size_t inlen;
+} later_job;
+
+static void *later_main(void *arg)
+{
+	later_job *j = arg;
+	pthread_mutex_lock(&g_mu);
+	while (!g_gate_open)
+		pthread_cond_wait(&g_cv, &g_mu);
+	pthread_mutex_unlock(&g_mu);
+	size_t outlen = 0;
+	if (j->kind == 4) {
+		uint8_t *out = echo_answer(j->from, j->in, j->inlen, &outlen);
+		srv_peer_forward_reply(j->reply, 0, out, outlen);
+	} else
+		srv_peer_forward_reply(j->reply, 43, NULL, 0);
+	free(j->in);
+	free(j);
+	pthread_mutex_lock(&g_mu);
+	g_later_done++;
+	pthread_cond_broadcast(&g_cv);
+	pthread_mutex_unlock(&g_mu);
+	return NULL;
+}
+
 static int cb_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in, size_t inlen,
-                      uint8_t **out, size_t *outlen)
+                      uint8_t **out, size_t *outlen, srv_peer_reply *reply)
 {
 	switch (kind) {
 	case 1:
-		*out = malloc(inlen + 8);
-		for (size_t i = 0; i < inlen; i++)
-			(*out)[i] = in[inlen - 1 - i];
-		memcpy(*out + inlen, &from, 8);
-		*outlen = inlen + 8;
+		*out = echo_answer(from, in, inlen, outlen);
 		return 0;
 	case 2:
 		*out = malloc(3); /* set on error: must be freed, not sent */
@@ -203,6 +246,20 @@ static int cb_forward(void *ctx, uint64_t from, uint32_t kind, const uint8_t *in
 	case 3:
 		sleep_ms(1000);
 		return 0;
+	case 4:
+	case 5: {
+		later_job *j = malloc(sizeof *j);
+		*j = (later_job){reply, kind, from, malloc(inlen ? inlen : 1), inlen};
+		memcpy(j->in, in, inlen); /* @in is valid only during this call */
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, later_main, j), 0);
+		pthread_detach(th);
+		pthread_mutex_lock(&g_mu);
+		g_deferred++;
+		pthread_cond_broadcast(&g_cv);
+		pthread_mutex_unlock(&g_mu);
+		return SRV_PEER_LATER;
+	}
 	default:
 		return -5;
 	}
@@ -720,6 +777,20 @@ static int forward_wait(tnode *a, uint64_t to, uint32_t kind, const char *in, in
 	return 0;
 }
 
+/* @r is kind 1's (or 4's) answer to @in from member @from: @in reversed, then
+ * the caller's id as the handler saw it. */
+static void check_echo(const fwd_result *r, const char *in, uint64_t from)
+{
+	size_t n = strlen(in);
+	cr_assert_eq(r->err, 0);
+	cr_assert_eq(r->len, n + 8);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(r->data[i], (uint8_t)in[n - 1 - i]);
+	uint64_t seen;
+	memcpy(&seen, r->data + n, 8);
+	cr_assert_eq(seen, from, "the handler sees the caller's id");
+}
+
 Test(server_peer, forward_round_trips)
 {
 	tnode *a = node_new(1, 7, true), *b = node_new(2, 7, true), *c = node_new(3, 8, true);
@@ -730,12 +801,7 @@ Test(server_peer, forward_round_trips)
 	fwd_result r;
 
 	cr_assert_eq(forward_wait(a, 2, 1, "abc", 5000, &r), 0);
-	cr_assert_eq(r.err, 0);
-	cr_assert_eq(r.len, 11);
-	cr_assert_eq(memcmp(r.data, "cba", 3), 0);
-	uint64_t from;
-	memcpy(&from, r.data + 3, 8);
-	cr_assert_eq(from, 1, "the handler sees the caller's id");
+	check_echo(&r, "abc", 1);
 
 	cr_assert_eq(forward_wait(a, 2, 2, "x", 5000, &r), 0);
 	cr_assert_eq(r.err, 42, "the handler's error travels back");
@@ -762,6 +828,63 @@ Test(server_peer, forward_round_trips)
 	cr_assert_eq(srv_peer_add(a->peer, 5, urls, 1), 0);
 	cr_assert_eq(forward_wait(a, 5, 1, "x", 5000, &r), 0);
 	cr_assert_eq(r.err, SRV_PEER_EUNAVAILABLE);
+	teardown();
+	CHECK_NO_LEAKS();
+}
+
+/* Start a forward without waiting for it. */
+static void forward_start(tnode *a, uint64_t to, uint32_t kind, const char *in, fwd_result *r)
+{
+	memset(r, 0, sizeof *r);
+	cr_assert_eq(srv_peer_forward(a->peer, to, kind, (const uint8_t *)in, strlen(in), 20000,
+	                              fwd_cb, r),
+	             0);
+}
+
+/* A heartbeat from @a to @b, sent and waited for (the @nth message @b gets). */
+static void heartbeat_arrives(tnode *a, tnode *b, size_t nth)
+{
+	raft_message m = msg_make(RAFT_MSG_HEARTBEAT, a->id, b->id, nth);
+	srv_peer_send(a->peer, &m, 1);
+	cr_assert(wait_msgs(b, nth, WAIT_MS), "heartbeat %zu arrived", nth);
+}
+
+/*
+ * Forwards answered later (a HashKV's whole-store pass) leave the peer port's
+ * threads, which also receive raft messages, free: with three of them held
+ * (more than the port's two threads), a heartbeat still arrives; then each
+ * answer, success or error, reaches its caller.
+ */
+Test(server_peer, a_deferred_forward_leaves_the_port_free_for_raft)
+{
+	tnode *a = node_new(1, 7, true), *b = node_new(2, 7, true);
+	link_to(a, b);
+	link_to(b, a);
+	heartbeat_arrives(a, b, 1); /* the raft stream is up */
+	pthread_mutex_lock(&g_mu);
+	g_gate_open = false;
+	g_deferred = 0;
+	g_later_done = 0;
+	pthread_mutex_unlock(&g_mu);
+	fwd_result r1, r2, r3;
+	forward_start(a, 2, 4, "abc", &r1);
+	forward_start(a, 2, 4, "xy", &r2);
+	forward_start(a, 2, 5, "e", &r3);
+	cr_assert(wait_int(&g_deferred, 3, WAIT_MS), "all three handlers deferred");
+	heartbeat_arrives(a, b, 2);
+	pthread_mutex_lock(&g_mu);
+	cr_assert_eq(r1.done + r2.done + r3.done, 0, "no answer before the gate opens");
+	g_gate_open = true;
+	pthread_cond_broadcast(&g_cv);
+	pthread_mutex_unlock(&g_mu);
+	cr_assert(wait_int(&r1.done, 1, WAIT_MS));
+	cr_assert(wait_int(&r2.done, 1, WAIT_MS));
+	cr_assert(wait_int(&r3.done, 1, WAIT_MS));
+	check_echo(&r1, "abc", 1);
+	check_echo(&r2, "xy", 1);
+	cr_assert_eq(r3.err, 43, "a deferred error travels back");
+	cr_assert_eq(r3.len, 0);
+	cr_assert(wait_int(&g_later_done, 3, WAIT_MS)); /* the jobs freed what they held */
 	teardown();
 	CHECK_NO_LEAKS();
 }
