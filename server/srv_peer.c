@@ -1654,7 +1654,8 @@ static void fwd_answer(srv_call *call, int err, uint8_t *out, size_t outlen)
 	free(out);
 }
 
-/* A srv_peer_reply is the forward's srv_call under another name. */
+/* A srv_peer_reply is the forward's srv_call under another name; the one
+ * place a handler's answer (now or later) is put on the wire. */
 void srv_peer_forward_reply(srv_peer_reply *reply, int rc, uint8_t *out, size_t outlen)
 {
 	fwd_answer((srv_call *)reply, rc < 0 ? SRV_PEER_EREMOTE : rc, out, outlen);
@@ -1678,10 +1679,9 @@ static void fwd_rx(srv_call *call, const ProtobufCMessage *req)
 	} else {
 		rc = sp->cfg.on_forward(sp->cfg.ctx, rq->from, rq->kind, rq->data.data, rq->data.len,
 		                        &out, &outlen, (srv_peer_reply *)call);
-		if (rc == SRV_PEER_LATER) /* the handler's thread answers */
-			return;
-		if (rc < 0)
-			rc = SRV_PEER_EREMOTE;
+		if (rc != SRV_PEER_LATER) /* else the handler's thread answers */
+			srv_peer_forward_reply((srv_peer_reply *)call, rc, out, outlen);
+		return;
 	}
 	fwd_answer(call, rc, out, outlen);
 }

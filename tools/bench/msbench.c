@@ -1019,7 +1019,6 @@ static int rtt_probe(const struct bench_opts *o)
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	pthread_t th;
-	bool started = false;
 	int rc = (lfd < 0 || cfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
 		  listen(lfd, 1) != 0 || getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0)
 			 ? errno
@@ -1027,7 +1026,7 @@ static int rtt_probe(const struct bench_opts *o)
 	pin_to_cpu(0);
 	if (rc == 0)
 		rc = pthread_create(&th, NULL, rtt_echo, &lfd);
-	started = rc == 0;
+	bool started = rc == 0;
 	if (rc == 0 && connect(cfd, (struct sockaddr *)&sa, sizeof sa) != 0)
 		rc = errno;
 	int one = 1;
