@@ -1282,12 +1282,12 @@ out:
 	app.node = NULL;
 	srv_defer_stop(app.replies); /* after the node: it sends the last answers */
 	app.replies = NULL;
-	srv_maint_free(&app);
 	srv_watch_stop(app.watch); /* after the node: no commit reaches its hook */
 	app.watch = NULL;
 	srv_tlsfront_stop(peer_front); /* before the core: no new peer connection */
 	srv_rpc_shutdown(peer_rpc);
 	srv_peer_stop(g.peer);
+	srv_maint_free(&app); /* after the peer port: a peer's HashKV reaches it */
 	srv_tls_unref(g_client_tls);
 	srv_tls_unref(g_peer_tls);
 	ec_lessor_close(app.lessor);

@@ -9,6 +9,7 @@
 #include "server/srv_log.h"
 #include "server/srv_http.h"
 #include "server/srv_gateway.h"
+#include "server/srv_jobs.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,9 +41,8 @@ struct srv_http {
 	daemon_ctx dm[N_KINDS];
 	srv_gateway *gw; /* /v3 on client URLs, when cfg.rpc is set */
 	atomic_bool stopping;
-	pthread_mutex_t mu; /* guards workers */
-	pthread_cond_t idle; /* signalled when workers drops */
-	int workers;         /* /health checks running on worker threads */
+	pthread_mutex_t mu; /* guards the jobs' done flags */
+	srv_jobs jobs;      /* /health checks running on worker threads */
 };
 
 /* A /health request routed on a worker (its con_cls). */
@@ -355,7 +355,7 @@ static enum MHD_Result queue_reply(const daemon_ctx *dc, struct MHD_Connection *
 	return ret;
 }
 
-static void *health_main(void *arg)
+static void health_main(void *arg)
 {
 	health_job *j = arg;
 	srv_http *h = j->h;
@@ -363,10 +363,7 @@ static void *health_main(void *arg)
 	pthread_mutex_lock(&h->mu);
 	j->done = true;
 	MHD_resume_connection(j->c);
-	h->workers--;
-	pthread_cond_broadcast(&h->idle);
 	pthread_mutex_unlock(&h->mu);
-	return NULL;
 }
 
 /*
@@ -395,27 +392,15 @@ static enum MHD_Result health_async(daemon_ctx *dc, struct MHD_Connection *c, co
 		return MHD_NO;
 	*j = (health_job){.tag = &health_tag, .h = h, .dc = dc, .c = c, .q = *q};
 	snprintf(j->method, sizeof j->method, "%s", method);
-	pthread_mutex_lock(&h->mu);
-	bool go = !atomic_load(&h->stopping) && h->workers < MAX_HEALTH_WORKERS;
-	if (go) {
-		h->workers++;
-		MHD_suspend_connection(c);
+	if (srv_jobs_enter(&h->jobs) != SRV_JOBS_OK) { /* stopping, or enough workers */
+		free(j);
+		return MHD_NO;
 	}
-	pthread_mutex_unlock(&h->mu);
-	pthread_t th;
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (go && pthread_create(&th, &at, health_main, j) != 0) {
-		pthread_mutex_lock(&h->mu);
-		h->workers--;
-		pthread_cond_broadcast(&h->idle);
+	/* suspended before the worker exists: its resume always comes after */
+	MHD_suspend_connection(c);
+	if (srv_jobs_run(&h->jobs, health_main, j) != SRV_JOBS_OK) {
 		MHD_resume_connection(c);
-		pthread_mutex_unlock(&h->mu);
-		go = false;
-	}
-	pthread_attr_destroy(&at);
-	if (!go) {
+		srv_jobs_leave(&h->jobs);
 		free(j);
 		return MHD_NO;
 	}
@@ -497,7 +482,7 @@ int srv_http_start(const srv_http_config *cfg, srv_http **out, char *err, size_t
 		return -1;
 	}
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->idle, NULL);
+	srv_jobs_init(&h->jobs, MAX_HEALTH_WORKERS);
 	h->cfg = *cfg;
 	atomic_init(&h->stopping, false);
 	srv_tls_ref(h->cfg.tls);
@@ -587,10 +572,7 @@ void srv_http_stop(srv_http *h)
 		return;
 	atomic_store(&h->stopping, true);
 	srv_gateway_quiesce(h->gw); /* no suspended connection may outlive this */
-	pthread_mutex_lock(&h->mu);
-	while (h->workers > 0)
-		pthread_cond_wait(&h->idle, &h->mu);
-	pthread_mutex_unlock(&h->mu);
+	srv_jobs_stop(&h->jobs, -1);
 	for (size_t i = 0; i < SRV_HTTP_MAX_EXT; i++)
 		if (h->cfg.ext[i].match != NULL && h->cfg.ext[i].quiesce != NULL)
 			h->cfg.ext[i].quiesce(h->cfg.ext[i].ctx);
@@ -600,6 +582,6 @@ void srv_http_stop(srv_http *h)
 	srv_gateway_free(h->gw);
 	srv_tls_unref(h->cfg.tls);
 	pthread_mutex_destroy(&h->mu);
-	pthread_cond_destroy(&h->idle);
+	srv_jobs_destroy(&h->jobs);
 	free(h);
 }

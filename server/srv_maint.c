@@ -13,6 +13,11 @@
  * thread that also receives raft messages, so heartbeats never wait behind a
  * whole-store pass. The caller waits for every callback (the transport runs
  * each exactly once, also on shutdown).
+ *
+ * Every detached worker (Defragment, Hash, HashKV, a peer's HashKV) is counted
+ * in the srv_jobs of srv_maint: srv_maint_stop refuses new ones ("etcdserver:
+ * server stopped") and waits for the running ones, so none outlives the node
+ * or the store it reads.
  */
 #include "server/srv_maint.h"
 
@@ -30,6 +35,7 @@
 #include "ms_version.h"
 #include "server/srv_auth.h"
 #include "server/srv_handlers.h"
+#include "server/srv_jobs.h"
 #include "server/srv_log.h"
 #include "server/srv_peer.h"
 #include "storage/st_mvcc.h"
@@ -48,6 +54,7 @@ struct srv_maint {
 	atomic_bool stop;
 	pthread_t thread;
 	bool running;
+	srv_jobs jobs;              /* the detached workers */
 };
 
 /* go-humanize's Bytes (SI units), as etcd logs quota sizes: "2.1 GB". */
@@ -85,6 +92,7 @@ int srv_maint_new(srv_app *app)
 	atomic_init(&m->stop, false);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
+	srv_jobs_init(&m->jobs, 0);
 	app->maint = m;
 	char hs[32];
 	if (m->quota < 0) {
@@ -322,17 +330,17 @@ bool srv_maint_over_quota(void *ctx, const Metastore__InternalRequest *req)
 
 /* ---- handlers ------------------------------------------------------------ */
 
-/* Run @fn(@arg) on a detached thread. Returns 0 or -1. */
-static int run_detached(void *(*fn)(void *), void *arg)
+/* Run @fn(@arg) on a counted detached worker of @app's srv_maint. Returns
+ * EC_OK, or EC_STOPPED (srv_maint_stop has begun) or EC_NOMEM with nothing
+ * started. */
+static int run_detached(srv_app *app, void (*fn)(void *), void *arg)
 {
-	pthread_t t;
-	pthread_attr_t at;
-	if (pthread_attr_init(&at) != 0)
-		return -1;
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&t, &at, fn, arg);
-	pthread_attr_destroy(&at);
-	return rc == 0 ? 0 : -1;
+	if (app->maint == NULL)
+		return EC_STOPPED;
+	int rc = srv_jobs_start(&app->maint->jobs, fn, arg);
+	if (rc == SRV_JOBS_OK)
+		return EC_OK;
+	return rc == SRV_JOBS_ESTOPPED ? EC_STOPPED : EC_NOMEM;
 }
 
 void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
@@ -377,7 +385,7 @@ void srv_maint_status(srv_call *call, const ProtobufCMessage *req)
 
 /* Defragment: a full RocksDB compaction (st_db_compact_files), which can take
  * seconds, on a detached thread of its own. etcd answers with no header. */
-static void *defrag_main(void *arg)
+static void defrag_main(void *arg)
 {
 	srv_call *call = arg;
 	srv_app *app = srv_call_app(call);
@@ -385,22 +393,21 @@ static void *defrag_main(void *arg)
 	if (st_db_compact_files(app->db) != 0) {
 		srv_log_warn("failed to defragment", SRV_LF_ERR("I/O error"));
 		srv_call_fail(call, EC_INTERNAL);
-		return NULL;
+		return;
 	}
 	srv_log_info("finished defragment");
 	if (app->maint)
 		atomic_store(&app->maint->size_at, 0); /* the size moved: read it again */
 	Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
 	srv_call_reply(call, &resp.base);
-	return NULL;
 }
 
 /* The admin check of etcd's authMaintenanceServer, then @fn on a worker. */
-static void maint_admin_detached(srv_call *call, void *(*fn)(void *))
+static void maint_admin_detached(srv_call *call, void (*fn)(void *))
 {
 	int err = srv_auth_maint_admin(call);
-	if (err == EC_OK && run_detached(fn, call) != 0)
-		err = EC_NOMEM;
+	if (err == EC_OK)
+		err = run_detached(srv_call_app(call), fn, call);
 	if (err != EC_OK)
 		srv_call_fail(call, err);
 }
@@ -419,7 +426,7 @@ void srv_maint_alarm(srv_call *call, const ProtobufCMessage *req)
 	                  (ProtobufCMessage *)req);
 }
 
-static void *hash_main(void *arg)
+static void hash_main(void *arg)
 {
 	srv_call *call = arg;
 	srv_app *app = srv_call_app(call);
@@ -428,7 +435,7 @@ static void *hash_main(void *arg)
 	int err = ec_hash_all(app->db, &h, &rev);
 	if (err != EC_OK) {
 		srv_call_fail(call, err);
-		return NULL;
+		return;
 	}
 	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 	srv_fill_header(app, &hdr, false);
@@ -437,7 +444,6 @@ static void *hash_main(void *arg)
 	resp.header = &hdr;
 	resp.hash = h;
 	srv_call_reply(call, &resp.base);
-	return NULL;
 }
 
 void srv_maint_hash(srv_call *call, const ProtobufCMessage *req)
@@ -477,7 +483,7 @@ typedef struct hash_job {
 	int64_t rev;
 } hash_job;
 
-static void *hash_job_main(void *arg)
+static void hash_job_main(void *arg)
 {
 	hash_job *j = arg;
 	srv_app *app = srv_call_app(j->call);
@@ -489,7 +495,6 @@ static void *hash_job_main(void *arg)
 	else
 		srv_call_reply(j->call, &resp.base);
 	free(j);
-	return NULL;
 }
 
 void srv_maint_hash_kv(srv_call *call, const ProtobufCMessage *req)
@@ -502,10 +507,8 @@ void srv_maint_hash_kv(srv_call *call, const ProtobufCMessage *req)
 	if (err == EC_OK) {
 		j->call = call;
 		j->rev = r->revision;
-		if (run_detached(hash_job_main, j) != 0) {
+		if ((err = run_detached(srv_call_app(call), hash_job_main, j)) != EC_OK)
 			free(j);
-			err = EC_NOMEM;
-		}
 	}
 	if (err != EC_OK)
 		srv_call_fail(call, err);
@@ -548,7 +551,7 @@ typedef struct peer_hash_job {
 	srv_peer_reply *reply;
 } peer_hash_job;
 
-static void *peer_hash_main(void *arg)
+static void peer_hash_main(void *arg)
 {
 	peer_hash_job *j = arg;
 	uint8_t *out = NULL;
@@ -556,7 +559,6 @@ static void *peer_hash_main(void *arg)
 	int rc = hashkv_reply(j->app, j->rev, &out, &outlen);
 	srv_peer_forward_reply(j->reply, rc, out, outlen);
 	free(j);
-	return NULL;
 }
 
 int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_t **out,
@@ -570,11 +572,19 @@ int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_
 	peer_hash_job *j = reply != NULL ? malloc(sizeof(*j)) : NULL;
 	if (j != NULL) {
 		*j = (peer_hash_job){app, rev, reply};
-		if (run_detached(peer_hash_main, j) == 0)
+		int err = run_detached(app, peer_hash_main, j);
+		if (err == EC_OK)
 			return SRV_PEER_LATER;
 		free(j);
+		if (err == EC_STOPPED)
+			return err;
 	}
-	return hashkv_reply(app, rev, out, outlen); /* no thread: here, then */
+	/* no thread: here, then, counted all the same */
+	if (app->maint == NULL || srv_jobs_enter(&app->maint->jobs) != SRV_JOBS_OK)
+		return EC_STOPPED;
+	int rc = hashkv_reply(app, rev, out, outlen);
+	srv_jobs_leave(&app->maint->jobs);
+	return rc;
 }
 
 /* One peer's answer to a HashKV forward. */
@@ -938,6 +948,7 @@ void srv_maint_stop(srv_app *app)
 	if (m->running)
 		pthread_join(m->thread, NULL);
 	m->running = false;
+	srv_jobs_stop(&m->jobs, -1); /* a hash in flight ends before the node does */
 }
 
 void srv_maint_free(srv_app *app)
@@ -948,6 +959,7 @@ void srv_maint_free(srv_app *app)
 	srv_maint_stop(app);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
+	srv_jobs_destroy(&m->jobs);
 	app->maint = NULL;
 	free(m);
 }

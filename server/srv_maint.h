@@ -14,8 +14,9 @@
  * (SRV_FWD_HASHKV, served by srv_maint_serve_hashkv).
  *
  * Threading: handlers run on gRPC threads and hand anything slow (Defragment,
- * Hash, HashKV: whole-store passes) to a detached worker thread; the periodic
- * corruption check has a thread of its own (srv_maint_start/stop).
+ * Hash, HashKV: whole-store passes) to a detached worker thread, counted so
+ * that srv_maint_stop can wait for it; the periodic corruption check has a
+ * thread of its own (srv_maint_start/stop).
  */
 #ifndef METASTORE_SRV_MAINT_H
 #define METASTORE_SRV_MAINT_H
@@ -58,10 +59,12 @@ int srv_maint_initial_check(srv_app *app);
  * srv_maint_start - start the periodic corruption check (every
  * --experimental-corrupt-check-time, on the leader only; nothing when 0).
  * Needs app->node and app->peer. Returns 0 or -1 (no thread).
- * srv_maint_stop - stop it and wait for its thread; call before the node
- * stops. srv_maint_free - free app->maint (stopping the thread if need be);
- * call after the node stopped (its last callbacks may still use the state).
- * Both accept an app without the module.
+ * srv_maint_stop - stop it and wait for its thread, then refuse new workers
+ * (their calls fail with EC_STOPPED) and wait for the running ones (a hash or
+ * defragment in flight ends first); call before the node stops.
+ * srv_maint_free - free app->maint (stopping as above if need be); call after
+ * the node and the peer port stopped (the node's last callbacks and a peer's
+ * HashKV may still reach the module). Both accept an app without the module.
  */
 int srv_maint_start(srv_app *app);
 void srv_maint_stop(srv_app *app);
@@ -106,8 +109,9 @@ int srv_maint_compact(srv_app *app, int64_t rev, const atomic_bool *stop);
  * The hash, a whole-store pass, runs on a detached thread that answers @reply
  * with srv_peer_forward_reply: returns SRV_PEER_LATER. When no thread can
  * start (or @reply is NULL) it runs here and *@out receives the answer,
- * malloc'd: returns 0. EC_BAD_REQUEST / EC_NOMEM: no answer. Any thread;
- * works before the node has started.
+ * malloc'd: returns 0. EC_BAD_REQUEST / EC_NOMEM: no answer; EC_STOPPED
+ * after srv_maint_stop began (nothing hashed). Any thread; works before the
+ * node has started.
  */
 int srv_maint_serve_hashkv(srv_app *app, const uint8_t *in, size_t inlen, uint8_t **out,
                            size_t *outlen, srv_peer_reply *reply);

@@ -63,7 +63,7 @@ int srv_v2a_new(srv_app *app, const ec_v2a_store *store, srv_v2a **out)
 		return -1;
 	}
 	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->cv, NULL);
+	srv_jobs_init(&a->jobs, SRV_V2A_MAX_WORKERS);
 	a->auth.st = &a->st;
 	a->auth.bcrypt_cost = 0;
 	clock_gettime(CLOCK_REALTIME, &a->start);
@@ -76,15 +76,7 @@ void srv_v2a_quiesce(srv_v2a *a)
 {
 	if (a == NULL)
 		return;
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	pthread_mutex_lock(&a->mu);
-	a->stopping = true;
-	while (a->workers > 0)
-		if (pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT)
-			break;
-	pthread_mutex_unlock(&a->mu);
+	srv_jobs_stop(&a->jobs, 10000);
 }
 
 static void req_free(v2req *rq)
@@ -107,8 +99,8 @@ void srv_v2a_free(srv_v2a *a)
 {
 	if (a == NULL)
 		return;
+	size_t w = srv_jobs_stop(&a->jobs, 0);
 	pthread_mutex_lock(&a->mu);
-	int w = a->workers;
 	v2req *r = w == 0 ? a->reqs : NULL;
 	a->reqs = NULL;
 	pthread_mutex_unlock(&a->mu);
@@ -119,7 +111,7 @@ void srv_v2a_free(srv_v2a *a)
 		req_free(r);
 		r = nx;
 	}
-	pthread_cond_destroy(&a->cv);
+	srv_jobs_destroy(&a->jobs);
 	pthread_mutex_destroy(&a->mu);
 	free(a);
 }
@@ -868,7 +860,7 @@ static void route(v2req *rq)
 
 /* ---- libmicrohttpd glue ---------------------------------------------------------------- */
 
-static void *worker(void *arg)
+static void worker(void *arg)
 {
 	v2req *rq = arg;
 	srv_v2a *a = rq->a;
@@ -878,10 +870,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&a->mu);
 	rq->state = RQ_DONE;
 	MHD_resume_connection(rq->c);
-	a->workers--;
-	pthread_cond_broadcast(&a->cv);
 	pthread_mutex_unlock(&a->mu);
-	return NULL;
 }
 
 static bool is_mine(srv_v2a *a, const void *p)
@@ -977,36 +966,24 @@ enum MHD_Result srv_v2a_serve(srv_v2a *a, struct MHD_Connection *c, const char *
 		rq->ctype = dup_header(c, "Content-Type");
 		if (tls)
 			rq->n_cns = srv_v2a__peer_cns(c, rq->cns, SRV_V2A_MAX_CNS);
-		pthread_mutex_lock(&a->mu);
-		bool refuse = a->stopping || a->workers >= SRV_V2A_MAX_WORKERS;
-		if (!refuse) {
-			a->workers++;
+		/* refused when stopping or with enough workers running */
+		if (srv_jobs_enter(&a->jobs) == SRV_JOBS_OK) {
+			/* suspended before the worker exists: its resume comes after */
+			pthread_mutex_lock(&a->mu);
 			rq->state = RQ_RUNNING;
 			MHD_suspend_connection(c);
-		}
-		pthread_mutex_unlock(&a->mu);
-		if (refuse) {
-			srv_v2a__reply_error(rq, 503, "Service Unavailable");
-			rq->state = RQ_DONE;
-		} else {
-			pthread_t th;
-			pthread_attr_t at;
-			pthread_attr_init(&at);
-			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-			int rc = pthread_create(&th, &at, worker, rq);
-			pthread_attr_destroy(&at);
-			if (rc != 0) {
-				pthread_mutex_lock(&a->mu);
-				a->workers--;
-				pthread_cond_broadcast(&a->cv);
-				MHD_resume_connection(c);
-				pthread_mutex_unlock(&a->mu);
-				srv_v2a__reply_error(rq, 503, "Service Unavailable");
-				rq->state = RQ_DONE;
-			} else {
+			pthread_mutex_unlock(&a->mu);
+			if (srv_jobs_run(&a->jobs, worker, rq) == SRV_JOBS_OK)
 				return MHD_YES;
-			}
+			pthread_mutex_lock(&a->mu);
+			MHD_resume_connection(c);
+			pthread_mutex_unlock(&a->mu);
+			srv_jobs_leave(&a->jobs);
 		}
+		srv_v2a__reply_error(rq, 503, "Service Unavailable");
+		pthread_mutex_lock(&a->mu);
+		rq->state = RQ_DONE;
+		pthread_mutex_unlock(&a->mu);
 	}
 	pthread_mutex_lock(&a->mu);
 	rq_state st = rq->state;

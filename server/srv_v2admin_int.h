@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "server/srv_jobs.h"
 #include "server/srv_v2admin.h"
 
 #define SRV_V2A_MAX_CNS 8     /* certificate CNs kept per request */
@@ -53,11 +54,9 @@ struct srv_v2a {
 	srv_app *app;
 	ec_v2a_store st;
 	ec_v2a auth;
-	pthread_mutex_t mu; /* the request list, the worker count */
-	pthread_cond_t cv;
+	pthread_mutex_t mu; /* the request list, each request's state */
 	v2req *reqs;
-	int workers;
-	bool stopping;
+	srv_jobs jobs;      /* the workers routing requests */
 	/* stats */
 	struct timespec start;
 	uint64_t seen_lead;
