@@ -136,6 +136,84 @@ static int errno_to_st(int e)
 	}
 }
 
+/* ---- the kv family's key prefix -------------------------------------------- */
+
+/*
+ * The prefix of a kv record key is everything but its revision: esc(key) 00 01,
+ * shared by every version of one key. RocksDB keeps a bloom filter of these
+ * prefixes per table file (and per memtable), so a one-key lookup skips every
+ * file that holds no version of the key instead of reading a block of each
+ * level. Only keys that end in 00 01 + a revision are in the domain.
+ */
+static char *kvpfx_transform(void *state, const char *key, size_t len, size_t *plen)
+{
+	(void)state;
+	*plen = len - ST_KV_REV_LEN;
+	return (char *)key;
+}
+
+static unsigned char kvpfx_in_domain(void *state, const char *key, size_t len)
+{
+	(void)state;
+	return len >= 2 + ST_KV_REV_LEN && key[len - ST_KV_REV_LEN - 2] == 0 &&
+	       key[len - ST_KV_REV_LEN - 1] == 1;
+}
+
+static unsigned char kvpfx_in_range(void *state, const char *key, size_t len)
+{
+	(void)state;
+	(void)key;
+	(void)len;
+	return 0;
+}
+
+/* RocksDB calls it unconditionally when the extractor goes. */
+static void kvpfx_destroy(void *state)
+{
+	(void)state;
+}
+
+static const char *kvpfx_name(void *state)
+{
+	(void)state;
+	return "metastore.kv-key-prefix.1";
+}
+
+/* db->kv_opts: the families' options plus the prefix, its blooms and a bloom
+ * of whole keys (watch catch-up reads records by their full key). */
+static int kv_options(st_db *db)
+{
+	db->kv_opts = rocksdb_options_create_copy(db->cf_opts);
+	db->kv_table_opts = rocksdb_block_based_options_create();
+	rocksdb_slicetransform_t *pfx = rocksdb_slicetransform_create(
+	        NULL, kvpfx_destroy, kvpfx_transform, kvpfx_in_domain, kvpfx_in_range, kvpfx_name);
+	rocksdb_filterpolicy_t *bloom = rocksdb_filterpolicy_create_bloom_full(10);
+	if (db->kv_opts == NULL || db->kv_table_opts == NULL || pfx == NULL || bloom == NULL) {
+		if (pfx != NULL)
+			rocksdb_slicetransform_destroy(pfx);
+		if (bloom != NULL)
+			rocksdb_filterpolicy_destroy(bloom);
+		return ST_ENOMEM;
+	}
+	rocksdb_block_based_options_set_block_cache(db->kv_table_opts, db->cache);
+	/* 4 KiB blocks: a one-key read that misses the cache reads and inflates
+	 * one small block, not 16 KiB of other keys */
+	rocksdb_block_based_options_set_block_size(db->kv_table_opts, 4 * 1024);
+	rocksdb_block_based_options_set_filter_policy(db->kv_table_opts, bloom); /* owns it */
+	rocksdb_options_set_block_based_table_factory(db->kv_opts, db->kv_table_opts);
+	rocksdb_options_set_prefix_extractor(db->kv_opts, pfx); /* owns it */
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(db->kv_opts, 0.02);
+	return ST_OK;
+}
+
+rocksdb_readoptions_t *st__readopts(void)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	if (ro != NULL)
+		rocksdb_readoptions_set_total_order_seek(ro, 1);
+	return ro;
+}
+
 static void db_free(st_db *db)
 {
 	for (int i = 0; i < ST_CF__COUNT; i++)
@@ -155,6 +233,10 @@ static void db_free(st_db *db)
 		rocksdb_options_destroy(db->db_opts);
 	if (db->table_opts != NULL)
 		rocksdb_block_based_options_destroy(db->table_opts);
+	if (db->kv_opts != NULL)
+		rocksdb_options_destroy(db->kv_opts);
+	if (db->kv_table_opts != NULL)
+		rocksdb_block_based_options_destroy(db->kv_table_opts);
 	if (db->cache != NULL)
 		rocksdb_cache_destroy(db->cache);
 	if (db->grp_wb != NULL)
@@ -370,7 +452,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	db->cache = rocksdb_cache_create_lru(64u << 20);
 	db->wo = rocksdb_writeoptions_create();
 	db->wo_sync = rocksdb_writeoptions_create();
-	db->ro = rocksdb_readoptions_create();
+	db->ro = st__readopts();
 	if (db->dir == NULL || db->db_opts == NULL || db->cf_opts == NULL || db->table_opts == NULL ||
 	    db->cache == NULL || db->wo == NULL || db->wo_sync == NULL || db->ro == NULL) {
 		db_free(db);
@@ -390,12 +472,18 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	rocksdb_block_based_options_set_block_cache(db->table_opts, db->cache);
 	rocksdb_block_based_options_set_block_size(db->table_opts, 16 * 1024);
 	rocksdb_options_set_block_based_table_factory(db->cf_opts, db->table_opts);
+	/* LZ4 on every level: ZSTD on the bottommost one (where most data sits)
+	 * saved a third of the disk but doubled the CPU of a one-key read that
+	 * misses the block cache (docs/benchmarks.md, 2026-12-04). */
 	rocksdb_options_set_compression(db->cf_opts, rocksdb_lz4_compression);
-	rocksdb_options_set_bottommost_compression(db->cf_opts, rocksdb_zstd_compression);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->cf_opts, 1);
 	/* Small arena blocks: a memtable's accounted size (st_db_size, the quota)
 	 * then follows the data it holds, not 1 MiB allocation steps. */
 	rocksdb_options_set_arena_block_size(db->cf_opts, 16u << 10);
+	if (kv_options(db) != ST_OK) {
+		db_free(db);
+		return ST_ENOMEM;
+	}
 
 	if (exists) {
 		/* Refuse a RocksDB database that is not ours before touching it. */
@@ -434,7 +522,7 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	rocksdb_options_set_create_missing_column_families(db->db_opts, 1);
 	const rocksdb_options_t *cfo[ST_CF__COUNT];
 	for (int i = 0; i < ST_CF__COUNT; i++)
-		cfo[i] = db->cf_opts;
+		cfo[i] = i == ST_CF_KV ? db->kv_opts : db->cf_opts;
 	char *err = NULL;
 	db->rdb = rocksdb_open_column_families(db->db_opts, dir, ST_CF__COUNT, st_cf_names, cfo,
 					       db->cf, &err);
@@ -687,7 +775,7 @@ int st_log_entries(st_db *db, uint64_t lo, uint64_t hi, uint64_t max_bytes, st_e
 	uint8_t lok[8], hik[8];
 	st_put_be64(lok, lo);
 	st_put_be64(hik, hi);
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
 	rocksdb_readoptions_set_iterate_lower_bound(ro, (char *)lok, 8);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hik, 8);
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[ST_CF_LOG]);
@@ -988,7 +1076,7 @@ int st_db_peek_meta(const char *dir, const char *name, void **val, size_t *len)
 		rc = ST_EFORMAT;
 		goto out;
 	}
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
 	char *v = rocksdb_get_cf(rdb, ro, cfs[di], kb, kl, len, &err);
 	rocksdb_readoptions_destroy(ro);
 	if (err != NULL) {

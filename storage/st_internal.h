@@ -49,11 +49,24 @@ enum { ST_CF_DEFAULT, ST_CF_LOG, ST_CF_KV, ST_CF_REV, ST_CF_LEASE, ST_CF__COUNT 
  * bytes plus the key per entry, touched only as keys arrive). */
 #define ST_LATEST_SETS (1u << 17)
 
+/* A kv record key ends in BE64(~main) BE64(~sub) after esc(key) 00 01. */
+#define ST_KV_REV_LEN 16
+
+/*
+ * st__readopts - read options for an iterator or a lookup that may cross
+ * keys: total order, whatever prefix the family knows (the kv family has a
+ * prefix extractor; only a one-key lookup may use it, see db_range). NULL when
+ * memory is short. Every read options object of storage/ comes from here.
+ */
+rocksdb_readoptions_t *st__readopts(void);
+
 struct st_db {
 	rocksdb_t *rdb;
 	rocksdb_options_t *db_opts;
 	rocksdb_options_t *cf_opts;
 	rocksdb_block_based_table_options_t *table_opts;
+	rocksdb_options_t *kv_opts; /* the kv family's: cf_opts + its key prefix */
+	rocksdb_block_based_table_options_t *kv_table_opts; /* + prefix blooms */
 	rocksdb_cache_t *cache;
 	rocksdb_column_family_handle_t *cf[ST_CF__COUNT];
 	rocksdb_writeoptions_t *wo;      /* no sync */

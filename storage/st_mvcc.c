@@ -22,7 +22,7 @@
 
 #include "storage/st_internal.h"
 
-#define REVKEY_LEN 16
+#define REVKEY_LEN ST_KV_REV_LEN
 #define SKIP_NEXTS 4          /* next() calls tried before a seek */
 #define COMPACT_BATCH 4096    /* history records examined per compaction batch */
 
@@ -225,7 +225,7 @@ static int rocks_iter_err(rocksdb_iterator_t *it)
 int st__mvcc_walk_keys(st_db *db, const rocksdb_snapshot_t *snap,
 		       bool (*fn)(void *arg, const uint8_t *key, size_t klen), void *arg)
 {
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
 	if (ro == NULL)
 		return ST_ENOMEM;
 	rocksdb_readoptions_set_snapshot(ro, snap);
@@ -269,7 +269,7 @@ int st_txn_begin(st_db *db, bool write, st_txn **out)
 	st_txn *t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return ST_ENOMEM;
-	t->ro = rocksdb_readoptions_create();
+	t->ro = st__readopts();
 	if (t->ro == NULL) {
 		free(t);
 		return ST_ENOMEM;
@@ -421,10 +421,28 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 	if (rc != ST_OK)
 		goto out;
 
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
+	if (ro == NULL) {
+		rc = ST_ENOMEM;
+		goto out;
+	}
 	rocksdb_readoptions_set_snapshot(ro, t->snap);
 	if (kind != RANGE_TO_END)
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper.p, upper.len);
+	if (kind == RANGE_ONE) {
+		/* One key: seek to its newest possible record, esc(key) 00 01 + 16
+		 * zero bytes, whose prefix the family's blooms know, so that files
+		 * without a version of the key are skipped. */
+		rocksdb_readoptions_set_total_order_seek(ro, 0);
+		rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
+		if ((rc = st_buf_add(&start, "\x00\x01", 2)) != ST_OK ||
+		    (rc = st_buf_reserve(&start, REVKEY_LEN)) != ST_OK) {
+			rocksdb_readoptions_destroy(ro);
+			goto out;
+		}
+		memset(start.p + start.len, 0, REVKEY_LEN);
+		start.len += REVKEY_LEN;
+	}
 	rocksdb_iterator_t *it = txn_iter(t, ro, ST_CF_KV);
 	if (it == NULL) {
 		rocksdb_readoptions_destroy(ro);
@@ -1067,7 +1085,7 @@ static int compact_physical(st_db *db, int64_t from, int64_t to)
 	bool done = false;
 
 	while (rc == ST_OK && !done) {
-		rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_t *ro = st__readopts();
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
 		rocksdb_iterator_t *rit = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[ST_CF_REV]);
 		rocksdb_iterator_t *kit = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[ST_CF_KV]);
@@ -1772,7 +1790,7 @@ static int hist_walk(st_txn *t, int64_t from, int64_t to, bool settled, st_kv_vi
 	uint8_t lo[REVKEY_LEN] = {0}, hi[REVKEY_LEN] = {0};
 	st_put_be64(lo, (uint64_t)from);
 	st_put_be64(hi, (uint64_t)to + 1);
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
 	rocksdb_readoptions_set_snapshot(ro, t->snap);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, REVKEY_LEN);
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(t->db->rdb, ro, t->db->cf[ST_CF_REV]);

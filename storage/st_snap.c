@@ -301,7 +301,7 @@ static int emit_family(st_db *db, const rocksdb_readoptions_t *ro, uint8_t fam, 
 /* Serialise the replicated state into @o (up to, not including, the checksum). */
 static int snap_write(st_db *db, snap_out *o, uint64_t *applied)
 {
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_t *ro = st__readopts();
 	if (ro == NULL)
 		return ST_ENOMEM;
 	/* A full scan must not evict the working set from the block cache. */

@@ -14,6 +14,13 @@
  *                                      three ways: after the crash (RocksDB
  *                                      replays its WAL), after a clean close,
  *                                      and after a full compaction.
+ *   st_measure reads   [dir] [nkeys]   nkeys (default 1000000) keys of 16 bytes
+ *                                      with 256-byte values written in random
+ *                                      order, half of them updated, closed and
+ *                                      opened again; then times 200000 one-key
+ *                                      reads of random keys at the current
+ *                                      revision (each its own read txn, as a
+ *                                      Range), CPU time of the reading thread.
  *
  * Without [dir] a temp dir is used and removed. Not a test: run by hand from a
  * release build (see docs/disk-format.md for the exact commands).
@@ -83,6 +90,92 @@ static void load(st_db *db, long nrevs, long nkeys)
 	}
 }
 
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* @n puts of random keys of [0, @nkeys), @per to an apply group. */
+static void load_random(st_db *db, long n, long nkeys, long per)
+{
+	uint8_t val[256];
+	char key[32];
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	uint64_t index = s.applied;
+	for (long i = 0; i < n; i++) {
+		if (i % per == 0 && st_apply_begin(db) != ST_OK)
+			exit(1);
+		snprintf(key, sizeof(key), "key-%012ld", (long)(xorshift() % (uint64_t)nkeys));
+		for (size_t j = 0; j < sizeof(val); j += 8) {
+			uint64_t r = xorshift() & 0x0f0f0f0f0f0f0f0fULL; /* compressible, as msbench's */
+			memcpy(val + j, &r, 8);
+		}
+		st_txn *t;
+		if (st_txn_begin(db, true, &t) != ST_OK ||
+		    st_txn_put(t, (uint8_t *)key, 16, val, sizeof(val), 0) != ST_OK ||
+		    st_txn_commit(t, ++index) != ST_OK) {
+			fprintf(stderr, "write failed at %ld\n", i);
+			exit(1);
+		}
+		if ((i + 1) % per == 0 || i + 1 == n)
+			if (st_apply_commit(db) != ST_OK)
+				exit(1);
+	}
+}
+
+static void measure_reads(const char *dir, long nkeys)
+{
+	st_db *db = must_open(dir);
+	double t0 = now();
+	/* every key once in order (a bulk load), then random updates of half as many */
+	uint8_t val[256];
+	memset(val, 'v', sizeof val);
+	char key[32];
+	uint64_t index = 0;
+	for (long i = 0; i < nkeys; i += 100) {
+		if (st_apply_begin(db) != ST_OK)
+			exit(1);
+		for (long k = i; k < i + 100 && k < nkeys; k++) {
+			snprintf(key, sizeof(key), "key-%012ld", k);
+			st_txn *t;
+			if (st_txn_begin(db, true, &t) != ST_OK ||
+			    st_txn_put(t, (uint8_t *)key, 16, val, sizeof(val), 0) != ST_OK ||
+			    st_txn_commit(t, ++index) != ST_OK)
+				exit(1);
+		}
+		if (st_apply_commit(db) != ST_OK)
+			exit(1);
+	}
+	load_random(db, nkeys / 2, nkeys, 100);
+	double dt = now() - t0;
+	st_db_close(db);
+	db = must_open(dir);
+	const long nreads = 200000;
+	long found = 0;
+	double c0 = cpu_now(), w0 = now();
+	for (long i = 0; i < nreads; i++) {
+		snprintf(key, sizeof(key), "key-%012ld", (long)(xorshift() % (uint64_t)nkeys));
+		st_txn *t;
+		st_kv kv;
+		if (st_txn_begin(db, false, &t) != ST_OK)
+			exit(1);
+		if (st_txn_get(t, (const uint8_t *)key, 16, &kv) == ST_OK)
+			found++;
+		st_txn_abort(t);
+	}
+	double cpu = cpu_now() - c0, wall = now() - w0;
+	int64_t bytes;
+	st_db_size(db, &bytes, NULL);
+	printf("keys=%ld load+updates=%.1fs dir=%lld bytes reads=%ld found=%ld: %.2f us CPU/read, "
+	       "%.0f reads/s\n",
+	       nkeys, dt, (long long)bytes, nreads, found, cpu * 1e6 / (double)nreads,
+	       (double)nreads / wall);
+	st_db_close(db);
+}
+
 static double timed_open(const char *dir, int64_t *rev)
 {
 	double t0 = now();
@@ -106,15 +199,18 @@ static double timed_open(const char *dir, int64_t *rev)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || (strcmp(argv[1], "bytes") != 0 && strcmp(argv[1], "restart") != 0)) {
-		fprintf(stderr, "usage: %s bytes|restart [dir] [count]\n", argv[0]);
+	if (argc < 2 || (strcmp(argv[1], "bytes") != 0 && strcmp(argv[1], "restart") != 0 &&
+	                 strcmp(argv[1], "reads") != 0)) {
+		fprintf(stderr, "usage: %s bytes|restart|reads [dir] [count]\n", argv[0]);
 		return 2;
 	}
 	bool tmp = argc < 3 || strcmp(argv[2], "-") == 0;
 	char *dir = tmp ? tu_tmpdir() : strdup(argv[2]);
 	long n = argc > 3 ? atol(argv[3]) : 0;
 
-	if (strcmp(argv[1], "bytes") == 0) {
+	if (strcmp(argv[1], "reads") == 0) {
+		measure_reads(dir, n > 0 ? n : 1000000);
+	} else if (strcmp(argv[1], "bytes") == 0) {
 		if (n <= 0)
 			n = 100000;
 		st_db *db = must_open(dir);
