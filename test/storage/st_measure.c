@@ -15,9 +15,9 @@
  *                                      replays its WAL), after a clean close,
  *                                      and after a full compaction.
  *   st_measure reads   [dir] [nkeys]   nkeys (default 1000000) keys of 16 bytes
- *                                      with 256-byte values written in random
- *                                      order, half of them updated, closed and
- *                                      opened again; then times 200000 one-key
+ *                                      with 256-byte values written in order,
+ *                                      then nkeys/2 updates of random keys,
+ *                                      closed and opened again; times 200000 one-key
  *                                      reads of random keys at the current
  *                                      revision (each its own read txn, as a
  *                                      Range), CPU time of the reading thread.
@@ -66,27 +66,38 @@ static uint64_t xorshift(void)
 	return rng;
 }
 
+/* One write request: key number @k (16 bytes) = @val, at log index ++*@index. */
+static void put_key(st_db *db, long k, const uint8_t *val, size_t vlen, uint64_t *index)
+{
+	char key[32];
+	snprintf(key, sizeof(key), "key-%012ld", k);
+	st_txn *t;
+	if (st_txn_begin(db, true, &t) != ST_OK ||
+	    st_txn_put(t, (uint8_t *)key, 16, val, vlen, 0) != ST_OK ||
+	    st_txn_commit(t, ++*index) != ST_OK) {
+		fprintf(stderr, "write of key %ld failed\n", k);
+		exit(1);
+	}
+}
+
+static uint64_t applied_index(st_db *db)
+{
+	st_kv_state s;
+	st_kv_state_get(db, &s);
+	return s.applied;
+}
+
 /* Write @nrevs single-put revisions cycling over @nkeys keys. */
 static void load(st_db *db, long nrevs, long nkeys)
 {
 	uint8_t val[100];
-	char key[32];
-	st_kv_state s;
-	st_kv_state_get(db, &s);
-	uint64_t index = s.applied;
+	uint64_t index = applied_index(db);
 	for (long i = 0; i < nrevs; i++) {
-		snprintf(key, sizeof(key), "key-%012ld", i % nkeys);
 		for (size_t j = 0; j < sizeof(val); j += 8) {
 			uint64_t r = xorshift();
 			memcpy(val + j, &r, sizeof(val) - j < 8 ? sizeof(val) - j : 8);
 		}
-		st_txn *t;
-		if (st_txn_begin(db, true, &t) != ST_OK ||
-		    st_txn_put(t, (uint8_t *)key, 16, val, sizeof(val), 0) != ST_OK ||
-		    st_txn_commit(t, ++index) != ST_OK) {
-			fprintf(stderr, "write failed at %ld\n", i);
-			exit(1);
-		}
+		put_key(db, i % nkeys, val, sizeof(val), &index);
 	}
 }
 
@@ -97,32 +108,22 @@ static double cpu_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* @n puts of random keys of [0, @nkeys), @per to an apply group. */
-static void load_random(st_db *db, long n, long nkeys, long per)
+/* @n puts of 256-byte values, in apply groups of @per: of the keys 0..@n-1 in
+ * order when @nkeys is 0, else of random keys of [0, @nkeys). */
+static void load_groups(st_db *db, long n, long nkeys, long per)
 {
 	uint8_t val[256];
-	char key[32];
-	st_kv_state s;
-	st_kv_state_get(db, &s);
-	uint64_t index = s.applied;
+	uint64_t index = applied_index(db);
 	for (long i = 0; i < n; i++) {
 		if (i % per == 0 && st_apply_begin(db) != ST_OK)
 			exit(1);
-		snprintf(key, sizeof(key), "key-%012ld", (long)(xorshift() % (uint64_t)nkeys));
 		for (size_t j = 0; j < sizeof(val); j += 8) {
 			uint64_t r = xorshift() & 0x0f0f0f0f0f0f0f0fULL; /* compressible, as msbench's */
 			memcpy(val + j, &r, 8);
 		}
-		st_txn *t;
-		if (st_txn_begin(db, true, &t) != ST_OK ||
-		    st_txn_put(t, (uint8_t *)key, 16, val, sizeof(val), 0) != ST_OK ||
-		    st_txn_commit(t, ++index) != ST_OK) {
-			fprintf(stderr, "write failed at %ld\n", i);
+		put_key(db, nkeys ? (long)(xorshift() % (uint64_t)nkeys) : i, val, sizeof(val), &index);
+		if (((i + 1) % per == 0 || i + 1 == n) && st_apply_commit(db) != ST_OK)
 			exit(1);
-		}
-		if ((i + 1) % per == 0 || i + 1 == n)
-			if (st_apply_commit(db) != ST_OK)
-				exit(1);
 	}
 }
 
@@ -131,30 +132,14 @@ static void measure_reads(const char *dir, long nkeys)
 	st_db *db = must_open(dir);
 	double t0 = now();
 	/* every key once in order (a bulk load), then random updates of half as many */
-	uint8_t val[256];
-	memset(val, 'v', sizeof val);
-	char key[32];
-	uint64_t index = 0;
-	for (long i = 0; i < nkeys; i += 100) {
-		if (st_apply_begin(db) != ST_OK)
-			exit(1);
-		for (long k = i; k < i + 100 && k < nkeys; k++) {
-			snprintf(key, sizeof(key), "key-%012ld", k);
-			st_txn *t;
-			if (st_txn_begin(db, true, &t) != ST_OK ||
-			    st_txn_put(t, (uint8_t *)key, 16, val, sizeof(val), 0) != ST_OK ||
-			    st_txn_commit(t, ++index) != ST_OK)
-				exit(1);
-		}
-		if (st_apply_commit(db) != ST_OK)
-			exit(1);
-	}
-	load_random(db, nkeys / 2, nkeys, 100);
+	load_groups(db, nkeys, 0, 100);
+	load_groups(db, nkeys / 2, nkeys, 100);
 	double dt = now() - t0;
 	st_db_close(db);
 	db = must_open(dir);
 	const long nreads = 200000;
 	long found = 0;
+	char key[32];
 	double c0 = cpu_now(), w0 = now();
 	for (long i = 0; i < nreads; i++) {
 		snprintf(key, sizeof(key), "key-%012ld", (long)(xorshift() % (uint64_t)nkeys));
