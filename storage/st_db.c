@@ -473,8 +473,9 @@ int st_db_open(const char *dir, const st_options *opts, st_db **out, char *errbu
 	rocksdb_block_based_options_set_block_size(db->table_opts, 16 * 1024);
 	rocksdb_options_set_block_based_table_factory(db->cf_opts, db->table_opts);
 	/* LZ4 on every level: ZSTD on the bottommost one (where most data sits)
-	 * saved a third of the disk but doubled the CPU of a one-key read that
-	 * misses the block cache (docs/benchmarks.md, 2026-12-04). */
+	 * saved a third to half of the disk but cost 1.5 times the CPU of a
+	 * one-key read that misses the block cache (docs/benchmarks.md,
+	 * 2026-12-04). */
 	rocksdb_options_set_compression(db->cf_opts, rocksdb_lz4_compression);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(db->cf_opts, 1);
 	/* Small arena blocks: a memtable's accounted size (st_db_size, the quota)
