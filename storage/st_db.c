@@ -179,8 +179,8 @@ static const char *kvpfx_name(void *state)
 	return "metastore.kv-key-prefix.1";
 }
 
-/* db->kv_opts: the families' options plus the prefix, its blooms and a bloom
- * of whole keys (watch catch-up reads records by their full key). */
+/* db->kv_opts: the families' options plus the prefix, its table-file blooms
+ * and a bloom of whole keys (watch catch-up reads records by their full key). */
 static int kv_options(st_db *db)
 {
 	db->kv_opts = rocksdb_options_create_copy(db->cf_opts);
@@ -202,7 +202,9 @@ static int kv_options(st_db *db)
 	rocksdb_block_based_options_set_filter_policy(db->kv_table_opts, bloom); /* owns it */
 	rocksdb_options_set_block_based_table_factory(db->kv_opts, db->kv_table_opts);
 	rocksdb_options_set_prefix_extractor(db->kv_opts, pfx); /* owns it */
-	rocksdb_options_set_memtable_prefix_bloom_size_ratio(db->kv_opts, 0.02);
+	/* No memtable prefix bloom: its bits live in the memtable's arena (2 % of
+	 * the write buffer at once), which the backend size and the quota count:
+	 * a fresh store would start over a small --quota-backend-bytes. */
 	return ST_OK;
 }
 
