@@ -430,18 +430,15 @@ static int db_range(st_txn *t, const uint8_t *key, size_t klen, const uint8_t *e
 	if (kind != RANGE_TO_END)
 		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper.p, upper.len);
 	if (kind == RANGE_ONE) {
-		/* One key: seek to its newest possible record, esc(key) 00 01 + 16
-		 * zero bytes, whose prefix the family's blooms know, so that files
+		/* One key: seek to its newest possible record (revision bytes all
+		 * zero: ~-1), whose prefix the family's blooms know, so that files
 		 * without a version of the key are skipped. */
 		rocksdb_readoptions_set_total_order_seek(ro, 0);
 		rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
-		if ((rc = st_buf_add(&start, "\x00\x01", 2)) != ST_OK ||
-		    (rc = st_buf_reserve(&start, REVKEY_LEN)) != ST_OK) {
+		if ((rc = kv_key(&start, key, klen, -1, -1)) != ST_OK) {
 			rocksdb_readoptions_destroy(ro);
 			goto out;
 		}
-		memset(start.p + start.len, 0, REVKEY_LEN);
-		start.len += REVKEY_LEN;
 	}
 	rocksdb_iterator_t *it = txn_iter(t, ro, ST_CF_KV);
 	if (it == NULL) {
